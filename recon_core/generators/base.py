@@ -1,0 +1,168 @@
+"""The GeneratorAdapter contract: a pretrained generator cut into an ordered list of blocks.
+
+A *state* is a small ordered dict of named tensors (batch first): the inputs of a block. The
+latent is the state entering block 0 (e.g. ``{"z": (N, 100)}``); the state entering block c is
+what Generator Surgery, ILO and mGANprior optimise. Every adapter satisfies, for every cut c,
+``tail(head(z, c), c) == forward(z)`` (tested for every architecture).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from ..errors import BadInput
+
+State = Dict[str, torch.Tensor]
+
+LATENT_KINDS = ("normal", "uniform")
+
+
+@dataclass
+class GeneratorMeta:
+    """Static description of an adapter.
+
+    native_range: the generator's raw output range, mapped linearly to [0, 1] by ``tail``."""
+
+    architecture: str
+    resolution: int
+    channels: int
+    latent_kind: str = "normal"
+    native_range: Tuple[float, float] = (-1.0, 1.0)
+    weights_id: Optional[str] = None
+    config: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class BlockInfo:
+    """One block: its name and the per-sample shapes of the state it takes and returns."""
+
+    name: str
+    in_shapes: Dict[str, Tuple[int, ...]]
+    out_shapes: Dict[str, Tuple[int, ...]]
+
+
+class GeneratorAdapter(nn.Module):
+    """Base class of every generator adapter.
+
+    Subclasses set ``self.meta``, build their layers, and implement ``block_infos()`` and
+    ``run_block(i, state)``. The last block returns ``{"img": native-range image}``."""
+
+    meta: GeneratorMeta
+
+    # ---- to implement ---------------------------------------------------------------------
+    def block_infos(self) -> List[BlockInfo]:
+        """The ordered blocks with their state shapes (per sample, no batch axis)."""
+        raise NotImplementedError
+
+    def run_block(self, i: int, state: State) -> State:
+        """Apply block i to ``state`` (the inputs of block i) -> inputs of block i+1."""
+        raise NotImplementedError
+
+    # ---- the contract ---------------------------------------------------------------------
+    @property
+    def blocks(self) -> List[BlockInfo]:
+        """Ordered blocks (cached)."""
+        if getattr(self, "_blocks", None) is None:
+            self._blocks = self.block_infos()
+        return self._blocks
+
+    @property
+    def cut_points(self) -> List[int]:
+        """Valid cut indices: 0 (the latent, i.e. no surgery) .. number of blocks - 1."""
+        return list(range(len(self.blocks)))
+
+    def check_cut(self, c: int) -> int:
+        """Return c if it is a valid cut point, else raise BadInput naming the valid range."""
+        if not isinstance(c, int) or c not in self.cut_points:
+            raise BadInput(
+                f"cut {c} is outside the cut points of {self.meta.architecture} "
+                f"(valid: 0..{self.cut_points[-1]})"
+            )
+        return c
+
+    def state_shapes(self, c: int) -> Dict[str, Tuple[int, ...]]:
+        """Per-sample shapes of the state entering block c."""
+        return dict(self.blocks[self.check_cut(c)].in_shapes)
+
+    def latent_dim(self, c: int = 0) -> int:
+        """Total number of scalars in the state entering block c."""
+        n = 0
+        for s in self.state_shapes(c).values():
+            k = 1
+            for d in s:
+                k *= d
+            n += k
+        return n
+
+    def _device(self) -> torch.device:
+        p = next(self.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def sample_latent(self, n: int, rng: Optional[torch.Generator] = None) -> State:
+        """Draw n latents from the prior (normal or uniform[-1,1]), drawn on the CPU for
+        device-independent reproducibility, then moved to the adapter's device."""
+        out = OrderedDict()
+        for name, shape in self.state_shapes(0).items():
+            if self.meta.latent_kind == "uniform":
+                t = torch.rand((n,) + tuple(shape), generator=rng) * 2 - 1
+            else:
+                t = torch.randn((n,) + tuple(shape), generator=rng)
+            out[name] = t.to(self._device())
+        return out
+
+    def init_state(self, c: int, n: int, init: str = "cn", rng: Optional[torch.Generator] = None) -> State:
+        """An initial state at cut c for optimisation (Generator Surgery).
+
+        init: "cn" censored normal clamp(N(0,1), -1, 1) (the paper's choice), "zero", "normal"
+        N(0,1), "uniform" U[-1,1]. At c = 0 with init "prior" the latent prior is sampled."""
+        if init == "prior":
+            if c != 0:
+                raise BadInput("init 'prior' is only defined at cut 0")
+            return self.sample_latent(n, rng)
+        out = OrderedDict()
+        for name, shape in self.state_shapes(c).items():
+            size = (n,) + tuple(shape)
+            if init == "cn":
+                t = torch.randn(size, generator=rng).clamp_(-1, 1)
+            elif init == "zero":
+                t = torch.zeros(size)
+            elif init == "normal":
+                t = torch.randn(size, generator=rng)
+            elif init == "uniform":
+                t = torch.rand(size, generator=rng) * 2 - 1
+            else:
+                raise BadInput(f"unknown init '{init}'; choose from: cn, zero, normal, uniform")
+            out[name] = t.to(self._device())
+        return out
+
+    def head(self, latent: State, upto: int) -> State:
+        """Run blocks 0..upto-1: the state entering block ``upto`` (upto=0 returns the latent)."""
+        self.check_cut(upto)
+        state = latent
+        for i in range(upto):
+            state = self.run_block(i, state)
+        return state
+
+    def tail(self, state: State, start: int = 0) -> torch.Tensor:
+        """Run blocks start..end and map the output to [0, 1]: (N, C, R, R)."""
+        self.check_cut(start)
+        for i in range(start, len(self.blocks)):
+            state = self.run_block(i, state)
+        return self.to_unit(state["img"])
+
+    def forward(self, latent: State) -> torch.Tensor:  # noqa: D401
+        """G(z): image in [0, 1], (N, C, R, R)."""
+        return self.tail(latent, 0)
+
+    def to_unit(self, raw: torch.Tensor) -> torch.Tensor:
+        """Map the native output range linearly to [0, 1] and clamp (never min-max normalise)."""
+        lo, hi = self.meta.native_range
+        return ((raw - lo) / (hi - lo)).clamp(0, 1)

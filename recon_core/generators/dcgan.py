@@ -1,0 +1,88 @@
+"""DCGAN generator (Radford et al. 2016) in the pytorch/examples layout.
+
+Layers live in ``self.main`` (an ``nn.Sequential``) at the same indices as pytorch/examples'
+``netG`` and the PyTorch DCGAN faces tutorial, so their state dicts load unchanged:
+``main.{0,3,6,9,12}.weight`` (ConvTranspose2d, no bias) and BatchNorm at ``main.{1,4,7,10}`` for
+64 px. Blocks: block 0 maps z (N, nz) to (N, ngf*2^(L-2), 4, 4); each following block doubles the
+resolution; the last block is ConvTranspose + tanh. Cut c optimises the input of block c.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import List
+
+import torch
+from torch import nn
+
+from ..errors import BadInput
+from .base import BlockInfo, GeneratorAdapter, GeneratorMeta, State
+
+RESOLUTIONS = (32, 64, 128)
+
+
+class DCGAN(GeneratorAdapter):
+    """DCGAN generator adapter.
+
+    resolution: 32, 64 or 128; nz: latent size; ngf: base width (the first block has
+    ngf * 2^(L-2) channels, L = log2(resolution) - 1 layers); nc: image channels.
+    Native output range [-1, 1] (tanh); latent z ~ N(0, I)."""
+
+    def __init__(self, resolution: int = 64, nz: int = 100, ngf: int = 64, nc: int = 3, weights_id=None):
+        super().__init__()
+        if resolution not in RESOLUTIONS:
+            raise BadInput(f"DCGAN resolution must be one of {RESOLUTIONS}, got {resolution}")
+        if nz < 1 or ngf < 1 or nc not in (1, 3):
+            raise BadInput(f"DCGAN needs nz >= 1, ngf >= 1 and nc in (1, 3); got nz={nz} ngf={ngf} nc={nc}")
+        self.nz, self.ngf, self.nc = nz, ngf, nc
+        self.n_layers = int(math.log2(resolution)) - 1
+        self.widths = [ngf * 2 ** (self.n_layers - 2 - i) for i in range(self.n_layers - 1)] + [nc]
+        layers: List[nn.Module] = []
+        c_in = nz
+        for i, c_out in enumerate(self.widths):
+            stride, pad = (1, 0) if i == 0 else (2, 1)
+            layers.append(nn.ConvTranspose2d(c_in, c_out, 4, stride, pad, bias=False))
+            if i < self.n_layers - 1:
+                layers += [nn.BatchNorm2d(c_out), nn.ReLU(True)]
+            else:
+                layers.append(nn.Tanh())
+            c_in = c_out
+        self.main = nn.Sequential(*layers)
+        self.meta = GeneratorMeta(
+            architecture="dcgan",
+            resolution=resolution,
+            channels=nc,
+            latent_kind="normal",
+            native_range=(-1.0, 1.0),
+            weights_id=weights_id,
+            config={"resolution": resolution, "nz": nz, "ngf": ngf, "nc": nc},
+        )
+
+    def config(self) -> dict:
+        """Constructor arguments (JSON-able)."""
+        return dict(self.meta.config)
+
+    def block_infos(self) -> List[BlockInfo]:
+        infos = []
+        prev = {"z": (self.nz,)}
+        for i, c_out in enumerate(self.widths):
+            r = 4 * 2**i
+            key = "img" if i == self.n_layers - 1 else "h"
+            out = {key: (c_out, r, r)}
+            infos.append(BlockInfo(name=f"b{r}", in_shapes=prev, out_shapes=out))
+            prev = out
+        return infos
+
+    def run_block(self, i: int, state: State) -> State:
+        if i == 0:
+            x = state["z"]
+            x = x.reshape(x.shape[0], self.nz, 1, 1)
+        else:
+            x = state["h"]
+        start = 3 * i
+        stop = start + (3 if i < self.n_layers - 1 else 2)
+        for layer in self.main[start:stop]:
+            x = layer(x)
+        key = "img" if i == self.n_layers - 1 else "h"
+        return OrderedDict([(key, x)])

@@ -1,0 +1,209 @@
+"""The LinearOperator contract, the operator registry, and spec (de)serialisation.
+
+Every forward operator maps a batch of images x (N, C, H, W), float32 in [0, 1], to
+measurements y (N, *meas_shape). Operators are linear and carry all their randomness in
+tensors drawn once, at construction, from a ``torch.Generator`` seeded from ``spec()["seed"]``,
+so ``from_spec(op.spec())`` rebuilds exactly the same operator on any device.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Dict, Optional, Tuple, Type
+
+import torch
+
+from ..errors import OperatorError, UnknownName
+
+_REGISTRY: Dict[str, Type["LinearOperator"]] = {}
+_ALIASES: Dict[str, str] = {}
+
+
+def register(name: str, *aliases: str) -> Callable[[Type["LinearOperator"]], Type["LinearOperator"]]:
+    """Class decorator: register an operator family under ``name`` (and optional aliases)."""
+
+    def deco(cls):
+        cls.kind = name
+        _REGISTRY[name] = cls
+        for a in aliases:
+            _ALIASES[a] = name
+        return cls
+
+    return deco
+
+
+def _ensure_loaded() -> None:
+    # importing the package registers every family (one module per family)
+    from . import blur, circulant, fourier, gaussian, identity, inpaint, superres  # noqa: F401
+
+
+def list_operators() -> list:
+    """Names of every registered operator family, aliases included, sorted."""
+    _ensure_loaded()
+    return sorted(list(_REGISTRY) + list(_ALIASES))
+
+
+def get(name: str) -> Type["LinearOperator"]:
+    """The operator class registered under ``name`` (or alias); UnknownName otherwise."""
+    _ensure_loaded()
+    name = _ALIASES.get(name, name)
+    if name not in _REGISTRY:
+        raise UnknownName("operator", name, list_operators())
+    return _REGISTRY[name]
+
+
+def build(kind: str, img_shape, *, seed: int = 0, device="cpu", **params) -> "LinearOperator":
+    """Construct operator ``kind`` for images of shape ``img_shape`` = (C, H, W)."""
+    cls = get(kind)
+    return cls(tuple(int(s) for s in img_shape), seed=int(seed), device=device, **params)
+
+
+def from_spec(spec: dict, device="cpu") -> "LinearOperator":
+    """Rebuild the exact operator described by ``spec`` (as returned by ``op.spec()``)."""
+    if not isinstance(spec, dict) or "kind" not in spec or "img_shape" not in spec:
+        raise OperatorError("operator spec must be a dict with 'kind' and 'img_shape'")
+    spec = dict(spec)
+    kind = spec.pop("kind")
+    img_shape = spec.pop("img_shape")
+    seed = spec.pop("seed", 0)
+    try:
+        return build(kind, img_shape, seed=seed, device=device, **spec)
+    except TypeError as e:  # unknown/missing parameter names in a hand-edited spec
+        raise OperatorError(f"invalid parameters in '{kind}' spec: {e}") from None
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-sample inner product of two batched tensors -> (N,)."""
+    return (a.reshape(a.shape[0], -1) * b.reshape(b.shape[0], -1)).sum(1)
+
+
+class LinearOperator:
+    """Base class of every forward operator.
+
+    Subclasses set ``meas_shape`` and implement ``_A``/``_At`` (on batches, shapes already
+    checked); they override ``A_dagger``/``_AAt_solve`` where a closed form exists. ``params()``
+    returns the JSON-able constructor parameters (everything but img_shape/seed/device)."""
+
+    kind = "base"
+    #: True when the measurements can be shown as an image (compare.png) via ``preview``
+    previewable = False
+
+    def __init__(self, img_shape: Tuple[int, int, int], *, seed: int = 0, device="cpu"):
+        if len(img_shape) != 3 or min(img_shape) < 1:
+            raise OperatorError(f"img_shape must be (C, H, W) with positive sizes, got {tuple(img_shape)}")
+        self.img_shape = tuple(int(s) for s in img_shape)
+        self.seed = int(seed)
+        self.device = torch.device(device)
+        self.meas_shape: Tuple[int, ...] = self.img_shape
+
+    # ---- construction helpers -------------------------------------------------------------
+    def _rng(self) -> torch.Generator:
+        """A CPU generator seeded from the spec: CPU draws are identical on every device."""
+        g = torch.Generator(device="cpu")
+        g.manual_seed(self.seed)
+        return g
+
+    @property
+    def n(self) -> int:
+        """Signal dimension C*H*W."""
+        return math.prod(self.img_shape)
+
+    @property
+    def m(self) -> int:
+        """Number of (real) measurements."""
+        return math.prod(self.meas_shape)
+
+    def params(self) -> dict:
+        """JSON-able constructor parameters (override)."""
+        return {}
+
+    def spec(self) -> dict:
+        """A JSON-able description from which ``from_spec`` rebuilds this exact operator."""
+        return {"kind": self.kind, "img_shape": list(self.img_shape), "seed": self.seed, **self.params()}
+
+    def to(self, device) -> "LinearOperator":
+        """The same operator on ``device`` (rebuilt from the spec: exact)."""
+        return from_spec(self.spec(), device=device)
+
+    # ---- shape checks ---------------------------------------------------------------------
+    def _check_x(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3:
+            x = x.unsqueeze(0)
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.img_shape:
+            raise OperatorError(
+                f"{self.kind}: expected images of shape (N, {', '.join(map(str, self.img_shape))}), got {tuple(x.shape)}"
+            )
+        return x
+
+    def _check_y(self, y: torch.Tensor) -> torch.Tensor:
+        if y.dim() == len(self.meas_shape):
+            y = y.unsqueeze(0)
+        if tuple(y.shape[1:]) != tuple(self.meas_shape):
+            raise OperatorError(
+                f"{self.kind}: expected measurements of shape (N, {', '.join(map(str, self.meas_shape))}), got {tuple(y.shape)}"
+            )
+        return y
+
+    # ---- the contract ---------------------------------------------------------------------
+    def A(self, x: torch.Tensor) -> torch.Tensor:
+        """Forward map: (N, C, H, W) -> (N, *meas_shape)."""
+        return self._A(self._check_x(x))
+
+    def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """Adjoint map A^T: (N, *meas_shape) -> (N, C, H, W)."""
+        return self._At(self._check_y(y))
+
+    def A_dagger(self, y: torch.Tensor) -> torch.Tensor:
+        """Pseudo-inverse A^+ y = A^T (A A^T)^-1 y (minimum-norm solution); subclasses that use
+        an approximation say so in their docstring."""
+        y = self._check_y(y)
+        return self._At(self._AAt_solve(y))
+
+    def backproject(self, x_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """IAGAN back-projection (eq. 10): x_hat + A^+ (y - A x_hat), so A(result) = y.
+
+        Uses the exact pseudo-inverse (closed form where available, else conjugate gradients on
+        A A^T), never an approximate A_dagger."""
+        x_hat = self._check_x(x_hat)
+        y = self._check_y(y)
+        return x_hat + self._At(self._AAt_solve(y - self._A(x_hat)))
+
+    def preview(self, y: torch.Tensor) -> Optional[torch.Tensor]:
+        """The measurements shown as an image (N, C, H, W) for compare.png, or None."""
+        if not self.previewable:
+            return None
+        return self.A_dagger(y).clamp(0, 1)
+
+    # ---- to implement ---------------------------------------------------------------------
+    def _A(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _At(self, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _AAt_solve(self, r: torch.Tensor, tol: float = 1e-7, max_iter: int = 500) -> torch.Tensor:
+        """Solve (A A^T) u = r for u in measurement space, by conjugate gradients.
+
+        Written here rather than taken from scipy because it must run batched, on torch tensors,
+        on any device, with autograd off. Subclasses override with closed forms."""
+        with torch.no_grad():
+            AAt = lambda v: self._A(self._At(v))  # noqa: E731
+            u = torch.zeros_like(r, dtype=torch.float64)
+            r64 = r.double()
+            res = r64.clone()
+            p = res.clone()
+            rs = _dot(res, res)
+            r0 = rs.clamp_min(1e-300)
+            shape = (-1,) + (1,) * (r.dim() - 1)
+            for _ in range(max_iter):
+                # apply the operator in the caller's dtype: float64 callers get float64 accuracy
+                Ap = AAt(p.to(r.dtype)).double()
+                alpha = rs / _dot(p, Ap).clamp_min(1e-300)
+                u = u + alpha.view(shape) * p
+                res = res - alpha.view(shape) * Ap
+                rs_new = _dot(res, res)
+                if bool((rs_new / r0).max() < tol**2):
+                    break
+                p = res + (rs_new / rs.clamp_min(1e-300)).view(shape) * p
+                rs = rs_new
+            return u.to(r.dtype)
