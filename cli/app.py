@@ -1,2 +1,26 @@
-def main():
-    pass
+"""The `recon` command-line app: a thin Typer layer over recon_core."""
+
+from __future__ import annotations
+
+import typer
+
+from .measure import measure
+from .priors import priors
+from .reconstruct import reconstruct
+
+app = typer.Typer(
+    name="recon",
+    help="Recover images from few or degraded measurements with deep generative priors.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command()(measure)
+app.command()(reconstruct)
+app.command()(priors)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -75,13 +75,17 @@ class DCGAN(GeneratorAdapter):
         return infos
 
     def run_block(self, i: int, state: State) -> State:
-        if i == 0:
-            x = state["z"]
-            x = x.reshape(x.shape[0], self.nz, 1, 1)
-        else:
-            x = state["h"]
         start = 3 * i
         stop = start + (3 if i < self.n_layers - 1 else 2)
+        if i == 0:
+            # a 4x4 transposed conv of a 1x1 input is a matrix product; as a matmul its backward
+            # is ~6x faster on CPU than ConvTranspose2d's
+            z = state["z"]
+            w = self.main[0].weight
+            x = (z.reshape(z.shape[0], self.nz) @ w.reshape(self.nz, -1)).reshape(z.shape[0], *w.shape[1:])
+            start += 1
+        else:
+            x = state["h"]
         for layer in self.main[start:stop]:
             x = layer(x)
         key = "img" if i == self.n_layers - 1 else "h"

@@ -114,3 +114,19 @@ def resolve_prior(prior: str, device="cpu", arch: Optional[str] = None, fmt: Opt
     if any(sep in prior for sep in ("/", "\\")) or prior.endswith((".pt", ".pth", ".tar", ".ckpt", ".bin")):
         raise CheckpointError(f"checkpoint '{prior}' does not exist")
     return load_prior(prior, device=device)
+
+
+def prior_image_shape(prior: str, arch: Optional[str] = None, fmt: Optional[str] = None, **config) -> tuple:
+    """(C, R, R) of the images a ``--prior`` value generates, without loading zoo weights."""
+    if not Path(prior).exists() and prior in _names_quietly():
+        e = entry(prior)
+        return (int(e["channels"]), int(e["resolution"]), int(e["resolution"]))
+    g = resolve_prior(prior, arch=arch, fmt=fmt, **config)
+    return (g.meta.channels, g.meta.resolution, g.meta.resolution)
+
+
+def _names_quietly() -> list:
+    try:
+        return list(manifest())
+    except MissingWeights:
+        return []

@@ -1,0 +1,95 @@
+"""Pieces shared by the subcommands: error handling, device choice, operator options."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from recon_core.errors import BadInput, ReconError
+
+DEBUG_ENV = "RECON_DEBUG"
+OPS = ("identity", "denoise", "cs-gaussian", "cs-circulant", "cs-fourier", "inpaint", "superres", "blur")
+NOISE_CONVENTIONS = ("per-entry", "cs-norm")
+#: offsets so that one --seed gives independent streams to the operator, the noise and the solver
+NOISE_SEED_OFFSET = 1_000_003
+SOLVER_SEED_OFFSET = 2_000_006
+
+
+def fail(message: str, code: int) -> "typer.Exit":
+    """Print ``error: message`` (one line) on stderr and return the Exit to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def handle_errors(fn):
+    """Turn ReconError into a one-line message and its exit code (2 bad input, 1 runtime), any
+    other exception into a one-line 'internal error' (exit 1), Ctrl-C into exit 130. With
+    --debug (or RECON_DEBUG=1) the traceback is printed too."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        debug = bool(kwargs.get("debug")) or os.environ.get(DEBUG_ENV) == "1"
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except ReconError as e:
+            if debug:
+                traceback.print_exc()
+            raise fail(str(e), e.exit_code) from None
+        except KeyboardInterrupt:
+            if debug:
+                traceback.print_exc()
+            raise fail("interrupted", 130) from None
+        except Exception as e:  # a bug or an environment failure: still one line by default
+            if debug:
+                traceback.print_exc()
+            msg = " ".join(f"{type(e).__name__}: {e}".split())
+            raise fail(f"internal error: {msg} (rerun with --debug for the traceback)", 1) from None
+
+    return wrapper
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when available else 'cpu'; 'cuda' without a GPU is a BadInput."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BadInput("--device cuda requested but no CUDA device is available; use --device cpu or auto")
+    if device not in ("cpu", "cuda"):
+        raise BadInput(f"--device must be auto, cpu or cuda, got '{device}'")
+    return device
+
+
+def operator_params(op: str, ratio: float, frac: float, mask: str, factor: int, kernel_size: int) -> dict:
+    """The parameters of operator family ``op`` taken from the CLI options."""
+    if op.startswith("cs-"):
+        return {"ratio": ratio}
+    if op == "inpaint":
+        if mask not in ("random", "box"):
+            mask = str(Path(mask).expanduser())
+        return {"frac": frac, "mask": mask}
+    if op == "superres":
+        return {"factor": factor}
+    if op == "blur":
+        return {"kernel_size": kernel_size}
+    return {}
+
+
+def check_free(paths, force: bool) -> None:
+    """Refuse (BadInput) if any of ``paths`` exists and --force was not given."""
+    existing = [str(p) for p in paths if Path(p).exists()]
+    if existing and not force:
+        raise BadInput(f"refusing to overwrite {existing[0]}" + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else "") + "; use --force")
+
+
+def stdout_is_tty() -> bool:
+    return sys.stdout.isatty()

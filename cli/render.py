@@ -1,0 +1,77 @@
+"""Render engine events (rich progress or JSON lines on stderr) and results (tables, JSON)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Optional
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from recon_core.events import Event
+
+
+class EventRenderer:
+    """Callable event sink. Shows a rich progress bar on stderr when stderr is a terminal (and
+    not ``quiet``); with ``log_json`` writes one JSON object per event to stderr instead."""
+
+    def __init__(self, quiet: bool = False, log_json: bool = False, stream=None):
+        self.stream = stream or sys.stderr
+        self.log_json = log_json
+        self.enabled = not quiet and not log_json and self.stream.isatty()
+        self.progress: Optional[Progress] = None
+        self.tasks = {}
+
+    def __enter__(self):
+        if self.enabled:
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                console=Console(file=self.stream), transient=False,
+            )
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()
+        return False
+
+    def __call__(self, event: Event) -> None:
+        if self.log_json:
+            self.stream.write(json.dumps({"event": "progress", **event.to_dict()}) + "\n")
+            self.stream.flush()
+            return
+        if self.progress is None:
+            return
+        loss = "-" if event.loss is None else f"{event.loss:.4g}"
+        if event.phase not in self.tasks:
+            self.tasks[event.phase] = self.progress.add_task(event.phase, total=event.total, loss=loss)
+        self.progress.update(self.tasks[event.phase], completed=event.step, loss=loss)
+
+
+def metrics_table(metrics: dict, title: str = "metrics") -> Table:
+    """A rich table of the headline numbers of a metrics.json dict."""
+    t = Table(title=title)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k in ("psnr", "ssim", "lpips", "mse", "residual"):
+        v = metrics.get(k)
+        if v is None:
+            reason = metrics.get(f"{k}_reason")
+            t.add_row(k, f"n/a ({reason})" if reason else "n/a")
+        else:
+            t.add_row(k, f"{v:.4f}")
+    return t
+
+
+def print_summary(metrics: dict, paths: dict, quiet: bool = False, stream=None) -> None:
+    """Print the metrics table and output paths on stderr (stdout is kept for --json)."""
+    if quiet:
+        return
+    console = Console(file=stream or sys.stderr)
+    console.print(metrics_table(metrics))
+    for k, p in paths.items():
+        console.print(f"{k}: {p}")

@@ -1,0 +1,72 @@
+"""Dense Gaussian compressed sensing: A in R^{m x n}, A_ij ~ N(0, 1/m).
+
+Memory is O(m n) (4 m n bytes for A, plus 8 m^2 for the cached Cholesky factor of A A^T), so this
+family is meant for images up to ~64-128 px; ``cs-circulant`` scales to 1024 px.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+from ..errors import OperatorError
+from .base import LinearOperator, register
+
+
+def measurements_from_ratio(kind: str, ratio, n: int) -> tuple:
+    """Validate a sampling ratio m/n and return ``(ratio, m)`` with m = round(ratio * n).
+
+    ``ratio`` must be a real number in (0, 1]; OperatorError names the parameter, the valid
+    range, and the resulting m when it is < 1. Shared by the compressed-sensing families."""
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not math.isfinite(ratio):
+        raise OperatorError(f"{kind}: ratio must be a number in (0, 1], got {ratio!r}")
+    ratio = float(ratio)
+    if not 0.0 < ratio <= 1.0:
+        raise OperatorError(f"{kind}: ratio must be in (0, 1], got {ratio}")
+    m = round(ratio * n)
+    if m < 1:
+        raise OperatorError(f"{kind}: ratio {ratio} gives m = {m} measurements for n = {n}; need m >= 1 (ratio >= {0.5 / n:.3g})")
+    if m > n:  # unreachable for ratio <= 1, kept as a guard for the rounding rule
+        raise OperatorError(f"{kind}: ratio {ratio} gives m = {m} > n = {n}")
+    return ratio, m
+
+
+@register("cs-gaussian")
+class GaussianCS(LinearOperator):
+    """Dense Gaussian measurements y = A vec(x), A (m x n) with i.i.d. N(0, 1/m) entries.
+
+    x: (N, C, H, W) -> y: (N, m), m = round(ratio * C*H*W), vec() in C, H, W (row-major) order.
+    ``ratio`` in (0, 1]. Preserves the input dtype (float32 or float64). The pseudo-inverse uses
+    a Cholesky factor of A A^T computed in float64 on first use and cached: A_dagger is exact."""
+
+    def __init__(self, img_shape, *, seed: int = 0, device="cpu", ratio=0.1):
+        super().__init__(img_shape, seed=seed, device=device)
+        self.ratio, m = measurements_from_ratio(self.kind, ratio, self.n)
+        self.meas_shape = (m,)
+        self.matrix = (torch.randn(m, self.n, generator=self._rng()) / math.sqrt(m)).to(self.device)
+        self._chol = None  # float64 Cholesky factor of A A^T, built lazily (O(m^2 n) flops)
+
+    def params(self) -> dict:
+        return {"ratio": self.ratio}
+
+    def _mat(self, dtype) -> torch.Tensor:
+        # float32 entries are exactly representable in float64: the float64 operator is the same A
+        return self.matrix if dtype == self.matrix.dtype else self.matrix.to(dtype)
+
+    def _A(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], -1) @ self._mat(x.dtype).T
+
+    def _At(self, y: torch.Tensor) -> torch.Tensor:
+        return (y @ self._mat(y.dtype)).reshape((y.shape[0],) + self.img_shape)
+
+    def _AAt_solve(self, r: torch.Tensor, tol: float = 0.0, max_iter: int = 0) -> torch.Tensor:
+        """Exact solve of (A A^T) u = r via the cached float64 Cholesky factor; r: (N, m)."""
+        if self._chol is None:
+            a = self.matrix.double()
+            L, info = torch.linalg.cholesky_ex(a @ a.T)
+            if int(info) != 0:  # only for m close to n, where A A^T can be numerically singular
+                raise OperatorError(f"{self.kind}: A A^T is numerically singular (ratio {self.ratio}); use a smaller ratio")
+            self._chol = L
+        return torch.cholesky_solve(r.double().T, self._chol).T.to(r.dtype)

@@ -1,0 +1,356 @@
+"""What every solver shares: the problem, the result, batched restarts, optimisers.
+
+Restarts run as one batch: the state being optimised has a leading restart axis, the generator
+is applied to the whole batch at once, and each restart's measurement loss is kept separately
+(so Adam, which is per-coordinate, treats them independently; L-BFGS keeps one history per
+restart, see ``BatchedLBFGS``). The restart kept is the one with the lowest *measurement* loss,
+never one chosen against the ground truth.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field, fields
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+from ..errors import BadInput, SolverDiverged
+from ..events import Event, EventSink, null_sink
+from ..operators.base import LinearOperator
+
+State = Dict[str, torch.Tensor]
+OPTIMIZERS = ("adam", "lbfgs")
+
+
+@dataclass
+class Problem:
+    """An inverse problem: operator ``A``, measurements ``y`` (1, *A.meas_shape) and the
+    per-entry noise std (0 when noiseless or unknown)."""
+
+    A: LinearOperator
+    y: torch.Tensor
+    noise_std: float = 0.0
+
+    def __post_init__(self):
+        self.y = self.A._check_y(self.y)
+        if self.y.shape[0] != 1:
+            raise BadInput(f"a problem holds the measurements of one image, got a batch of {self.y.shape[0]}")
+
+
+@dataclass
+class Result:
+    """What a solver returns.
+
+    x_hat: (1, C, H, W) in [0, 1]; state: best restart's optimised state (detached, batch 1);
+    losses: per-restart best measurement loss ||y - A x||^2 (NaN for diverged restarts);
+    best_restart: index into losses; history: [{"step", "loss"}] best loss over restarts;
+    wall_time: seconds; diverged: indices of dropped restarts; extra: method-specific values."""
+
+    x_hat: torch.Tensor
+    state: State
+    losses: List[float]
+    best_restart: int
+    history: List[dict] = field(default_factory=list)
+    wall_time: float = 0.0
+    diverged: List[int] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+
+def config_dict(config) -> dict:
+    """A solver config dataclass as a JSON-able dict."""
+    return {f.name: getattr(config, f.name) for f in fields(config)}
+
+
+def check_positive(name: str, value, integer: bool = False) -> None:
+    """Raise BadInput unless ``value`` is a finite positive number (an int if ``integer``)."""
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+    if integer:
+        ok = ok and float(value).is_integer()
+    if not ok:
+        raise BadInput(f"{name} must be a positive {'integer' if integer else 'number'}, got {value}")
+
+
+def measurement_loss(A: LinearOperator, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-sample ||y - A x||^2: x (R, C, H, W), y (1 or R, *meas) -> (R,)."""
+    r = A.A(x) - y
+    return r.reshape(r.shape[0], -1).pow(2).sum(1)
+
+
+@contextlib.contextmanager
+def frozen(module: torch.nn.Module):
+    """Disable gradients of ``module``'s parameters for the duration (restored afterwards), so
+    solvers that optimise latents never build weight gradients and never alter the prior."""
+    flags = [p.requires_grad for p in module.parameters()]
+    for p in module.parameters():
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, f in zip(module.parameters(), flags):
+            p.requires_grad_(f)
+
+
+def _flat(state: State) -> torch.Tensor:
+    return torch.cat([v.reshape(v.shape[0], -1) for v in state.values()], 1)
+
+
+def _unflat(vec: torch.Tensor, like: State) -> State:
+    out, i = OrderedDict(), 0
+    for k, v in like.items():
+        n = v[0].numel()
+        out[k] = vec[:, i : i + n].reshape(v.shape)
+        i += n
+    return out
+
+
+class BatchedLBFGS:
+    """L-BFGS with an independent history per restart (row of ``x``), fixed step size.
+
+    Follows torch.optim.LBFGS without line search (the algorithm the Generator Surgery reference
+    code uses): a restart's first step is t = min(1, 1/|g|_1) * lr, later ones t = lr; each
+    ``step()`` runs up to ``max_iter`` iterations, and a restart meeting one of torch's stopping
+    tests sits out the rest of that step. Written here because torch's LBFGS keeps one history
+    for all parameters, which would couple restarts that run as one batch. History slots are
+    shared by the restarts for speed (one (R, D) tensor op per slot); a restart that skips a
+    curvature pair (y.s <= 1e-10, or inactive) stores rho = 0 there, which the two-loop recursion
+    ignores exactly."""
+
+    def __init__(self, lr: float, max_iter: int = 20, history_size: int = 100,
+                 tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9):
+        self.lr, self.max_iter, self.history_size = lr, max_iter, history_size
+        self.tol_grad, self.tol_change = tolerance_grad, tolerance_change
+        self.mem: List[tuple] = []  # [(s (R, D), y (R, D), rho (R,))]
+        self.started = self.h_diag = self.d = self.t = self.prev_g = None
+
+    def _direction(self, g: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        started = self.started
+        if bool(started.any()):
+            yv = g - self.prev_g
+            s = self.d * self.t.unsqueeze(1)
+            ys = (yv * s).sum(1)
+            take = started & active & (ys > 1e-10)
+            if bool(take.any()):
+                if len(self.mem) == self.history_size:
+                    self.mem.pop(0)
+                rho = torch.where(take, 1.0 / torch.where(take, ys, torch.ones_like(ys)), torch.zeros_like(ys))
+                self.mem.append((s, yv, rho))
+                self.h_diag = torch.where(take, ys / (yv * yv).sum(1).clamp_min(1e-300), self.h_diag)
+        q = -g
+        al = []
+        for s_i, y_i, rho in reversed(self.mem):
+            a = rho * (s_i * q).sum(1)
+            q = q - a.unsqueeze(1) * y_i
+            al.append(a)
+        z = q * self.h_diag.unsqueeze(1)
+        for (s_i, y_i, rho), a in zip(self.mem, reversed(al)):
+            z = z + s_i * (a - rho * (y_i * z).sum(1)).unsqueeze(1)
+        # a restart's very first direction is the steepest descent
+        return torch.where(started.unsqueeze(1), z, -g)
+
+    def step(self, x: torch.Tensor, closure: Callable[[torch.Tensor], tuple]) -> torch.Tensor:
+        """Run up to max_iter iterations from x (R, D); ``closure(x) -> (f (R,), g (R, D))``,
+        f non-finite for diverged restarts. Returns the new x (R, D)."""
+        R = x.shape[0]
+        if self.started is None:
+            self.started = torch.zeros(R, dtype=torch.bool, device=x.device)
+            self.h_diag = torch.ones(R, dtype=x.dtype, device=x.device)
+            self.d, self.prev_g = torch.zeros_like(x), torch.zeros_like(x)
+            self.t = torch.zeros(R, dtype=x.dtype, device=x.device)
+        f, g = closure(x)
+        active = (g.abs().amax(1) > self.tol_grad) & torch.isfinite(f)
+        for it in range(self.max_iter):
+            if not bool(active.any()):
+                break
+            d = self._direction(g, active)
+            first = (1.0 / g.abs().sum(1).clamp_min(1e-300)).clamp(max=1.0) * self.lr
+            t = torch.where(self.started, torch.full_like(first, self.lr), first)
+            a1 = active.unsqueeze(1)
+            self.prev_g = torch.where(a1, g, self.prev_g)
+            self.d = torch.where(a1, d, self.d)
+            self.t = torch.where(active, t, self.t)
+            self.started = self.started | active
+            active = active & ((g * d).sum(1) <= -self.tol_change)
+            x = x + active.to(x.dtype).unsqueeze(1) * t.unsqueeze(1) * d
+            if it == self.max_iter - 1 or not bool(active.any()):
+                break
+            f_new, g_new = closure(x)
+            step_size = t * d.abs().amax(1)
+            stop = (~torch.isfinite(f_new) | (g_new.abs().amax(1) <= self.tol_grad)
+                    | (step_size <= self.tol_change) | ((f_new - f).abs() < self.tol_change))
+            f = torch.where(active, f_new, f)
+            g = torch.where(active.unsqueeze(1), g_new, g)
+            active = active & ~stop
+        return x
+
+
+def optimise_state(
+    loss_fn: Callable[[State], torch.Tensor],
+    init: State,
+    *,
+    optimizer: str,
+    lr: float,
+    steps: int,
+    phase: str,
+    on_event: EventSink = null_sink,
+    lbfgs_max_iter: int = 20,
+    lr_schedule: Optional[Callable[[int], float]] = None,
+    project: Optional[Callable[[State], State]] = None,
+) -> tuple:
+    """Minimise ``loss_fn(state) -> (R,)`` over every entry of ``init`` (R restarts batched).
+
+    Tracks, per restart, the iterate with the lowest loss (the minimum-objective iterate) and drops
+    restarts whose loss becomes NaN/Inf. ``project`` (optional) maps the state back onto a
+    feasible set after each step (used by ILO). ``lr_schedule(step)`` multiplies lr (Adam only).
+    Returns (best_state, best_losses (R,) with NaN for diverged, history, diverged indices)."""
+    if optimizer not in OPTIMIZERS:
+        raise BadInput(f"unknown optimizer '{optimizer}'; choose from: {', '.join(OPTIMIZERS)}")
+    check_positive("lr", lr)
+    check_positive("steps", steps, integer=True)
+    R = next(iter(init.values())).shape[0]
+    best_loss = torch.full((R,), float("inf"))
+    best_state = OrderedDict((k, v.detach().clone()) for k, v in init.items())
+    diverged = torch.zeros(R, dtype=torch.bool)
+    history: List[dict] = []
+
+    def record(state: State, losses: torch.Tensor) -> None:
+        losses = losses.detach().cpu()
+        bad = ~torch.isfinite(losses)
+        diverged.logical_or_(bad)
+        better = (losses < best_loss) & ~diverged
+        if bool(better.any()):
+            best_loss[better] = losses[better]
+            idx = better.nonzero().flatten()
+            for k, v in state.items():
+                best_state[k][idx.to(v.device)] = v.detach()[idx.to(v.device)]
+
+    def report(step: int) -> None:
+        ok = best_loss[~diverged]
+        cur = float(ok.min()) if ok.numel() else float("nan")
+        history.append({"step": step, "loss": cur})
+        on_event(Event(phase=phase, step=step, total=steps, loss=cur, extra={"diverged": int(diverged.sum())}))
+
+    if optimizer == "adam":
+        params = OrderedDict((k, v.detach().clone().requires_grad_(True)) for k, v in init.items())
+        opt = torch.optim.Adam(list(params.values()), lr=lr)
+        for step in range(1, steps + 1):
+            if lr_schedule is not None:
+                for group in opt.param_groups:
+                    group["lr"] = lr * lr_schedule(step - 1)
+            opt.zero_grad(set_to_none=True)
+            losses = loss_fn(params)
+            record(params, losses)
+            # a diverged restart must not poison the others: its loss is left out of the sum
+            finite = torch.isfinite(losses.detach())
+            total = losses[finite].sum() if bool(finite.any()) else None
+            if total is None:
+                break
+            total.backward()
+            for v in params.values():
+                if v.grad is not None:
+                    v.grad.nan_to_num_(0.0, 0.0, 0.0)
+            opt.step()
+            if project is not None:
+                with torch.no_grad():
+                    for k, v in project(params).items():
+                        params[k].copy_(v)
+            if step == steps:
+                with torch.no_grad():
+                    record(params, loss_fn(params))
+            report(step)
+    else:
+        lb = BatchedLBFGS(lr=lr, max_iter=lbfgs_max_iter)
+        x = _flat(init).detach().clone()
+
+        def closure(xv):
+            xv = xv.detach().requires_grad_(True)
+            st = _unflat(xv, init)
+            losses = loss_fn(st)
+            record(st, losses)
+            finite = torch.isfinite(losses.detach())
+            (g,) = torch.autograd.grad(losses[finite].sum() if bool(finite.any()) else losses.sum() * 0, xv)
+            return losses.detach().nan_to_num(float("inf")), g.nan_to_num(0.0, 0.0, 0.0)
+
+        for step in range(1, steps + 1):
+            x = lb.step(x, closure).detach()
+            if project is not None:
+                x = _flat(project(_unflat(x, init)))
+            report(step)
+            if bool(diverged.all()):
+                break
+        with torch.no_grad():
+            record(_unflat(x, init), loss_fn(_unflat(x, init)))
+    best_loss[diverged] = float("nan")
+    return best_state, best_loss, history, diverged.nonzero().flatten().tolist()
+
+
+def pick_best(best_state: State, best_loss: torch.Tensor, diverged: List[int], lr: float) -> tuple:
+    """Index of the restart with the lowest measurement loss, and its state (batch 1).
+
+    Raises SolverDiverged when every restart diverged."""
+    if len(diverged) == best_loss.numel():
+        raise SolverDiverged(f"every restart diverged (loss became NaN/Inf); try a smaller learning rate than {lr}")
+    i = int(torch.nan_to_num(best_loss, nan=float("inf")).argmin())
+    return i, OrderedDict((k, v[i : i + 1].detach().clone()) for k, v in best_state.items())
+
+
+def timer() -> Callable[[], float]:
+    """A stopwatch: call the returned function for seconds elapsed."""
+    t0 = time.perf_counter()
+    return lambda: time.perf_counter() - t0
+
+
+def seeded_rng(seed: int) -> torch.Generator:
+    """A CPU torch.Generator seeded with ``seed`` (draws identical on every device)."""
+    g = torch.Generator(device="cpu")
+    g.manual_seed(int(seed))
+    return g
+
+
+def invert_at_cut(
+    problem: Problem,
+    prior,
+    *,
+    cut: int,
+    init: str,
+    optimizer: str,
+    lr: float,
+    steps: int,
+    restarts: int,
+    seed: int,
+    phase: str,
+    on_event: EventSink = null_sink,
+    z_reg: float = 0.0,
+    lbfgs_max_iter: int = 20,
+) -> Result:
+    """Minimise ||y - A G_c(s)||^2 (+ z_reg ||s||^2) over the state s entering block ``cut``,
+    with ``restarts`` initialisations optimised as one batch (cut 0 is CSGM)."""
+    clock = timer()
+    check_positive("restarts", restarts, integer=True)
+    if not (isinstance(z_reg, (int, float)) and math.isfinite(z_reg) and z_reg >= 0):
+        raise BadInput(f"z_reg must be a number >= 0, got {z_reg}")
+    prior.check_cut(cut)
+    state0 = prior.init_state(cut, restarts, init=init, rng=seeded_rng(seed))
+    A, y = problem.A, problem.y
+
+    def loss_fn(state):
+        losses = measurement_loss(A, y, prior.tail(state, cut))
+        if z_reg:
+            losses = losses + z_reg * _flat(state).pow(2).sum(1)
+        return losses
+
+    with frozen(prior):
+        best, losses, history, diverged = optimise_state(
+            loss_fn, state0, optimizer=optimizer, lr=lr, steps=steps, phase=phase,
+            on_event=on_event, lbfgs_max_iter=lbfgs_max_iter,
+        )
+        i, state = pick_best(best, losses, diverged, lr)
+        with torch.no_grad():
+            x_hat = prior.tail(state, cut)
+    return Result(
+        x_hat=x_hat.detach(), state=state, losses=[float(v) for v in losses], best_restart=i,
+        history=history, wall_time=clock(), diverged=diverged,
+    )
