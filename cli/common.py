@@ -74,8 +74,8 @@ def operator_params(op: str, ratio: float, frac: float, mask: str, factor: int, 
     if op.startswith("cs-"):
         return {"ratio": ratio}
     if op == "inpaint":
-        if mask not in ("random", "box"):
-            mask = str(Path(mask).expanduser())
+        if mask not in ("random", "box"):  # a mask file decides the kept pixels itself
+            return {"mask": str(Path(mask).expanduser())}
         return {"frac": frac, "mask": mask}
     if op == "superres":
         return {"factor": factor}

@@ -102,9 +102,10 @@ class GeneratorAdapter(nn.Module):
             n += k
         return n
 
-    def _device(self) -> torch.device:
+    def _placement(self) -> dict:
+        """Device and floating dtype of the adapter's parameters (latents are made to match)."""
         p = next(self.parameters(), None)
-        return p.device if p is not None else torch.device("cpu")
+        return {"device": p.device, "dtype": p.dtype} if p is not None else {"device": torch.device("cpu"), "dtype": torch.float32}
 
     def sample_latent(self, n: int, rng: Optional[torch.Generator] = None) -> State:
         """Draw n latents from the prior (normal or uniform[-1,1]), drawn on the CPU for
@@ -115,7 +116,7 @@ class GeneratorAdapter(nn.Module):
                 t = torch.rand((n,) + tuple(shape), generator=rng) * 2 - 1
             else:
                 t = torch.randn((n,) + tuple(shape), generator=rng)
-            out[name] = t.to(self._device())
+            out[name] = t.to(**self._placement())
         return out
 
     def init_state(self, c: int, n: int, init: str = "cn", rng: Optional[torch.Generator] = None) -> State:
@@ -140,7 +141,7 @@ class GeneratorAdapter(nn.Module):
                 t = torch.rand(size, generator=rng) * 2 - 1
             else:
                 raise BadInput(f"unknown init '{init}'; choose from: cn, zero, normal, uniform")
-            out[name] = t.to(self._device())
+            out[name] = t.to(**self._placement())
         return out
 
     def head(self, latent: State, upto: int) -> State:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from ..errors import OperatorError
 from .base import LinearOperator, register
+from .superres import vjp_adjoint
 
 BOUNDARIES = ("circular", "reflect")
 #: Tikhonov weight of A_dagger = conj(K) / (|K|^2 + eps): the box spectrum has (near) zeros
@@ -65,27 +66,32 @@ class Blur(LinearOperator):
         self.kernel_size, self.boundary = k, boundary
         self.meas_shape = self.img_shape
 
-        # float64 masters, cast per dtype on first use (see _get)
-        if boundary == "circular":
+        self._master = None  # float64 filters, built on first use (the reflect SVD costs O(H^3))
+        self._cache = {}
+
+    def _build_filters(self) -> dict:
+        _, H, W = self.img_shape
+        k = self.kernel_size
+        if self.boundary == "circular":
             # transfer function of the box centred at pixel (0, 0) on the torus
             box = torch.zeros(H, W, dtype=torch.float64)
             idx = torch.arange(-(k // 2), k // 2 + 1)
             box[(idx % H)[:, None], (idx % W)[None, :]] = 1.0 / (k * k)
             K = torch.fft.rfft2(box)
-            s2 = K.abs().square()
-            self._master = {"K": K, "pinv_num": K.conj()}
+            s2, num = K.abs().square(), K.conj()
+            master = {"K": K}
         else:
             Uh, sh, Vhh = torch.linalg.svd(_reflect_matrix(H, k))
             Uw, sw, Vhw = torch.linalg.svd(_reflect_matrix(W, k))
-            s = sh[:, None] * sw[None, :]  # singular values of A_H (x) A_W, on the (H, W) grid
-            s2 = s.square()
-            self._master = {"Uh": Uh, "Vh": Vhh.T, "Uw": Uw, "Vw": Vhw.T, "pinv_num": s}
+            num = sh[:, None] * sw[None, :]  # singular values of A_H (x) A_W, on the (H, W) grid
+            s2 = num.square()
+            master = {"Uh": Uh, "Vh": Vhh.T, "Uw": Uw, "Vw": Vhw.T}
         keep = s2 > PINV_CUTOFF
-        num = self._master.pop("pinv_num")
-        self._master["pinv"] = torch.where(keep, num / torch.where(keep, s2, 1.0), 0)
-        self._master["tikhonov"] = num / (s2 + TIKHONOV_EPS)
-        self._master["aat_pinv"] = torch.where(keep, 1.0 / torch.where(keep, s2, 1.0), 0)
-        self._cache = {}
+        safe = torch.where(keep, s2, 1.0)
+        master["pinv"] = torch.where(keep, num / safe, 0)
+        master["tikhonov"] = num / (s2 + TIKHONOV_EPS)
+        master["aat_pinv"] = torch.where(keep, 1.0 / safe, 0)
+        return master
 
     def params(self) -> dict:
         return {"kernel_size": self.kernel_size, "boundary": self.boundary}
@@ -94,6 +100,8 @@ class Blur(LinearOperator):
         # one cast (and device move) per (name, dtype): float32 callers get float32 filters
         key = (name, dtype)
         if key not in self._cache:
+            if self._master is None:
+                self._master = self._build_filters()
             t = self._master[name]
             t = t.to(torch.complex128 if dtype == torch.float64 else torch.complex64) if t.is_complex() else t.to(dtype)
             self._cache[key] = t.to(self.device)
@@ -122,10 +130,7 @@ class Blur(LinearOperator):
     def _At(self, y: torch.Tensor) -> torch.Tensor:
         if self.boundary == "circular":
             return self._filter(y, "K", conj=True)
-        x0 = torch.zeros_like(y, requires_grad=True)
-        with torch.enable_grad():
-            (g,) = torch.autograd.grad(self._A(x0), x0, grad_outputs=y, create_graph=y.requires_grad)
-        return g
+        return vjp_adjoint(self._A, y, y.shape)
 
     def A_dagger(self, y: torch.Tensor) -> torch.Tensor:
         """Approximate inverse (N, C, H, W) -> (N, C, H, W): Tikhonov s / (s^2 + 1e-3)."""

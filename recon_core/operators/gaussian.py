@@ -27,7 +27,7 @@ def measurements_from_ratio(kind: str, ratio, n: int) -> tuple:
         raise OperatorError(f"{kind}: ratio must be in (0, 1], got {ratio}")
     m = round(ratio * n)
     if m < 1:
-        raise OperatorError(f"{kind}: ratio {ratio} gives m = {m} measurements for n = {n}; need m >= 1 (ratio >= {0.5 / n:.3g})")
+        raise OperatorError(f"{kind}: ratio {ratio} gives m = {m} measurements for n = {n}; need m >= 1 (ratio > {0.5 / n:.3g})")
     if m > n:  # unreachable for ratio <= 1, kept as a guard for the rounding rule
         raise OperatorError(f"{kind}: ratio {ratio} gives m = {m} > n = {n}")
     return ratio, m

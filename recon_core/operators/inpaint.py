@@ -100,7 +100,7 @@ class Inpaint(LinearOperator):
             if self.mask_mode == "random":
                 k = round(self.frac * H * W)
                 if k < 1:
-                    raise OperatorError(f"inpaint: frac {self.frac} keeps {k} of {H * W} pixels; need frac >= {0.5 / (H * W):.3g}")
+                    raise OperatorError(f"inpaint: frac {self.frac} keeps {k} of {H * W} pixels; need frac > {0.5 / (H * W):.3g}")
                 flat = torch.randperm(H * W, generator=self._rng())[:k]
             else:
                 flat = self._box(H, W, self.frac)

@@ -217,7 +217,7 @@ def optimise_state(
     history: List[dict] = []
 
     def record(state: State, losses: torch.Tensor) -> None:
-        losses = losses.detach().cpu()
+        losses = losses.detach().cpu().to(best_loss.dtype)
         bad = ~torch.isfinite(losses)
         diverged.logical_or_(bad)
         better = (losses < best_loss) & ~diverged
@@ -278,11 +278,12 @@ def optimise_state(
             x = lb.step(x, closure).detach()
             if project is not None:
                 x = _flat(project(_unflat(x, init)))
+            if step == steps:
+                with torch.no_grad():
+                    record(_unflat(x, init), loss_fn(_unflat(x, init)))
             report(step)
             if bool(diverged.all()):
                 break
-        with torch.no_grad():
-            record(_unflat(x, init), loss_fn(_unflat(x, init)))
     best_loss[diverged] = float("nan")
     return best_state, best_loss, history, diverged.nonzero().flatten().tolist()
 

@@ -35,8 +35,10 @@ APPROX_DAGGER = {"superres", "blur"}
 def _random(case) -> bool:
     """Whether the operator depends on its seed."""
     kind, params, _ = case
-    if kind in ("cs-gaussian", "cs-circulant", "cs-fourier"):
-        return params.get("ratio", 0) < 1  # at ratio 1 the fourier mask / circulant rows are all kept
+    if kind in ("cs-gaussian", "cs-circulant"):
+        return True
+    if kind == "cs-fourier":
+        return params["ratio"] < 1  # at ratio 1 every frequency is kept
     return kind == "inpaint" and params.get("mask", "random") == "random"
 
 
@@ -163,6 +165,23 @@ def test_batch_and_single_image(case):
     assert torch.allclose(op.A(x[0]), y[:1], atol=1e-12)  # (C, H, W) is a batch of one
     Aty = op.A_adjoint(y)
     assert torch.allclose(op.A_adjoint(y[1:2]), Aty[1:2], atol=1e-12)
+
+
+@pytest.mark.parametrize("case", SWEEP, ids=IDS)
+def test_autograd_and_inference_mode(case):
+    """Solvers differentiate through A: grad_x <A x, y> must equal A^T y; evaluation code may run
+    under no_grad / inference_mode."""
+    kind, params, shape = case
+    op = build(kind, shape, seed=2, **params)
+    x = _x(op).requires_grad_()
+    y = _y(op)
+    (op.A(x) * y).sum().backward()
+    assert torch.allclose(x.grad, op.A_adjoint(y), atol=1e-12)
+    for ctx in (torch.no_grad, torch.inference_mode):
+        with ctx():
+            xi, yi = _x(op), op.A(_x(op, seed=5))
+            out = (op.A(xi), op.A_adjoint(yi), op.A_dagger(yi), op.backproject(xi, yi))
+        assert all(torch.isfinite(t).all() for t in out)
 
 
 @pytest.mark.parametrize("case", SWEEP, ids=IDS)
@@ -380,7 +399,9 @@ def test_superres_matches_pil_bicubic():
     ours = (op.A(x)[0].permute(1, 2, 0) * 255).round().clamp(0, 255).numpy()
     pil = np.asarray(Image.fromarray(img).resize((128, 128), Image.BICUBIC), dtype=np.float32)
     diff = np.abs(ours - pil)
-    assert diff.max() <= 3 and diff.mean() < 0.6
+    # PIL rounds and clips to 8 bits between its horizontal and vertical passes; a linear operator
+    # cannot, so a few pixels next to saturated edges (bicubic overshoot) differ by more than 1/255
+    assert (diff > 1).mean() < 0.005 and diff.mean() < 0.2 and diff.max() <= 8
 
 
 # ---------------------------------------------------------------------------------------------
