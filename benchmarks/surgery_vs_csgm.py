@@ -31,7 +31,7 @@ def run(method: str, seed: int, out: Path, device: str) -> dict:
     rec = json.loads(p.stdout)
     return {"method": method, "seed": seed, "psnr": rec["metrics"]["psnr"], "ssim": rec["metrics"]["ssim"],
             "lpips": rec["metrics"]["lpips"], "solve_s": rec["wall_time"]["solve"], "config": rec["method"]["config"],
-            "command": " ".join(cmd[:2] + ["docs/examples/astronaut_face.png"] + cmd[3:])}
+            "command": " ".join(cmd[:2] + ["docs/examples/astronaut_face.png"] + cmd[3:]).replace(str(out), f"out/{method}-S")}
 
 
 def main() -> None:

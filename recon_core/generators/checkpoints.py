@@ -104,43 +104,65 @@ def netg_config(sd: dict) -> dict:
     return {"resolution": 2 ** (n_layers + 1), "nz": int(nz), "ngf": int(ngf), "nc": int(last.shape[1])}
 
 
+def _is_recon(obj) -> bool:
+    return isinstance(obj, dict) and obj.get("format") == OWN_FORMAT
+
+
+def _load_recon(obj, arch: Optional[str], source: str, **config) -> GeneratorAdapter:
+    if int(obj.get("version", 0)) > OWN_VERSION:
+        raise CheckpointError(f"{source}: checkpoint version {obj.get('version')} is newer than this recon supports ({OWN_VERSION})")
+    arch_ = obj.get("architecture")
+    if arch is not None and arch != arch_:
+        raise CheckpointError(f"{source}: checkpoint holds a '{arch_}' generator, not '{arch}'")
+    model = build_adapter(arch_, **{**obj.get("config", {}), **config})
+    load_state_dict_checked(model, obj.get("state_dict"), source)
+    return model
+
+
+def _is_netg(obj) -> bool:
+    if not isinstance(obj, dict):
+        return False
+    if "netG_state_dict" in obj:
+        return True
+    keys = list(_strip_prefix(obj))
+    return bool(keys) and all(isinstance(k, str) for k in keys) and any(k.startswith("main.") for k in keys)
+
+
+def _load_netg(obj, arch: Optional[str], source: str, **config) -> GeneratorAdapter:
+    if arch not in (None, "dcgan"):
+        raise CheckpointError(f"{source}: netG checkpoints hold a DCGAN, not '{arch}'")
+    sd = obj["netG_state_dict"] if "netG_state_dict" in obj else obj
+    sd = _strip_prefix(dict(sd))
+    model = DCGAN(**{**netg_config(sd), **config})
+    load_state_dict_checked(model, sd, source)
+    return model
+
+
+#: format name -> (detect(obj) -> bool, load(obj, arch, source, **config) -> adapter), tried in
+#: order by ``detect_format``; one entry per public format
+FORMATS: Dict[str, Tuple[Callable, Callable]] = {
+    "recon": (_is_recon, _load_recon),
+    "netG": (_is_netg, _load_netg),
+}
+
+
 def detect_format(obj) -> str:
-    """Name of the checkpoint format of a loaded object ('recon' or 'netG'); CheckpointError
-    otherwise."""
-    if isinstance(obj, dict):
-        if obj.get("format") == OWN_FORMAT:
-            return "recon"
-        if "netG_state_dict" in obj:
-            return "netG"
-        keys = list(_strip_prefix(obj))
-        if keys and all(isinstance(k, str) for k in keys) and any(k.startswith("main.") for k in keys):
-            return "netG"
-    raise CheckpointError("not a recognised generator checkpoint (formats: recon, netG)")
+    """Name of the checkpoint format of a loaded object; CheckpointError if none matches."""
+    for name, (detect, _) in FORMATS.items():
+        if detect(obj):
+            return name
+    raise CheckpointError(f"not a recognised generator checkpoint (formats: {', '.join(FORMATS)})")
 
 
 def from_object(obj, fmt: Optional[str] = None, arch: Optional[str] = None, source: str = "checkpoint", **config) -> GeneratorAdapter:
-    """Build an adapter from an already loaded checkpoint object."""
+    """Build an adapter (eval mode) from an already loaded checkpoint object."""
     fmt = fmt or detect_format(obj)
-    if fmt == "recon":
-        if not isinstance(obj, dict) or obj.get("format") != OWN_FORMAT:
-            raise CheckpointError(f"{source}: not a recon-generator checkpoint")
-        if int(obj.get("version", 0)) > OWN_VERSION:
-            raise CheckpointError(f"{source}: checkpoint version {obj.get('version')} is newer than this recon supports ({OWN_VERSION})")
-        arch_ = obj.get("architecture")
-        if arch is not None and arch != arch_:
-            raise CheckpointError(f"{source}: checkpoint holds a '{arch_}' generator, not '{arch}'")
-        model = build_adapter(arch_, **{**obj.get("config", {}), **config})
-        load_state_dict_checked(model, obj.get("state_dict"), source)
-    elif fmt == "netG":
-        if arch not in (None, "dcgan"):
-            raise CheckpointError(f"{source}: netG checkpoints hold a DCGAN, not '{arch}'")
-        sd = obj["netG_state_dict"] if "netG_state_dict" in obj else obj
-        sd = _strip_prefix(dict(sd))
-        model = DCGAN(**{**netg_config(sd), **config})
-        load_state_dict_checked(model, sd, source)
-    else:
-        raise UnknownName("checkpoint format", str(fmt), ["recon", "netG"])
-    return model.eval()
+    if fmt not in FORMATS:
+        raise UnknownName("checkpoint format", str(fmt), FORMATS)
+    detect, load = FORMATS[fmt]
+    if not detect(obj):
+        raise CheckpointError(f"{source}: not a '{fmt}' checkpoint")
+    return load(obj, arch, source, **config).eval()
 
 
 def load_checkpoint(path, fmt: Optional[str] = None, arch: Optional[str] = None, device="cpu", **config) -> GeneratorAdapter:
