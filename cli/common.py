@@ -69,6 +69,16 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def set_threads(threads: int) -> None:
+    """Set torch's intra-op CPU threads (0 keeps torch's default)."""
+    if threads < 0:
+        raise BadInput(f"--threads must be >= 0, got {threads}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def operator_params(op: str, ratio: float, frac: float, mask: str, factor: int, kernel_size: int) -> dict:
     """The parameters of operator family ``op`` taken from the CLI options."""
     if op.startswith("cs-"):

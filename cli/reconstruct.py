@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from .common import (
-    NOISE_CONVENTIONS, OPS, SOLVER_SEED_OFFSET, check_free, handle_errors, operator_params, resolve_device,
+    NOISE_CONVENTIONS, OPS, SOLVER_SEED_OFFSET, check_free, handle_errors, operator_params, resolve_device, set_threads,
 )
 from .render import EventRenderer, print_summary
 
@@ -163,6 +163,7 @@ def reconstruct(
     fit: str = typer.Option("crop-resize", help="Fit the image to the prior: crop-resize|crop|resize|pad."),
     seed: int = typer.Option(0, help="Seed of everything random (operator, noise, restarts)."),
     device: str = typer.Option("auto", help="auto|cpu|cuda."),
+    threads: int = typer.Option(0, help="CPU threads for torch; 0 = torch's default (all cores). Use 1 when running several jobs side by side."),
     force: bool = typer.Option(False, help="Overwrite existing output files."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr."),
     json_out: bool = typer.Option(False, "--json", help="Print metrics.json to stdout."),
@@ -173,6 +174,7 @@ def reconstruct(
     metrics.json (and measurements.npz when measured here) into --out."""
     args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}
     dev = resolve_device(device)
+    set_threads(threads)
     stem = (image or measurements or Path("recon")).stem
     out = out or Path("recon_out") / stem
     overrides = {"cut": cut, "lr": lr, "steps": steps, "restarts": restarts, "optimizer": optimizer, "init": init, "z_reg": z_reg}

@@ -48,6 +48,9 @@ def load_measurements(path, device="cpu") -> Tuple[torch.Tensor, LinearOperator,
     path = Path(path)
     if not path.is_file():
         raise MeasurementFileError(f"measurements file '{path}' does not exist")
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"PK\x03\x04":  # every .npz is a zip archive
+            raise MeasurementFileError(f"'{path}' is not a valid .npz measurements file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as f:
             names = set(f.files)

@@ -52,14 +52,20 @@ def read_checkpoint(path) -> object:
         raise CheckpointError(f"checkpoint '{path}' does not exist or is not a file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint '{path}' is empty")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    # torch.save writes a zip archive; the legacy format starts with a pickle protocol byte
+    if magic != b"PK\x03\x04" and magic[:1] != b"\x80":
+        raise CheckpointError(f"'{path}' is not a readable PyTorch checkpoint (unknown file format)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()
-        why = next((ln for ln in first if "Unsupported global" in ln or "GLOBAL" in ln), "")
+        lines = str(e).strip().splitlines()
+        why = next((ln.strip() for ln in lines if "Unsupported global" in ln or "GLOBAL" in ln), "")
+        if not why:
+            raise CheckpointError(f"'{path}' is not a readable PyTorch checkpoint (corrupt pickle data)") from None
         raise CheckpointError(
-            f"refusing to load '{path}': it contains pickled objects other than tensors "
-            f"(possible code execution){': ' + why.strip() if why else ''}"
+            f"refusing to load '{path}': it contains pickled objects other than tensors (possible code execution): {why}"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, UnicodeDecodeError, AttributeError, IndexError, KeyError, TypeError) as e:
         raise CheckpointError(f"'{path}' is not a readable PyTorch checkpoint ({type(e).__name__})") from None
