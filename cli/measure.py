@@ -10,11 +10,13 @@ import typer
 from .common import NOISE_CONVENTIONS, NOISE_SEED_OFFSET, OPS, check_free, handle_errors, operator_params
 
 
-def make_measurements(x, op, params, seed, noise_std, noise_convention, device="cpu"):
-    """Build the operator for image x (1, C, H, W) and simulate y -> (A, y, noise)."""
+def make_measurements(x, op, params, seed, noise_std, noise_convention, device="cpu", max_memory=None):
+    """Build the operator for image x (1, C, H, W) and simulate y -> (A, y, noise).
+
+    max_memory: operator memory budget in bytes (None = a quarter of the RAM)."""
     from recon_core.operators import NoiseSpec, add_noise, build
 
-    A = build(op, tuple(x.shape[1:]), seed=seed, device=device, **params)
+    A = build(op, tuple(x.shape[1:]), seed=seed, device=device, max_bytes=max_memory, **params)
     noise = NoiseSpec(noise_convention, noise_std, seed=seed + NOISE_SEED_OFFSET)
     y = add_noise(A.A(x.to(device)), noise, A)
     return A, y, noise

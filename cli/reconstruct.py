@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import fields
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -40,109 +40,171 @@ def build_config(method: str, arch: str, overrides: dict):
     return cfg, solve
 
 
-def run_one(
-    *, image: Optional[Path], measurements: Optional[Path], truth: Optional[Path], out: Path, prior_name: str,
-    method: str, overrides: dict, op: str, op_params: dict, noise_std: float, noise_convention: str, fit: str,
-    seed: int, device: str, force: bool, on_event, args: dict,
-) -> dict:
-    """Reconstruct one image (or one measurements file) into ``out``; returns the metrics dict.
+class Job:
+    """Everything shared by the images of one `recon reconstruct` call: the loaded prior, the
+    method config and the measurement settings."""
 
-    Files are written atomically; metrics.json is written last, so its presence marks a
-    complete output folder."""
-    import torch
+    def __init__(self, *, prior_name: str, method: str, overrides: dict, op: str, op_params: dict, noise_std: float,
+                 noise_convention: str, fit: str, seed: int, device: str, args: dict, max_memory: Optional[int] = None):
+        import torch
 
-    from recon_core import __version__
-    from recon_core.errors import BadInput
-    from recon_core.generators.zoo import resolve_prior
-    from recon_core.images import atomic_write_text, fit_image, load_image, make_grid, save_image
-    from recon_core.measurements import load_measurements, save_measurements
-    from recon_core.metrics import compute_metrics
-    from recon_core.solvers import Problem
-    from recon_core.solvers.common import config_dict, seeded_rng  # noqa: F401
+        from recon_core.errors import BadInput
+        from recon_core.generators.zoo import resolve_prior
 
-    from .measure import make_measurements
+        if noise_convention not in NOISE_CONVENTIONS:
+            raise BadInput(f"--noise-convention must be one of {', '.join(NOISE_CONVENTIONS)}, got '{noise_convention}'")
+        torch.manual_seed(seed)
+        self.prior_name, self.method, self.op, self.op_params = prior_name, method, op, op_params
+        self.noise_std, self.noise_convention, self.fit, self.seed, self.device = noise_std, noise_convention, fit, seed, device
+        self.args, self.max_memory = args, max_memory
+        self.prior = resolve_prior(prior_name, device=device)
+        self.cfg, self.solve = build_config(method, self.prior.meta.architecture, overrides)
+        if hasattr(self.cfg, "cut"):
+            self.prior.check_cut(self.cfg.cut)
 
-    t0 = time.perf_counter()
-    if (image is None) == (measurements is None):
-        raise BadInput("give either an IMAGE or --measurements FILE (not both, not neither)")
-    if noise_convention not in NOISE_CONVENTIONS:
-        raise BadInput(f"--noise-convention must be one of {', '.join(NOISE_CONVENTIONS)}, got '{noise_convention}'")
-    out_files = [out / f for f in OUTPUT_FILES] + ([out / "measurements.npz"] if image is not None else [])
-    check_free(out_files, force)
-    torch.manual_seed(seed)
-    prior = resolve_prior(prior_name, device=device)
-    c, r = prior.meta.channels, prior.meta.resolution
-    cfg, solve = build_config(method, prior.meta.architecture, overrides)
-    if hasattr(cfg, "cut"):
-        prior.check_cut(cfg.cut)
+    def run(self, out: Path, *, image: Optional[Path] = None, measurements: Optional[Path] = None,
+            truth: Optional[Path] = None, on_event=None) -> dict:
+        """Reconstruct one image (or one measurements file) into the folder ``out`` (written
+        whole: see batch.staged). Returns the metrics.json record."""
+        from .batch import staged
 
-    x = None
-    image_info = None
-    if image is not None:
-        x = fit_image(load_image(image, channels=c), r, fit).to(device)
-        image_info = {"path": str(image), "fit": fit, "shape": list(x.shape[1:])}
-        A, y, noise = make_measurements(x, op, op_params, seed, noise_std, noise_convention, device)
-    else:
-        y, A, noise, meta = load_measurements(measurements, device=device)
-        image_info = meta.get("image")
-        if tuple(A.img_shape) != (c, r, r):
-            raise BadInput(f"measurements are of {tuple(A.img_shape)} images but prior '{prior_name}' makes {(c, r, r)}")
-        if truth is not None:
-            x = fit_image(load_image(truth, channels=c), r, fit).to(device)
-    problem = Problem(A, y, noise.std(A))
-    result = solve(problem, prior, cfg, on_event=on_event, seed=seed + SOLVER_SEED_OFFSET)
+        return staged(out, lambda stage: self._write(stage, image, measurements, truth, on_event))
 
-    out.mkdir(parents=True, exist_ok=True)
-    x_hat = result.x_hat.clamp(0, 1)
-    save_image(x_hat, out / "x_hat.png")
-    panels = [p.cpu() for p in (x, A.preview(y), x_hat) if p is not None]
-    grid = make_grid(panels, nrow=len(panels))
-    if r < 256:  # small priors: enlarge (nearest) so the comparison is legible
-        grid = torch.nn.functional.interpolate(grid, scale_factor=256 // r, mode="nearest")
-    save_image(grid, out / "compare.png")
-    written = {"x_hat": str(out / "x_hat.png"), "compare": str(out / "compare.png")}
-    if image is not None:
-        save_measurements(out / "measurements.npz", y, A, noise, image=image_info)
-        written["measurements"] = str(out / "measurements.npz")
+    def _write(self, out: Path, image, measurements, truth, on_event) -> dict:
+        import torch
 
-    if x is not None:
-        metrics = compute_metrics(x, x_hat, y, A)
-    else:
-        reason = "no ground truth (reconstructing from --measurements without --truth)"
-        with torch.no_grad():
-            res = float((A.A(x_hat) - y).norm() / y.norm().clamp_min(1e-12))
-        metrics = {"psnr": None, "ssim": None, "lpips": None, "mse": None, "residual": res,
-                   "psnr_reason": reason, "ssim_reason": reason, "lpips_reason": reason, "mse_reason": reason}
-    record = {
-        "schema_version": METRICS_SCHEMA,
-        "recon_version": __version__,
-        "torch_version": torch.__version__,
-        "device": device,
-        "seed": seed,
-        "args": args,
-        "image": image_info,
-        "prior": {"name": prior_name, **prior.meta.to_dict()},
-        "operator": A.spec(),
-        "noise": noise.to_dict(A),
-        "measurements": {"m": A.m, "n": A.n, "ratio": A.m / A.n, "file": str(measurements) if measurements else written.get("measurements")},
-        "method": {"name": method, "config": config_dict(cfg)},
-        "restarts": {"losses": result.losses, "best": result.best_restart, "diverged": result.diverged},
-        "metrics": metrics,
-        "extra": result.extra,
-        "wall_time": {"solve": result.wall_time, "total": time.perf_counter() - t0},
-        "history": result.history,
-        "outputs": {**written, "metrics": str(out / "metrics.json")},
-    }
-    atomic_write_text(out / "metrics.json", json.dumps(record, indent=2, default=float) + "\n")
-    return record
+        from recon_core import __version__
+        from recon_core.errors import BadInput
+        from recon_core.images import atomic_write_text, fit_image, load_image, make_grid, save_image
+        from recon_core.measurements import load_measurements, save_measurements
+        from recon_core.metrics import compute_metrics
+        from recon_core.solvers import Problem
+        from recon_core.solvers.common import config_dict
+
+        from .measure import make_measurements
+
+        t0 = time.perf_counter()
+        prior, device = self.prior, self.device
+        c, r = prior.meta.channels, prior.meta.resolution
+        x = None
+        if image is not None:
+            x = fit_image(load_image(image, channels=c), r, self.fit).to(device)
+            image_info = {"path": str(image), "fit": self.fit, "shape": list(x.shape[1:])}
+            A, y, noise = make_measurements(x, self.op, self.op_params, self.seed, self.noise_std, self.noise_convention,
+                                            device, max_memory=self.max_memory)
+        else:
+            y, A, noise, meta = load_measurements(measurements, device=device, max_memory=self.max_memory)
+            image_info = meta.get("image")
+            if tuple(A.img_shape) != (c, r, r):
+                raise BadInput(f"measurements are of {tuple(A.img_shape)} images but prior '{self.prior_name}' makes {(c, r, r)}")
+            if truth is not None:
+                x = fit_image(load_image(truth, channels=c), r, self.fit).to(device)
+        problem = Problem(A, y, noise.std(A))
+        result = self.solve(problem, prior, self.cfg, on_event=on_event, seed=self.seed + SOLVER_SEED_OFFSET)
+
+        x_hat = result.x_hat.clamp(0, 1)
+        save_image(x_hat, out / "x_hat.png")
+        panels = [p.cpu() for p in (x, A.preview(y), x_hat) if p is not None]
+        grid = make_grid(panels, nrow=len(panels))
+        if r < 256:  # small priors: enlarge (nearest) so the comparison is legible
+            grid = torch.nn.functional.interpolate(grid, scale_factor=256 // r, mode="nearest")
+        save_image(grid, out / "compare.png")
+        outputs = {"x_hat": "x_hat.png", "compare": "compare.png"}
+        if image is not None:
+            save_measurements(out / "measurements.npz", y, A, noise, image=image_info)
+            outputs["measurements"] = "measurements.npz"
+
+        if x is not None:
+            metrics = compute_metrics(x, x_hat, y, A)
+        else:
+            reason = "no ground truth (reconstructing from --measurements without --truth)"
+            with torch.no_grad():
+                res = float((A.A(x_hat) - y).norm() / y.norm().clamp_min(1e-12))
+            metrics = {"psnr": None, "ssim": None, "lpips": None, "mse": None, "residual": res,
+                       "psnr_reason": reason, "ssim_reason": reason, "lpips_reason": reason, "mse_reason": reason}
+        record = {
+            "schema_version": METRICS_SCHEMA,
+            "recon_version": __version__,
+            "torch_version": torch.__version__,
+            "device": device,
+            "seed": self.seed,
+            "args": self.args,
+            "image": image_info,
+            "prior": {"name": self.prior_name, **prior.meta.to_dict()},
+            "operator": A.spec(),
+            "noise": noise.to_dict(A),
+            "measurements": {"m": A.m, "n": A.n, "ratio": A.m / A.n, "file": str(measurements) if measurements else "measurements.npz"},
+            "method": {"name": self.method, "config": config_dict(self.cfg)},
+            "restarts": {"losses": result.losses, "best": result.best_restart, "diverged": result.diverged},
+            "metrics": metrics,
+            "extra": result.extra,
+            "wall_time": {"solve": result.wall_time, "total": time.perf_counter() - t0},
+            "history": result.history,
+            "outputs": {**outputs, "metrics": "metrics.json"},
+        }
+        atomic_write_text(out / "metrics.json", json.dumps(record, indent=2, default=float) + "\n")
+        return record
+
+
+def run_batch(job: Job, inputs: List[Path], names: List[str], root: Path, *, force: bool, resume: bool,
+              shard, renderer, quiet: bool) -> int:
+    """Reconstruct every input into root/<name>/, recording each outcome; a failure never stops
+    the batch. Writes the summary files (also on Ctrl-C). Returns the exit code: 0 all ok or
+    skipped, 1 some failed, 130 interrupted."""
+    from recon_core.errors import ReconError
+
+    from .batch import complete_record, write_summary
+
+    rows = []
+    interrupted = False
+    for path, name in zip(inputs, names):
+        out = root / name
+        row = {"input": str(path), "out": str(out), "status": "ok", "reason": None, "metrics": None, "time_s": None}
+        t0 = time.perf_counter()
+        try:
+            rec, why = complete_record(out, job.args) if (resume and not force) else (None, None)
+            if rec is not None:
+                row.update(status="skipped", reason="complete (--resume)", metrics=rec.get("metrics"))
+            elif why is not None:
+                row.update(status="failed", reason=why)
+            else:
+                if not force and not resume:
+                    check_free([out / f for f in OUTPUT_FILES], force=False)
+                row["metrics"] = job.run(out, image=path, on_event=renderer)["metrics"]
+        except KeyboardInterrupt:
+            interrupted = True
+            row.update(status="failed", reason="interrupted")
+            rows.append(row)
+            break
+        except ReconError as e:
+            row.update(status="failed", reason=str(e))
+        except Exception as e:  # never lose the batch to one bad image
+            row.update(status="failed", reason=" ".join(f"internal error: {type(e).__name__}: {e}".split()))
+        row["time_s"] = round(time.perf_counter() - t0, 3)
+        rows.append(row)
+        if not quiet:
+            typer.echo(f"[{len(rows)}/{len(inputs)}] {row['status']}: {path}" + (f" ({row['reason']})" if row["reason"] else ""), err=True)
+    jpath, _ = write_summary(root, rows, shard, interrupted)
+    done = [r["input"] for r in rows if r["status"] in ("ok", "skipped")]
+    failed = [r for r in rows if r["status"] == "failed"]
+    if interrupted:
+        typer.echo(f"interrupted: {len(done)} image(s) complete, {len(inputs) - len(done)} not; rerun with --resume to continue ({jpath})", err=True)
+        return 130
+    if not quiet:
+        typer.echo(f"{len(done)} ok/skipped, {len(failed)} failed; summary: {jpath}", err=True)
+    return 1 if failed else 0
 
 
 @handle_errors
 def reconstruct(
-    image: Optional[Path] = typer.Argument(None, help="Image to measure and reconstruct (omit with --measurements)."),
+    images: Optional[List[str]] = typer.Argument(None, help="Image files, folders or glob patterns (omit with --measurements)."),
+    list_file: Optional[Path] = typer.Option(None, "--list", help="A file with one image path per line ('#' comments)."),
     measurements: Optional[Path] = typer.Option(None, help="Reconstruct from a file written by `recon measure`."),
     truth: Optional[Path] = typer.Option(None, help="Ground-truth image for metrics when using --measurements."),
-    out: Optional[Path] = typer.Option(None, help="Output folder.", show_default="recon_out/<image or measurements name>"),
+    out: Optional[Path] = typer.Option(None, help="Output folder (a batch gets one subfolder per image).", show_default="recon_out/<name>, or recon_out for a batch"),
+    resume: bool = typer.Option(False, help="Batch: skip images whose outputs are complete; redo the others."),
+    shard: Optional[str] = typer.Option(None, help="Batch: process only share K of N (K/N, 1-based, deterministic)."),
+    max_memory: float = typer.Option(0.0, help="Memory budget in GB for operators (0 = a quarter of the RAM); larger dense operators are refused."),
     prior: str = typer.Option("dcgan-faces-64", help="Zoo name (see `recon priors`) or path to a checkpoint."),
     method: str = typer.Option("surgery", help="Inversion method: csgm|surgery."),
     cut: Optional[int] = typer.Option(None, help="Surgery cut index c (0 = CSGM).", show_default="paper's, 1 for DCGAN"),
@@ -170,21 +232,53 @@ def reconstruct(
     log_json: bool = typer.Option(False, help="Progress as JSON lines on stderr."),
     debug: bool = typer.Option(False, help="Print tracebacks."),
 ):
-    """Measure IMAGE (or load --measurements) and reconstruct it; writes x_hat.png, compare.png,
-    metrics.json (and measurements.npz when measured here) into --out."""
+    """Measure each IMAGE (or load --measurements) and reconstruct it; writes x_hat.png,
+    compare.png, metrics.json (and measurements.npz when measured here) into --out. Several
+    images, a folder, a glob or --list make a batch: one subfolder per image plus summary.json
+    and summary.csv; exit code 0 if all succeeded, 1 if any failed, 130 if interrupted."""
     args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}
+    from recon_core.errors import BadInput
+
+    from .batch import expand_inputs, output_names, parse_shard
+
     dev = resolve_device(device)
     set_threads(threads)
-    stem = (image or measurements or Path("recon")).stem
-    out = out or Path("recon_out") / stem
+    shard_kn = parse_shard(shard)
+    inputs, is_batch = expand_inputs(list(images or []), list_file)
+    if measurements is not None and inputs:
+        raise BadInput("give either IMAGE(s) or --measurements FILE (not both)")
+    if measurements is None and not inputs:
+        raise BadInput("give either an IMAGE or --measurements FILE (not both, not neither)")
+    if (resume or shard_kn) and not is_batch:
+        raise BadInput("--resume and --shard apply to batches (several images, a folder, a glob or --list)")
+    budget = None if max_memory == 0 else max_memory
+    if budget is not None and not (budget > 0):
+        raise BadInput(f"--max-memory must be > 0 GB (or 0 for the default), got {max_memory}")
     overrides = {"cut": cut, "lr": lr, "steps": steps, "restarts": restarts, "optimizer": optimizer, "init": init, "z_reg": z_reg}
+    job_kwargs = dict(
+        prior_name=prior, method=method, overrides=overrides, op=op,
+        op_params=operator_params(op, ratio, frac, mask, factor, kernel_size), noise_std=noise_std,
+        noise_convention=noise_convention, fit=fit, seed=seed, device=dev, args=args,
+        max_memory=None if budget is None else int(budget * 1e9),
+    )
     with EventRenderer(quiet=quiet, log_json=log_json) as renderer:
-        record = run_one(
-            image=image, measurements=measurements, truth=truth, out=out, prior_name=prior, method=method,
-            overrides=overrides, op=op, op_params=operator_params(op, ratio, frac, mask, factor, kernel_size),
-            noise_std=noise_std, noise_convention=noise_convention, fit=fit, seed=seed, device=dev, force=force,
-            on_event=renderer, args=args,
-        )
+        if is_batch:
+            root = out or Path("recon_out")
+            names = output_names(inputs)
+            if shard_kn is not None:
+                k, n = shard_kn
+                keep = [i for i in range(len(inputs)) if i % n == k - 1]
+                inputs, names = [inputs[i] for i in keep], [names[i] for i in keep]
+            job = Job(**job_kwargs)
+            code = run_batch(job, inputs, names, root, force=force, resume=resume, shard=shard_kn, renderer=renderer, quiet=quiet)
+            if code:
+                raise typer.Exit(code)
+            return
+        single = inputs[0] if inputs else None
+        target = out or Path("recon_out") / (single or measurements).stem
+        check_free([target / f for f in OUTPUT_FILES] + ([target / "measurements.npz"] if single else []), force)
+        job = Job(**job_kwargs)
+        record = job.run(target, image=single, measurements=measurements, truth=truth, on_event=renderer)
     if json_out:
         typer.echo(json.dumps(record, default=float))
-    print_summary(record["metrics"], record["outputs"], quiet=quiet)
+    print_summary(record["metrics"], {k: str(target / v) for k, v in record["outputs"].items()}, quiet=quiet)

@@ -40,11 +40,12 @@ def save_measurements(path, y: torch.Tensor, A: LinearOperator, noise: NoiseSpec
     return atomic_write_bytes(Path(path), buf.getvalue())
 
 
-def load_measurements(path, device="cpu") -> Tuple[torch.Tensor, LinearOperator, NoiseSpec, dict]:
+def load_measurements(path, device="cpu", max_memory: Optional[int] = None) -> Tuple[torch.Tensor, LinearOperator, NoiseSpec, dict]:
     """Read a measurements file -> (y (1, *meas_shape), operator, noise, meta dict).
 
     Every malformation (missing file or field, pickled objects, wrong shape, non-finite values,
-    newer schema) is a one-line MeasurementFileError."""
+    newer schema) is a one-line MeasurementFileError; ``max_memory`` bounds the operator's size
+    (bytes; None = a quarter of the RAM)."""
     path = Path(path)
     if not path.is_file():
         raise MeasurementFileError(f"measurements file '{path}' does not exist")
@@ -84,7 +85,7 @@ def load_measurements(path, device="cpu") -> Tuple[torch.Tensor, LinearOperator,
         if key not in meta:
             raise MeasurementFileError(f"'{path}': meta lacks '{key}'")
     try:
-        A = from_spec(meta["operator"], device=device)
+        A = from_spec(meta["operator"], device=device, max_bytes=max_memory)
         noise = NoiseSpec.from_dict(meta["noise"])
     except ReconError as e:
         raise MeasurementFileError(f"'{path}': {e}") from None

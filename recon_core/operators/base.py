@@ -9,6 +9,7 @@ so ``from_spec(op.spec())`` rebuilds exactly the same operator on any device.
 from __future__ import annotations
 
 import math
+import os
 from typing import Callable, Dict, Optional, Tuple, Type
 
 import torch
@@ -52,13 +53,32 @@ def get(name: str) -> Type["LinearOperator"]:
     return _REGISTRY[name]
 
 
-def build(kind: str, img_shape, *, seed: int = 0, device="cpu", **params) -> "LinearOperator":
-    """Construct operator ``kind`` for images of shape ``img_shape`` = (C, H, W)."""
+def default_memory_budget() -> int:
+    """A quarter of the machine's physical RAM, in bytes (8 GB if it cannot be read)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError, AttributeError):
+        return 8 * 10**9
+
+
+def build(kind: str, img_shape, *, seed: int = 0, device="cpu", max_bytes: Optional[int] = None, **params) -> "LinearOperator":
+    """Construct operator ``kind`` for images of shape ``img_shape`` = (C, H, W).
+
+    ``max_bytes``: refuse (OperatorError) an operator whose estimated memory exceeds it, before
+    allocating anything; None = ``default_memory_budget()``."""
     cls = get(kind)
-    return cls(tuple(int(s) for s in img_shape), seed=int(seed), device=device, **params)
+    img_shape = tuple(int(s) for s in img_shape)
+    budget = default_memory_budget() if max_bytes is None else int(max_bytes)
+    need = cls.estimate_bytes(img_shape, **params)
+    if need > budget:
+        raise OperatorError(
+            f"{kind} on {'x'.join(map(str, img_shape))} images needs about {need / 1e9:.1f} GB, over the memory budget of "
+            f"{budget / 1e9:.1f} GB (--max-memory); use cs-circulant (O(n) memory) or a smaller image"
+        )
+    return cls(img_shape, seed=int(seed), device=device, **params)
 
 
-def from_spec(spec: dict, device="cpu") -> "LinearOperator":
+def from_spec(spec: dict, device="cpu", max_bytes: Optional[int] = None) -> "LinearOperator":
     """Rebuild the exact operator described by ``spec`` (as returned by ``op.spec()``)."""
     if not isinstance(spec, dict) or "kind" not in spec or "img_shape" not in spec:
         raise OperatorError("operator spec must be a dict with 'kind' and 'img_shape'")
@@ -67,7 +87,7 @@ def from_spec(spec: dict, device="cpu") -> "LinearOperator":
     img_shape = spec.pop("img_shape")
     seed = spec.pop("seed", 0)
     try:
-        return build(kind, img_shape, seed=seed, device=device, **spec)
+        return build(kind, img_shape, seed=seed, device=device, max_bytes=max_bytes, **spec)
     except TypeError as e:  # unknown/missing parameter names in a hand-edited spec
         raise OperatorError(f"invalid parameters in '{kind}' spec: {e}") from None
 
@@ -96,6 +116,12 @@ class LinearOperator:
         self.device = torch.device(device)
         self.meas_shape: Tuple[int, ...] = self.img_shape
 
+    @classmethod
+    def estimate_bytes(cls, img_shape, **params) -> int:
+        """Rough memory the operator itself needs, in bytes, before building it (default: a few
+        image-sized float buffers; dense families override)."""
+        return 16 * math.prod(int(s) for s in img_shape)
+
     # ---- construction helpers -------------------------------------------------------------
     def _rng(self) -> torch.Generator:
         """A CPU generator seeded from the spec: CPU draws are identical on every device."""
@@ -123,7 +149,7 @@ class LinearOperator:
 
     def to(self, device) -> "LinearOperator":
         """The same operator on ``device`` (rebuilt from the spec: exact)."""
-        return from_spec(self.spec(), device=device)
+        return from_spec(self.spec(), device=device, max_bytes=2**62)
 
     # ---- shape checks ---------------------------------------------------------------------
     def _check_x(self, x: torch.Tensor) -> torch.Tensor:

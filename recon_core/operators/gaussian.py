@@ -51,6 +51,16 @@ class GaussianCS(LinearOperator):
     def params(self) -> dict:
         return {"ratio": self.ratio}
 
+    @classmethod
+    def estimate_bytes(cls, img_shape, ratio=0.1, **params) -> int:
+        """4 m n bytes for A plus 8 m^2 for the Cholesky factor (ratio validated later)."""
+        n = math.prod(int(s) for s in img_shape)
+        try:
+            m = max(1, round(float(ratio) * n))
+        except (TypeError, ValueError):
+            return 0
+        return 4 * m * n + 8 * m * m
+
     def _mat(self, dtype) -> torch.Tensor:
         # float32 entries are exactly representable in float64: the float64 operator is the same A
         return self.matrix if dtype == self.matrix.dtype else self.matrix.to(dtype)

@@ -8,10 +8,19 @@ from __future__ import annotations
 from ..errors import UnknownName
 from . import csgm, surgery
 from .common import Problem, Result  # noqa: F401
+from . import deep_decoder, hybrid, iagan, lasso_dct, pinv
+from . import ilo, mgan
 
 METHODS = {
     "csgm": (csgm.CSGMConfig, csgm.solve),
     "surgery": (surgery.SurgeryConfig, surgery.solve),
+    "iagan": (iagan.IAGANConfig, iagan.solve),
+    "deep-decoder": (deep_decoder.DeepDecoderConfig, deep_decoder.solve),
+    "hybrid": (hybrid.HybridConfig, hybrid.solve),
+    "lasso-dct": (lasso_dct.LassoDCTConfig, lasso_dct.solve),
+    "pinv": (pinv.PinvConfig, pinv.solve),
+    "ilo": (ilo.ILOConfig, ilo.solve),
+    "mgan": (mgan.MGANConfig, mgan.solve),
 }
 
 

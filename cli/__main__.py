@@ -1,0 +1,5 @@
+"""`python -m recon_cli`: the same as the `recon` command."""
+
+from .app import main
+
+main()

@@ -1,0 +1,161 @@
+"""The Deep Decoder (Heckel & Hand 2019): an untrained, under-parameterised image model.
+
+Architecture (as in the authors' reference code, ``decodernw(num_channels_up=[k] * depth)``):
+
+    input  B0: fixed random tensor (k, H/2^d, W/2^d), entries U[0, 0.1] (the reference's init)
+    d x    [1x1 conv k->k (no bias) -> bilinear x2 upsample -> ReLU -> channel norm]
+    1 x    [1x1 conv k->k (no bias) -> ReLU -> channel norm]          (full resolution)
+    out    1x1 conv k->C (no bias) -> sigmoid                          -> image in (0, 1)
+
+``depth`` d counts the upsampling layers (the reference's ``len(num_channels_up)``); the paper's
+"number of layers" is d + 1 (its last layer does not upsample). With this count the parameter
+number is (d+1) k^2 + 2 k (d+1) + C k, and the paper's 64 px example (depth 5, k = 44) is exactly
+the largest k with fewer parameters than n = 12288 (``choose_width``).
+
+Channel norm: the reference applies ``BatchNorm2d(affine=True)`` in training mode to a batch of
+one image, i.e. each channel is normalised over its H x W pixels, then scaled and shifted by a
+learned (gamma, beta). We compute exactly that per sample, so several decoders (restarts) can be
+evaluated as one batch without BatchNorm mixing their statistics.
+
+Every weight carries a leading *restart* axis R: the 1x1 convolutions are per-restart matrix
+products (``einsum``), so R independent decoders run as one batched computation and their
+parameters form a ``State`` that ``solvers.common.optimise_state`` can optimise directly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import BadInput
+
+#: entries of the fixed random input are U[0, INPUT_SCALE] (reference: uniform_() * 1/10)
+INPUT_SCALE = 0.1
+#: BatchNorm2d's default epsilon, used by the reference's channel normalisation
+NORM_EPS = 1e-5
+
+
+def num_params(width: int, depth: int, channels: int) -> int:
+    """Number of optimised scalars of one Deep Decoder: (d+1) k^2 conv weights, 2 k (d+1) norm
+    scales and shifts, C k output weights (k = width, d = depth, C = channels)."""
+    return (depth + 1) * width * width + 2 * width * (depth + 1) + channels * width
+
+
+def _check_shape(img_shape, depth: int) -> Tuple[int, int, int]:
+    if not (isinstance(depth, int) and not isinstance(depth, bool) and depth >= 0):
+        raise BadInput(f"deep decoder depth must be an integer >= 0, got {depth!r}")
+    if len(img_shape) != 3 or min(img_shape) < 1:
+        raise BadInput(f"deep decoder img_shape must be (C, H, W), got {tuple(img_shape)}")
+    C, H, W = (int(s) for s in img_shape)
+    f = 2**depth
+    if H % f or W % f:
+        # the input is H/2^d x W/2^d and each layer doubles it: the sizes must divide exactly
+        raise BadInput(
+            f"deep decoder depth {depth} needs H and W divisible by 2^{depth} = {f}, got {H}x{W}; use a smaller depth"
+        )
+    return C, H, W
+
+
+def choose_width(img_shape, m: int, depth: int) -> int:
+    """The largest width k whose decoder has fewer than ``m`` parameters (under-parameterised).
+
+    img_shape: (C, H, W); m: number of measurements (the bound); depth: upsampling layers.
+    Raises BadInput when even k = 1 has m or more parameters. Example: (3, 64, 64), m = 12288,
+    depth 5 -> 44 (the paper's setting)."""
+    C, _, _ = _check_shape(img_shape, depth)
+    if not (isinstance(m, int) and m >= 1):
+        raise BadInput(f"number of measurements m must be a positive integer, got {m!r}")
+    # solve (d+1) k^2 + (2(d+1) + C) k < m for the largest integer k, then fix rounding
+    a, b = depth + 1, 2 * (depth + 1) + C
+    k = int((-b + math.sqrt(b * b + 4 * a * m)) / (2 * a))
+    while k > 0 and num_params(k, depth, C) >= m:
+        k -= 1
+    while num_params(k + 1, depth, C) < m:
+        k += 1
+    if k < 1:
+        raise BadInput(
+            f"a depth-{depth} deep decoder has at least {num_params(1, depth, C)} parameters, "
+            f"not fewer than m = {m}; use more measurements or a smaller depth"
+        )
+    return k
+
+
+def init_params(img_shape, width: int, depth: int, n: int = 1, rng: Optional[torch.Generator] = None,
+                device="cpu", dtype=torch.float32) -> "OrderedDict[str, torch.Tensor]":
+    """Initial weights of ``n`` independent decoders, each tensor with a leading axis of size n.
+
+    Keys: ``conv{i}`` (n, k, k) for i = 0..depth, ``gamma{i}``/``beta{i}`` (n, k), ``out`` (n, C, k).
+    Conv weights follow PyTorch's default Conv2d init, U(-1/sqrt(k), 1/sqrt(k)) for a 1x1 kernel
+    (what the reference gets); norm scales 1 and shifts 0 (BatchNorm's init). Drawn on the CPU
+    from ``rng`` so results do not depend on the device."""
+    C, _, _ = _check_shape(img_shape, depth)
+    if not (isinstance(width, int) and not isinstance(width, bool) and width >= 1):
+        raise BadInput(f"deep decoder width must be a positive integer, got {width!r}")
+    k = width
+    bound = 1.0 / math.sqrt(k)
+    p = OrderedDict()
+    for i in range(depth + 1):
+        p[f"conv{i}"] = (torch.rand((n, k, k), generator=rng) * 2 - 1) * bound
+        p[f"gamma{i}"] = torch.ones(n, k)
+        p[f"beta{i}"] = torch.zeros(n, k)
+    p["out"] = (torch.rand((n, C, k), generator=rng) * 2 - 1) * bound
+    return OrderedDict((key, v.to(device=device, dtype=dtype)) for key, v in p.items())
+
+
+def init_input(img_shape, width: int, depth: int, n: int = 1, rng: Optional[torch.Generator] = None,
+               device="cpu", dtype=torch.float32) -> torch.Tensor:
+    """The fixed random input B0 of ``n`` decoders: (n, k, H/2^d, W/2^d), entries U[0, 0.1]."""
+    _, H, W = _check_shape(img_shape, depth)
+    f = 2**depth
+    t = torch.rand((n, width, H // f, W // f), generator=rng) * INPUT_SCALE
+    return t.to(device=device, dtype=dtype)
+
+
+def _channel_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    # per sample and channel over H x W, biased variance: BatchNorm2d(train) on a batch of one
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    var = x.var(dim=(2, 3), unbiased=False, keepdim=True)
+    return (x - mean) / torch.sqrt(var + NORM_EPS) * gamma[:, :, None, None] + beta[:, :, None, None]
+
+
+def decode(params, net_input: torch.Tensor) -> torch.Tensor:
+    """Run n decoders: params as from ``init_params`` (leading axis n), net_input (n, k, h, w)
+    -> images (n, C, h 2^d, w 2^d) in (0, 1)."""
+    depth = sum(1 for key in params if key.startswith("conv")) - 1
+    x = net_input
+    for i in range(depth + 1):
+        # a 1x1 convolution without bias is a per-pixel matrix product with the (k_out, k_in) weight
+        x = torch.einsum("roc,rchw->rohw", params[f"conv{i}"], x)
+        if i < depth:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        x = F.relu(x)
+        x = _channel_norm(x, params[f"gamma{i}"], params[f"beta{i}"])
+    return torch.sigmoid(torch.einsum("roc,rchw->rohw", params["out"], x))
+
+
+class DeepDecoder(nn.Module):
+    """One (or ``n`` batched) Deep Decoder(s) as a module: ``forward()`` -> (n, C, H, W) in (0, 1).
+
+    img_shape: (C, H, W); width k (see ``choose_width``); depth d (upsampling layers, see the
+    module docstring). The random input is a buffer (fixed, never optimised)."""
+
+    def __init__(self, img_shape, width: int, depth: int = 5, n: int = 1, rng: Optional[torch.Generator] = None):
+        super().__init__()
+        self.img_shape, self.width, self.depth, self.n = tuple(int(s) for s in img_shape), width, depth, n
+        self.params = nn.ParameterDict(
+            {k: nn.Parameter(v) for k, v in init_params(img_shape, width, depth, n, rng).items()}
+        )
+        self.register_buffer("net_input", init_input(img_shape, width, depth, n, rng))
+
+    def num_params(self) -> int:
+        """Parameters of one decoder (per restart), as in the paper's |theta|."""
+        return num_params(self.width, self.depth, self.img_shape[0])
+
+    def forward(self) -> torch.Tensor:  # noqa: D401
+        """The decoders' images (n, C, H, W) in (0, 1)."""
+        return decode(OrderedDict(self.params.items()), self.net_input)

@@ -1,0 +1,189 @@
+"""IAGAN: image-adaptive GAN reconstruction (Abu Hussein, Tirer, Giryes, AAAI 2020).
+
+Stage 1 is CSGM: min_z ||y - A G(z)||^2 with Adam lr 0.1, keeping each restart's minimum-objective
+z (paper: 1600 steps for BEGAN; the Generator Surgery paper's Table 5 uses 1600 for DCGAN too).
+Stage 2 makes the generator image-adaptive: min_{z, theta} ||y - A G_theta(z)||^2 jointly over z
+and ALL generator weights theta, starting from stage 1's z and the pretrained weights, with small
+Adam learning rates (1e-4 for z and theta for BEGAN, and for DCGAN in the Generator Surgery paper;
+PGGAN used 1e-3 for theta: both are options) and early stopping by step count (600 steps for
+compressed sensing with DCGAN/BEGAN). In noisy problems (``problem.noise_std > 0``) stage 2 runs
+half as many steps, as the paper does "to avoid overfitting the noise" (``halve_if_noisy``). The
+result is the minimum-objective iterate of stage 2: the image G_theta(z) and the z at the step
+with the lowest measurement loss (the loss before any update is stage 1's, so IAGAN never ends
+with a higher measurement loss than its own CSGM stage).
+
+Weights are per image *and* per restart: every restart adapts a fresh ``copy.deepcopy`` of the
+prior passed in, so no adaptation leaks into the next restart or the next image (a pitfall of the
+reference code), and the shared prior is never modified (its weights stay bit-identical and its
+requires_grad flags unchanged; stage 1 runs under ``frozen``). The copy is put in eval mode, so
+BatchNorm keeps the pretrained running statistics: only weights change, never the statistics.
+
+Restarts: stage 1 runs all restarts as one batch (as CSGM does); stage 2 runs them one after the
+other, because each restart owns a whole generator's weights. Batching them would need R weight
+copies evaluated with ``torch.func.functional_call`` + ``vmap`` over every adapter, at R times
+the memory of the largest generators, for a stage that is short (a few hundred steps).
+Only the image and z of the best iterate are kept, not the adapted weights: copying every weight
+at each improving step would cost more than the stage-2 updates on large generators, and the
+returned estimate is fully determined by that image.
+
+``backproject`` (IAGAN-BP) applies the paper's eq. 10 to the result, via ``postprocess``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import List
+
+import torch
+
+from ..errors import BadInput, SolverDiverged
+from ..events import Event, EventSink, null_sink
+from . import postprocess
+from .common import Problem, Result, check_positive, frozen, measurement_loss, optimise_state, seeded_rng, timer
+
+
+@dataclass
+class IAGANConfig:
+    """IAGAN settings. Stage 1 (CSGM): csgm_lr, csgm_steps, init; stage 2 (joint z + weights):
+    steps, lr_z, lr_theta, halve_if_noisy (stage 2 runs steps // 2 when noise_std > 0);
+    restarts; backproject: apply eq. 10 to the estimate (IAGAN-BP; for low noise)."""
+
+    csgm_lr: float = 0.1
+    csgm_steps: int = 1600
+    steps: int = 600
+    lr_z: float = 1e-4
+    lr_theta: float = 1e-4
+    restarts: int = 3
+    init: str = "prior"
+    halve_if_noisy: bool = True
+    backproject: bool = False
+
+
+def adapt_steps(config: IAGANConfig, noise_std: float) -> int:
+    """Stage-2 step count: ``config.steps``, halved (at least 1) when the problem is noisy."""
+    if config.halve_if_noisy and noise_std > 0:
+        return max(1, int(config.steps) // 2)
+    return int(config.steps)
+
+
+def _check(config: IAGANConfig) -> None:
+    check_positive("restarts", config.restarts, integer=True)
+    check_positive("csgm_steps", config.csgm_steps, integer=True)
+    check_positive("csgm_lr", config.csgm_lr)
+    check_positive("steps", config.steps, integer=True)
+    check_positive("lr_z", config.lr_z)
+    check_positive("lr_theta", config.lr_theta)
+    for name in ("halve_if_noisy", "backproject"):
+        if not isinstance(getattr(config, name), bool):
+            raise BadInput(f"{name} must be true or false, got {getattr(config, name)!r}")
+
+
+def _adapt(prior, problem: Problem, z0, steps: int, config: IAGANConfig, restart: int, on_event: EventSink):
+    """Stage 2 for one restart on a fresh copy of ``prior``: returns (best loss, best x (1, C, H,
+    W), best z state, running-best loss per step). Stops early if the loss becomes NaN/Inf."""
+    A, y = problem.A, problem.y
+    G = copy.deepcopy(prior).eval()
+    for p in G.parameters():
+        p.requires_grad_(True)
+    z = OrderedDict((k, v.detach().clone().requires_grad_(True)) for k, v in z0.items())
+    opt = torch.optim.Adam([
+        {"params": list(z.values()), "lr": config.lr_z},
+        {"params": [p for p in G.parameters()], "lr": config.lr_theta},
+    ])
+    best, best_x, best_z, trace = math.inf, None, None, []
+
+    def record(loss: float, x: torch.Tensor) -> None:
+        nonlocal best, best_x, best_z
+        if loss < best:
+            best, best_x = loss, x.detach().clone()
+            best_z = OrderedDict((k, v.detach().clone()) for k, v in z.items())
+
+    for step in range(1, steps + 1):
+        opt.zero_grad(set_to_none=True)
+        x = G(z)
+        loss = measurement_loss(A, y, x)[0]
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            break  # diverged: keep the best iterate found so far
+        record(value, x)
+        loss.backward()
+        opt.step()
+        if step == steps:  # the last update's result is an iterate too
+            with torch.no_grad():
+                x = G(z)
+                v = float(measurement_loss(A, y, x)[0])
+            if math.isfinite(v):
+                record(v, x)
+        trace.append(best)
+        on_event(Event(phase="iagan:adapt", step=step, total=steps, loss=best, restart=restart))
+    del G, opt  # one generator copy alive at a time
+    return best, best_x, best_z, trace
+
+
+def solve(problem: Problem, prior, config: IAGANConfig = IAGANConfig(), on_event: EventSink = null_sink,
+          seed: int = 0) -> Result:
+    """IAGAN (or IAGAN-BP with ``config.backproject``) on ``problem`` with generator ``prior``
+    (left unmodified). Returns the restart with the lowest stage-2 measurement loss; x_hat (1, C,
+    H, W) in [0, 1]; extra: stage1_loss, stage2_loss (of that restart), per-restart stage-1 losses,
+    adapt_steps."""
+    clock = timer()
+    if prior is None:
+        raise BadInput("IAGAN needs a generator prior")
+    _check(config)
+    A, y = problem.A, problem.y
+    R = int(config.restarts)
+
+    # stage 1: CSGM, every restart in one batch; keep each restart's best z (not only the winner),
+    # since each restart goes on to stage 2 (the same code path as common.invert_at_cut at cut 0)
+    state0 = prior.init_state(0, R, init=config.init, rng=seeded_rng(seed))
+    with frozen(prior):
+        z1, loss1, hist1, div1 = optimise_state(
+            lambda s: measurement_loss(A, y, prior.tail(s, 0)), state0, optimizer="adam", lr=config.csgm_lr,
+            steps=int(config.csgm_steps), phase="iagan:csgm", on_event=on_event,
+        )
+    if len(div1) == R:
+        raise SolverDiverged(f"every restart diverged in the CSGM stage; try a smaller csgm_lr than {config.csgm_lr}")
+
+    # stage 2: per restart, a fresh copy of the original weights
+    T = adapt_steps(config, problem.noise_std)
+    loss2: List[float] = []
+    outs, traces, diverged = [], [], list(div1)
+    for r in range(R):
+        if r in div1:
+            loss2.append(float("nan"))
+            outs.append(None)
+            continue
+        zr = OrderedDict((k, v[r : r + 1]) for k, v in z1.items())
+        b, x, z, trace = _adapt(prior, problem, zr, T, config, r, on_event)
+        if x is None:  # not even the starting point was finite
+            diverged.append(r)
+            loss2.append(float("nan"))
+            outs.append(None)
+            continue
+        loss2.append(b)
+        outs.append((x, z))
+        traces.append(trace)
+    ok = [r for r in range(R) if outs[r] is not None]
+    if not ok:
+        raise SolverDiverged(f"every restart diverged in the adaptation stage; try a smaller lr_theta than {config.lr_theta}")
+    i = min(ok, key=lambda r: loss2[r])
+    x_hat, z_best = outs[i]
+
+    history = [dict(h, phase="csgm") for h in hist1]
+    S1 = int(config.csgm_steps)
+    for t in range(max(len(tr) for tr in traces)):
+        vals = [tr[min(t, len(tr) - 1)] for tr in traces]  # a restart that stopped early keeps its best
+        history.append({"phase": "adapt", "step": S1 + t + 1, "loss": min(vals)})
+    result = Result(
+        x_hat=x_hat, state=z_best, losses=loss2, best_restart=i, history=history, wall_time=0.0,
+        diverged=sorted(diverged),
+        extra={"stage1_loss": float(loss1[i]), "stage2_loss": loss2[i],
+               "stage1_losses": [float(v) for v in loss1], "adapt_steps": T, "backprojected": False},
+    )
+    if config.backproject:
+        result = postprocess.backproject(result, problem)
+    result.wall_time = clock()
+    return result

@@ -1,0 +1,397 @@
+"""ILO: Intermediate Layer Optimization (Daras, Dean, Jalal, Dimakis, ICML 2021).
+
+Rounds over progressively deeper cut points ``layers`` = (c_0 = 0, c_1, ..., c_K):
+
+* round 0 is CSGM: Adam over the latent (cut 0), no constraint;
+* round k >= 1 optimises every entry of the state entering block c_k (features, and whatever
+  else the adapter carries there: skips, conditioning, w+, noises), starting from the previous
+  round's solution carried forward through blocks c_{k-1}..c_k-1, by projected gradient descent:
+  an Adam step, then each entry is projected onto the l1 ball of radius r_k around that starting
+  point (Duchi et al. 2008; ``projections.project_state_l1``), per restart;
+* optionally (``project_range``, Algorithm 1 line 5-6 of the paper; the public code omits it)
+  after round k the latent whose head output is closest in l2 to the round's solution is found by
+  ``range_steps`` Adam steps (started from the current latent estimate), and the next round starts
+  from, and is centred at, that point of the range. The estimate itself stays the l1-ball
+  solution (Algorithm 1 returns G_2(z~^p)).
+
+Learning rate: Adam lr 0.1 every round, ramped up linearly over the first 5% of the round's
+steps and down with a cosine over its last 75% (the StyleGAN2 projector schedule that the paper
+and its code use, restarted each round; the first step therefore has lr 0, as in the code).
+
+Loss minimised: mean squared measurement error ||y - A x||^2 / m, plus ``lpips_weight`` * LPIPS
+between x and the measurement-consistent image x + A^+(y - A x) when ``loss = "mse+lpips"``, plus
+``geodesic_weight`` * GEOCROSS on the layer axis of a state entry "w" of per-sample shape
+(n_layers, dim) when the optimised state has one (StyleGAN-like w+). Stochastic Noise Addition
+(``sna_std`` > 0, for denoising; Sec. 4.2): Gaussian noise of that std (pixel units, [0,1]
+images) is added to the generated image before the loss, freshly drawn every step, with a fixed
+std (the paper describes no annealing).
+
+Selection: every restart keeps its minimum *measurement-loss* iterate (||y - A G(.)||^2 of the
+noise-free image, whatever the optimised loss); a round starts from the previous round's best
+iterate (ILO's code carries the last one; with the cosine ramp-down they are usually close), and
+the restart returned is the one with the lowest measurement loss over all rounds -- never one
+chosen against the ground truth.
+
+Defaults (paper, Appendix 7.3): steps (300, 200, 100), one of the step schedules searched for
+Fig. 2; l1 radii (500, 1000) for rounds 1 and 2: the paper's "radius of previous solutions"
+for the first intermediate layers (500, 1000, 2000), radii grow with depth as the theory
+suggests. They carry over to a 64 px DCGAN because its first intermediate state has the same
+size as StyleGAN2's first one (512 x 4 x 4 = 8192 entries) and activations of the same order, so
+r = 500 allows a mean deviation of ~0.06 per entry. Radii are absolute and architecture
+dependent; ``inf`` disables the constraint. The paper tunes one radius per variable (features,
+latents, noises); here one radius per round applies to every entry of the state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import torch
+
+from ..errors import BadInput, SolverDiverged
+from ..events import Event, EventSink, null_sink
+from .common import Problem, Result, State, check_positive, frozen, optimise_state, seeded_rng, timer
+from .losses import geodesic_loss, lpips_loss, measurement_consistent_reference
+from .projections import project_state_l1
+
+LOSSES = ("mse", "mse+lpips")
+OPTIMIZERS = ("adam", "sgd")
+#: the SNA noise stream is seeded from seed + this offset (independent of the init draws)
+SNA_SEED_OFFSET = 7919
+
+
+@dataclass
+class ILOConfig:
+    """ILO settings (defaults: the paper's, see the module docstring).
+
+    layers: cut points of the rounds, starting with 0 (round 0 = CSGM), non-decreasing (a repeated
+    cut reruns the ball search at that layer, Algorithm 1's inner loop); steps: Adam steps per
+    round (same length as layers); radii: l1 radius of rounds 1.. (one fewer than layers), >= 0,
+    inf = unconstrained; lr: Adam learning rate of every round; lr_rampup / lr_rampdown:
+    fractions of a round's steps for the linear warm-up / cosine decay (0 = off); restarts: run as
+    one batch; init: latent init of round 0 (prior|cn|zero|normal|uniform); loss: mse|mse+lpips;
+    lpips_weight >= 0; geodesic_weight >= 0 (only used with a "w" entry (n_layers, dim));
+    sna_std >= 0: Stochastic Noise Addition std in [0,1] pixel units (0 = off; for denoising set
+    it to the noise level); project_range: project each round's solution back to the range of
+    the earlier layers (range_steps Adam steps at lr range_lr)."""
+
+    layers: Tuple[int, ...] = (0, 1, 2)
+    steps: Tuple[int, ...] = (300, 200, 100)
+    radii: Tuple[float, ...] = (500.0, 1000.0)
+    lr: float = 0.1
+    lr_rampup: float = 0.05
+    lr_rampdown: float = 0.75
+    restarts: int = 3
+    init: str = "prior"
+    loss: str = "mse"
+    lpips_weight: float = 1.0
+    geodesic_weight: float = 0.01
+    sna_std: float = 0.0
+    project_range: bool = False
+    range_steps: int = 100
+    range_lr: float = 0.1
+
+
+def ilo_lr_schedule(steps: int, rampup: float = 0.05, rampdown: float = 0.75) -> Callable[[int], float]:
+    """Learning-rate multiplier of step i (0-based) of a ``steps``-step round, in [0, 1]: linear
+    ramp-up over the first ``rampup`` fraction, cosine ramp-down over the last ``rampdown``
+    fraction (StyleGAN2 projector / ILO's ``get_lr`` with t = i / steps); 0 disables a ramp."""
+
+    def factor(i: int) -> float:
+        t = i / steps
+        down = 1.0 if rampdown <= 0 else min(1.0, (1.0 - t) / rampdown)
+        down = 0.5 - 0.5 * math.cos(down * math.pi)
+        up = 1.0 if rampup <= 0 else min(1.0, t / rampup)
+        return down * up
+
+    return factor
+
+
+def advance(prior, state: State, start: int, stop: int) -> State:
+    """Carry a state entering block ``start`` forward to the state entering block ``stop``
+    (start <= stop): runs blocks start..stop-1. From cut 0 this is ``prior.head``; from a later
+    cut the adapter's own blocks are run in order (``head`` always starts from the latent)."""
+    prior.check_cut(start)
+    prior.check_cut(stop)
+    if stop < start:
+        raise BadInput(f"cannot carry a state from cut {start} back to cut {stop}")
+    if start == 0:
+        return prior.head(state, stop)
+    for i in range(start, stop):
+        state = prior.run_block(i, state)
+    return state
+
+
+def optimise_tracked(
+    objective: Callable[[State], Tuple[torch.Tensor, torch.Tensor]],
+    init: State,
+    *,
+    optimizer: str,
+    lr: float,
+    steps: int,
+    report: Optional[Callable[[int, torch.Tensor, torch.Tensor], None]] = None,
+    lr_schedule: Optional[Callable[[int], float]] = None,
+    project: Optional[Callable[[State], State]] = None,
+) -> tuple:
+    """Minimise ``objective(state) -> (total (R,), meas (R,))`` over every entry of ``init``
+    (R restarts batched) with Adam or SGD; ``total`` is what is minimised, ``meas`` (the
+    noise-free measurement loss) is what each restart's best iterate is chosen on.
+
+    Like ``common.optimise_state`` (same step order, so with total = meas / m it follows the
+    same Adam trajectory) but tracking a quantity other than the objective, which LPIPS,
+    geodesic and SNA terms require. ``project`` maps the state onto the feasible set after every
+    step; ``lr_schedule(i)`` multiplies lr at step i (0-based); ``report(step, best (R,),
+    diverged (R,) bool)`` is called after every step. A restart whose total or measurement loss
+    becomes NaN/Inf is dropped (left out of the sum, marked diverged).
+    Returns (best_state, best_meas (R,) float64 with NaN for diverged, diverged (R,) bool)."""
+    if optimizer not in OPTIMIZERS:
+        raise BadInput(f"unknown optimizer '{optimizer}'; choose from: {', '.join(OPTIMIZERS)}")
+    check_positive("lr", lr)
+    check_positive("steps", steps, integer=True)
+    R = next(iter(init.values())).shape[0]
+    best_loss = torch.full((R,), float("inf"), dtype=torch.float64)
+    best_state = OrderedDict((k, v.detach().clone()) for k, v in init.items())
+    diverged = torch.zeros(R, dtype=torch.bool)
+
+    def record(state: State, total: torch.Tensor, meas: torch.Tensor) -> None:
+        meas = meas.detach().cpu().to(torch.float64)
+        bad = ~torch.isfinite(meas) | ~torch.isfinite(total.detach().cpu())
+        diverged.logical_or_(bad)
+        better = (meas < best_loss) & ~diverged
+        if bool(better.any()):
+            best_loss[better] = meas[better]
+            idx = better.nonzero().flatten()
+            for k, v in state.items():
+                best_state[k][idx.to(v.device)] = v.detach()[idx.to(v.device)]
+
+    params = OrderedDict((k, v.detach().clone().requires_grad_(True)) for k, v in init.items())
+    cls = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
+    opt = cls(list(params.values()), lr=lr)
+    for step in range(1, steps + 1):
+        if lr_schedule is not None:
+            for group in opt.param_groups:
+                group["lr"] = lr * lr_schedule(step - 1)
+        opt.zero_grad(set_to_none=True)
+        total, meas = objective(params)
+        record(params, total, meas)
+        # a diverged restart must not poison the others: its loss is left out of the sum
+        finite = torch.isfinite(total.detach()) & torch.isfinite(meas.detach())
+        if not bool(finite.any()):
+            break
+        total[finite].sum().backward()
+        for v in params.values():
+            if v.grad is not None:
+                v.grad.nan_to_num_(0.0, 0.0, 0.0)
+        opt.step()
+        if project is not None:
+            with torch.no_grad():
+                for k, v in project(params).items():
+                    params[k].copy_(v)
+        if step == steps:
+            with torch.no_grad():
+                record(params, *objective(params))
+        if report is not None:
+            report(step, best_loss.clone(), diverged.clone())
+    best_loss[diverged] = float("nan")
+    return best_state, best_loss, diverged
+
+
+def _check_config(config: ILOConfig, prior) -> tuple:
+    """Validate the settings against ``prior``; returns (layers, steps, radii) as lists."""
+    def as_list(name, v):
+        if isinstance(v, (str, bytes)) or not isinstance(v, Sequence):
+            raise BadInput(f"{name} must be a list, got {v!r}")
+        return list(v)
+
+    layers, steps, radii = as_list("layers", config.layers), as_list("steps", config.steps), as_list("radii", config.radii)
+    if not layers:
+        raise BadInput("layers must name at least one cut point (round 0 is 0)")
+    valid = prior.cut_points
+    for c in layers:
+        if not isinstance(c, int) or isinstance(c, bool) or c not in valid:
+            raise BadInput(
+                f"ILO layer {c} is outside the cut points of {prior.meta.architecture} (valid: {valid[0]}..{valid[-1]})"
+            )
+    if layers[0] != 0:
+        raise BadInput(f"ILO layers must start with 0 (round 0 is CSGM in the latent), got {layers}")
+    if any(b < a for a, b in zip(layers, layers[1:])):
+        raise BadInput(f"ILO layers must be non-decreasing (progressively deeper), got {layers}")
+    if len(steps) != len(layers):
+        raise BadInput(f"steps has {len(steps)} entries but layers has {len(layers)}: give one step count per round")
+    for s in steps:
+        check_positive("steps", s, integer=True)
+    if len(radii) != len(layers) - 1:
+        raise BadInput(
+            f"radii has {len(radii)} entries but layers {layers} has {len(layers) - 1} constrained rounds: "
+            "give one l1 radius per round after round 0"
+        )
+    for r in radii:
+        if not isinstance(r, (int, float)) or isinstance(r, bool) or math.isnan(r) or r < 0:
+            raise BadInput(f"every l1 radius must be a number >= 0 (inf = unconstrained), got {r}")
+    check_positive("lr", config.lr)
+    check_positive("restarts", config.restarts, integer=True)
+    for name in ("lr_rampup", "lr_rampdown"):
+        v = getattr(config, name)
+        if not isinstance(v, (int, float)) or not 0 <= v <= 1:
+            raise BadInput(f"{name} must be a fraction in [0, 1], got {v}")
+    if config.loss not in LOSSES:
+        raise BadInput(f"unknown ILO loss '{config.loss}'; choose from: {', '.join(LOSSES)}")
+    for name in ("lpips_weight", "geodesic_weight", "sna_std"):
+        v = getattr(config, name)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
+            raise BadInput(f"{name} must be a number >= 0, got {v}")
+    if config.project_range:
+        check_positive("range_steps", config.range_steps, integer=True)
+        check_positive("range_lr", config.range_lr)
+    return layers, [int(s) for s in steps], [float(r) for r in radii]
+
+
+def has_w_plus(state: State) -> bool:
+    """True when ``state`` has an entry "w" with two per-sample dims (R, n_layers, dim): the
+    w+ latent the geodesic loss applies to (detected by name and shape, never by architecture)."""
+    w = state.get("w")
+    return w is not None and w.dim() == 3
+
+
+def solve(problem: Problem, prior, config: ILOConfig = ILOConfig(), on_event: EventSink = null_sink, seed: int = 0) -> Result:
+    """Run ILO with ``prior`` on ``problem``; returns the restart with the lowest measurement
+    loss over all rounds (x_hat (1, C, H, W) in [0, 1], its state at the cut of the round that
+    produced it). Result.extra: "rounds" (per round: cut, steps, radius, best measurement loss per
+    restart, and the range-projection residual when enabled), "best_round", "cut"."""
+    clock = timer()
+    layers, steps, radii = _check_config(config, prior)
+    A, y = problem.A, problem.y
+    m = A.m
+    R = int(config.restarts)
+    use_lpips = config.loss == "mse+lpips" and config.lpips_weight > 0
+    if use_lpips:
+        from ..metrics import get_lpips_net
+
+        get_lpips_net(y.device)  # fail now (MissingWeights), not after round 0
+    sna_rng = seeded_rng(seed + SNA_SEED_OFFSET) if config.sna_std > 0 else None
+
+    def make_objective(cut: int):
+        def objective(state: State):
+            x = prior.tail(state, cut)
+            r = A.A(x) - y
+            meas = r.reshape(R, -1).pow(2).sum(1)  # what selection uses: noise-free ||y - A x||^2
+            x_fit, fit = x, meas / m  # = losses.mse_loss, from the same residual
+            if sna_rng is not None:
+                # SNA: the loss sees G(.) + n, n ~ N(0, sna_std^2) drawn afresh every step; A is
+                # linear, so A(x + n) - y = r + A n
+                n = (torch.randn(x.shape, generator=sna_rng) * config.sna_std).to(x)
+                x_fit = x + n
+                fit = (r + A.A(n)).reshape(R, -1).pow(2).mean(1)
+            total = fit
+            if use_lpips:
+                ref = measurement_consistent_reference(A, y, x_fit.clamp(0, 1))
+                total = total + config.lpips_weight * lpips_loss(x_fit.clamp(0, 1), ref)
+            if config.geodesic_weight > 0 and has_w_plus(state):
+                total = total + config.geodesic_weight * geodesic_loss(state["w"])
+            return total, meas
+
+        return objective
+
+    overall = torch.full((R,), float("inf"), dtype=torch.float64)
+    overall_round = torch.full((R,), -1, dtype=torch.long)
+    diverged = torch.zeros(R, dtype=torch.bool)
+    round_states: List[State] = []
+    rounds_info: List[dict] = []
+    history: List[dict] = []
+    done_steps = 0
+
+    with frozen(prior):
+        start = prior.init_state(0, R, init=config.init, rng=seeded_rng(seed))
+        z_hat = None  # latest latent estimate (project_range)
+        for k, (cut, n_steps) in enumerate(zip(layers, steps)):
+            radius = None if k == 0 else radii[k - 1]
+            center = OrderedDict((key, v.detach().clone()) for key, v in start.items())
+            project = None
+            if radius is not None and not math.isinf(radius):
+                project = lambda st, c=center, r=radius: project_state_l1(st, c, r)  # noqa: E731
+            floor = overall.clone()
+
+            def report(step, best, div, k=k, cut=cut, radius=radius, n_steps=n_steps, floor=floor):
+                bad = diverged | div
+                cur = torch.minimum(floor, best)[~bad]
+                loss = float(cur.min()) if cur.numel() else float("nan")
+                rb = best[~bad]
+                history.append({"step": done_steps + step, "loss": loss, "round": k})
+                on_event(Event(
+                    phase=f"ilo:round{k}", step=step, total=n_steps, loss=loss,
+                    extra={"round_loss": float(rb.min()) if rb.numel() else float("nan"), "cut": cut,
+                           "radius": radius, "diverged": int(bad.sum())},
+                ))
+
+            best, losses, div = optimise_tracked(
+                make_objective(cut), start, optimizer="adam", lr=config.lr, steps=n_steps, report=report,
+                lr_schedule=ilo_lr_schedule(n_steps, config.lr_rampup, config.lr_rampdown), project=project,
+            )
+            done_steps += n_steps
+            diverged |= div
+            better = torch.nan_to_num(losses, nan=float("inf")) < overall
+            overall[better] = losses[better]
+            overall_round[better] = k
+            round_states.append(best)
+            info = {"round": k, "cut": cut, "steps": n_steps, "radius": radius,
+                    "best_losses": [float(v) for v in losses]}
+            if k == 0:
+                z_hat = best
+
+            carry = best
+            last = k == len(layers) - 1
+            if config.project_range and cut > 0 and not last:
+                carry, z_hat, resid = _project_to_range(prior, best, z_hat, cut, config, k, on_event)
+                info["range_residual"] = resid
+            rounds_info.append(info)
+            if not last:
+                with torch.no_grad():
+                    start = advance(prior, carry, cut, layers[k + 1])
+                start = OrderedDict((key, v.detach()) for key, v in start.items())
+            if bool(diverged.all()):
+                break
+
+        final = overall.clone()
+        final[diverged] = float("nan")
+        bad_idx = diverged.nonzero().flatten().tolist()
+        if len(bad_idx) == R:
+            raise SolverDiverged(f"every restart diverged (loss became NaN/Inf); try a smaller learning rate than {config.lr}")
+        i = int(torch.nan_to_num(final, nan=float("inf")).argmin())
+        kb = int(overall_round[i])
+        cut_b = layers[kb]
+        state = OrderedDict((key, v[i : i + 1].detach().clone()) for key, v in round_states[kb].items())
+        with torch.no_grad():
+            x_hat = prior.tail(state, cut_b)
+    return Result(
+        x_hat=x_hat.detach(), state=state, losses=[float(v) for v in final], best_restart=i, history=history,
+        wall_time=clock(), diverged=bad_idx,
+        extra={"rounds": rounds_info, "best_round": kb, "cut": cut_b},
+    )
+
+
+def _project_to_range(prior, target: State, z_init: State, cut: int, config: ILOConfig, k: int, on_event) -> tuple:
+    """Algorithm 1, lines 5-6: z^ = argmin_z ||head(z, cut) - target||^2 (l2 over all entries,
+    per restart) by Adam from ``z_init``, then the range point head(z^, cut).
+    Returns (range point (R, ...), z^, relative residual ||head(z^) - target||^2 / ||target||^2
+    per restart). The paper also keeps z in an l2 ball B(r_1); CSGM here has no such bound, so
+    neither has this step."""
+    tgt = OrderedDict((key, v.detach()) for key, v in target.items())
+    R = next(iter(tgt.values())).shape[0]
+
+    def dist(z: State) -> torch.Tensor:
+        s = prior.head(z, cut)
+        return sum((s[key] - tgt[key]).reshape(R, -1).pow(2).sum(1) for key in tgt)
+
+    z_best, d, _, _ = optimise_state(
+        dist, z_init, optimizer="adam", lr=config.range_lr, steps=config.range_steps,
+        phase=f"ilo:range{k}", on_event=on_event,
+    )
+    with torch.no_grad():
+        point = prior.head(z_best, cut)
+        norm = sum(v.reshape(R, -1).pow(2).sum(1) for v in tgt.values()).clamp_min(1e-30)
+        d = torch.nan_to_num(d.to(norm.dtype), nan=float("inf"))
+        resid = [float(v) for v in (d / norm.cpu())]
+    return OrderedDict((key, v.detach()) for key, v in point.items()), z_best, resid

@@ -1,0 +1,173 @@
+"""Batches that never lose work: failures recorded, resume, shards, Ctrl-C."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from recon_cli.app import app
+from recon_core.images import fit_image, save_image
+
+runner = CliRunner()
+FAST = ["--steps", "2", "--restarts", "1", "--quiet"]
+
+
+def _photos():
+    skimage = pytest.importorskip("skimage")
+    out = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        a = getattr(skimage.data, name)()
+        x = torch.from_numpy(a.copy()).permute(2, 0, 1).float().div(255)[None]
+        out.append(fit_image(x, 32))
+    return out
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """6 images: 3 good photos, a zero-byte file, a truncated PNG, and one that will diverge."""
+    d = tmp_path / "imgs"
+    d.mkdir()
+    p = _photos()
+    save_image(p[0], d / "a_good.png")
+    (d / "b_empty.png").write_bytes(b"")
+    data = save_image(p[1], tmp_path / "full.png").read_bytes()
+    (d / "c_truncated.png").write_bytes(data[: len(data) // 2])
+    save_image(p[2], d / "d_diverge.png")
+    save_image(p[3], d / "e_good.png")
+    save_image(p[1], d / "f_good.png")
+    return d
+
+
+def _diverge_second_solve(monkeypatch):
+    """Make the 2nd solver call blow up numerically (its operator returns NaN), as a diverging
+    optimisation would; the real solver code then drops every restart and raises."""
+    from recon_core.solvers import METHODS
+
+    cfg_cls, real = METHODS["surgery"]
+    calls = {"n": 0}
+
+    def solve(problem, prior, config, on_event=None, seed=0):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            orig = problem.A._A
+            problem.A._A = lambda x: orig(x) * float("nan")
+        return real(problem, prior, config, on_event=on_event, seed=seed)
+
+    monkeypatch.setitem(METHODS, "surgery", (cfg_cls, solve))
+    return calls
+
+
+def _digest(folder: Path) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_batch_records_failures_and_resumes(tmp_path, folder, tiny_ckpt, monkeypatch):
+    calls = _diverge_second_solve(monkeypatch)
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["reconstruct", str(folder), "--prior", str(tiny_ckpt), "--out", str(out), *FAST])
+    assert r.exit_code == 1, r.output
+    summary = json.loads((out / "summary.json").read_text())
+    status = {Path(row["input"]).name: row for row in summary["images"]}
+    assert [k for k, v in status.items() if v["status"] == "ok"] == ["a_good.png", "e_good.png", "f_good.png"]
+    assert "empty" in status["b_empty.png"]["reason"]
+    assert "truncated" in status["c_truncated.png"]["reason"] or "broken" in status["c_truncated.png"]["reason"]
+    assert "every restart diverged" in status["d_diverge.png"]["reason"]
+    assert summary["counts"] == {"ok": 3, "failed": 3, "skipped": 0}
+    for name in ("a_good", "e_good", "f_good"):
+        assert {p.name for p in (out / name).iterdir()} == {"x_hat.png", "compare.png", "metrics.json", "measurements.npz"}
+    assert not (out / "b_empty").exists() and not (out / "d_diverge").exists()
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert [row["status"] for row in rows] == ["ok", "failed", "failed", "failed", "ok", "ok"]
+    before = {n: _digest(out / n) for n in ("a_good", "e_good", "f_good")}
+
+    # --resume redoes nothing for the good ones (the diverging one is retried and now succeeds)
+    calls["n"] = 10
+    r = runner.invoke(app, ["reconstruct", str(folder), "--prior", str(tiny_ckpt), "--out", str(out), *FAST, "--resume"])
+    assert r.exit_code == 1
+    summary = json.loads((out / "summary.json").read_text())
+    status = {Path(row["input"]).name: row["status"] for row in summary["images"]}
+    assert status == {"a_good.png": "skipped", "b_empty.png": "failed", "c_truncated.png": "failed",
+                      "d_diverge.png": "ok", "e_good.png": "skipped", "f_good.png": "skipped"}
+    assert calls["n"] == 11  # one solve: d_diverge only
+    assert {n: _digest(out / n) for n in before} == before
+
+    # without --resume or --force, existing outputs are refused per image, never overwritten
+    r = runner.invoke(app, ["reconstruct", str(folder / "a_good.png"), str(folder / "e_good.png"), "--prior", str(tiny_ckpt),
+                            "--out", str(out), *FAST])
+    assert r.exit_code == 1
+    reasons = [row["reason"] for row in json.loads((out / "summary.json").read_text())["images"]]
+    assert all("refusing to overwrite" in x for x in reasons)
+    # resuming with other settings is refused for the finished images
+    r = runner.invoke(app, ["reconstruct", str(folder), "--prior", str(tiny_ckpt), "--out", str(out), *FAST, "--resume", "--seed", "3"])
+    rows = json.loads((out / "summary.json").read_text())["images"]
+    assert any("made with other settings (seed)" in (row["reason"] or "") for row in rows)
+
+
+def test_inputs_glob_list_and_shards(tmp_path, folder, tiny_ckpt):
+    good = [folder / n for n in ("a_good.png", "e_good.png", "f_good.png")]
+    lst = tmp_path / "list.txt"
+    lst.write_text("# my images\n" + "\n".join(map(str, good)) + "\n\n")
+    out = tmp_path / "o"
+    seen = []
+    for k in (1, 2):
+        r = runner.invoke(app, ["reconstruct", "--list", str(lst), "--prior", str(tiny_ckpt), "--out", str(out), *FAST, "--shard", f"{k}/2"])
+        assert r.exit_code == 0, r.output
+        rows = json.loads((out / f"summary-shard-{k}-of-2.json").read_text())["images"]
+        seen += [Path(row["input"]).name for row in rows]
+    assert sorted(seen) == ["a_good.png", "e_good.png", "f_good.png"]
+    r = runner.invoke(app, ["reconstruct", str(folder / "*_good.png"), "--prior", str(tiny_ckpt), "--out", str(tmp_path / "g"), *FAST])
+    assert r.exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["a_good", "e_good", "f_good", "summary.csv", "summary.json"]
+    for args, msg in [(["--shard", "3/2"], "1 <= K <= N"), (["--shard", "x"], "K/N"), (["--list", str(tmp_path / "none.txt")], "cannot read --list"),
+                      ([str(tmp_path / "nomatch*.png")], "no files match")]:
+        r = runner.invoke(app, ["reconstruct", *([str(folder)] if args[0].startswith("--") else []), *args, "--prior", str(tiny_ckpt), *FAST])
+        assert r.exit_code == 2 and msg in r.stderr, (args, r.output)
+    r = runner.invoke(app, ["reconstruct", str(good[0]), "--resume", "--prior", str(tiny_ckpt), *FAST])
+    assert r.exit_code == 2 and "apply to batches" in r.stderr
+
+
+def test_sigint_mid_batch_then_resume(tmp_path, tiny_ckpt):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i, x in enumerate(_photos() * 2):
+        save_image(x, d / f"img{i}.png")
+    out = tmp_path / "out"
+    recon = [sys.executable, "-m", "recon_cli", "reconstruct", str(d), "--prior", str(tiny_ckpt), "--out", str(out),
+             "--restarts", "1", "--quiet", "--threads", "1"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([*recon, "--steps", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.time() + 120
+    while not (out / "img1" / "metrics.json").exists():
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else "timeout"
+        time.sleep(0.05)
+    time.sleep(0.3)  # now mid-way through a later image
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert b"interrupted" in err and b"--resume" in err
+    leftovers = [p for p in out.rglob("*") if ".partial-" in str(p) or p.name.endswith(".tmp")]
+    assert leftovers == []
+    done = sorted(p.parent.name for p in out.glob("*/metrics.json"))
+    assert len(done) >= 2 and len(done) < 8
+    for name in done:
+        assert {p.name for p in (out / name).iterdir()} == {"x_hat.png", "compare.png", "metrics.json", "measurements.npz"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True
+    before = {n: _digest(out / n) for n in done}
+    r = subprocess.run([*recon, "--steps", "60", "--resume"], capture_output=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert {n: _digest(out / n) for n in done} == before
+    rows = json.loads((out / "summary.json").read_text())["images"]
+    assert sorted(Path(row["out"]).name for row in rows if row["status"] == "skipped") == done
+    assert all(row["status"] in ("ok", "skipped") for row in rows) and len(rows) == 8
