@@ -17,7 +17,7 @@ TINY_CONFIGS = {
     "began": {"resolution": 32, "z_dim": 8, "n": 4, "channels": 3},
     "vae": {"resolution": 32, "latent_dim": 8, "hidden_dims": [4, 8, 8], "channels": 3},
     "pggan": {"resolution": 16, "z_dim": 16, "channels": 3, "fmaps_base": 64, "fmaps_max": 8},
-    "stylegan2": {"size": 16, "style_dim": 8, "n_mlp": 2, "channel_multiplier": 1, "channel_max": 8, "channel_base": 64, "noise_init": 0.1},
+    "stylegan2": {"resolution": 16, "style_dim": 8, "n_mlp": 2, "channel_multiplier": 1, "channel_max": 8, "channel_base": 64, "noise_init": 0.1},
     "biggan": {"z_dim": 4, "class_embed_dim": 4, "channel_width": 4, "num_classes": 5, "attention_layer_position": 2, "n_stats": 5,
                "layers": [[False, 16, 8], [True, 8, 4], [False, 4, 2], [True, 2, 1]], "truncation": 0.5},
 }

@@ -353,7 +353,8 @@ def _load_vae_antixk(obj, arch: Optional[str], source: str, **config) -> Generat
 # convert_weight.py saves ``{"g_ema": sd, "latent_avg": (S,)}`` (plus "g"/"d" on request); its
 # train.py checkpoints also hold "args" (an argparse Namespace), which weights_only loading
 # refuses: re-save ``{"g_ema", "latent_avg"}`` only. Size, style_dim, n_mlp and widths are inferred
-# from the shapes; ``latent_avg`` is carried into the adapter (or estimated when absent).
+# from the shapes; ``latent_avg`` is carried into the adapter (or estimated when absent); files
+# with no ``noises.*`` buffers at all (rosinality's early pretrained 256 px model) get seeded noise.
 
 
 def _rosinality_state_dict(obj) -> Optional[dict]:
@@ -371,7 +372,7 @@ def _rosinality_state_dict(obj) -> Optional[dict]:
 
 
 def stylegan2_config(sd: dict, source: str = "checkpoint") -> dict:
-    """Infer the StyleGAN2 config (size, style_dim, n_mlp, channel widths) from a rosinality
+    """Infer the StyleGAN2 config (resolution, style_dim, n_mlp, channel widths) from a rosinality
     state dict (without prefixes)."""
 
     def count(prefix: str, suffix: str, start: int) -> int:
@@ -397,7 +398,7 @@ def stylegan2_config(sd: dict, source: str = "checkpoint") -> dict:
     below = [(r, c) for r, c in sorted(widths.items()) if c < cmax]
     product = below[0][0] * below[0][1] if below else 16384 * 2
     base, mult = (16384, product // 16384) if product % 16384 == 0 else (product, 1)
-    return {"size": size, "style_dim": int(sd["style.1.weight"].shape[1]), "n_mlp": n_mlp,
+    return {"resolution": size, "style_dim": int(sd["style.1.weight"].shape[1]), "n_mlp": n_mlp,
             "channel_multiplier": mult, "channel_max": cmax, "channel_base": base}
 
 
@@ -410,7 +411,14 @@ def _load_rosinality(obj, arch: Optional[str], source: str, **config) -> Generat
         raise CheckpointError(f"{source}: this checkpoint holds a StyleGAN2 generator (rosinality), not '{arch}'")
     sd = _rosinality_state_dict(obj)
     avg = obj.get("latent_avg") if "g_ema" in obj else sd.pop("latent_avg", None)
-    model = StyleGAN2(**{**stylegan2_config(sd, source), **config})
+    model = build_adapter("stylegan2", **{**stylegan2_config(sd, source), **config})
+    noise_keys = [f"noises.noise_{i}" for i in range(model.num_layers)]
+    if not any(k in sd for k in noise_keys):
+        # rosinality's own pretrained files predate the noise buffers (its issues #71, #176; it
+        # loads them with strict=False and random noise): fill them reproducibly instead
+        rng = torch.Generator().manual_seed(0)
+        for k in noise_keys:
+            sd[k] = torch.randn(tuple(model.state_dict()[k].shape), generator=rng)
     # latent_avg is our buffer, not a key of rosinality's Generator: set it after the strict load
     load_state_dict_checked(model, {**sd, "latent_avg": model.latent_avg.clone()}, source)
     if isinstance(avg, torch.Tensor):
@@ -485,7 +493,7 @@ def _load_hf_biggan(obj, arch: Optional[str], source: str, **config) -> Generato
         raise CheckpointError(f"{source}: pytorch_model.bin must hold a state dict")
     sd = _strip_prefix(dict(sd))
     hf_cfg = obj["hf_biggan_config"]
-    model = BigGAN(**{**biggan_config_from_hf(hf_cfg, source), **config})
+    model = build_adapter("biggan", **{**biggan_config_from_hf(hf_cfg, source), **config})
     # dumps made before torch stored spectral-norm v lack weight_v: derive it from u
     # (v = normalize(W^T u), the first half of a power step, as HF's converter did)
     for k in model.state_dict():

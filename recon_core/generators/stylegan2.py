@@ -240,19 +240,20 @@ def channels_at(r: int, channel_multiplier: int = 2, channel_max: int = 512, cha
 class StyleGAN2(GeneratorAdapter):
     """StyleGAN2 generator adapter (rosinality layout).
 
-    size: output resolution (8..1024, power of 2); style_dim: z and w size (512 for FFHQ);
+    resolution: output size (8..1024, power of 2; rosinality's ``size``); style_dim: z and w size (512 for FFHQ);
     n_mlp: mapping layers (8); channel_multiplier (2 for config-f FFHQ), channel_max, channel_base:
     feature widths (see ``channels_at``; shrink them for tiny test configs); lr_mlp: mapping
     lr multiplier (0.01); truncation: psi in (0, 1], w <- latent_avg + psi (w - latent_avg);
     noise_init: initial noise strengths (0 as in rosinality; only random-weight models care).
-    Latent z ~ N(0, I) (S,); output (N, 3, size, size), native range [-1, 1]."""
+    Latent z ~ N(0, I) (S,); output (N, 3, resolution, resolution), native range [-1, 1]."""
 
-    def __init__(self, size: int = 256, style_dim: int = 512, n_mlp: int = 8, channel_multiplier: int = 2,
+    def __init__(self, resolution: int = 256, style_dim: int = 512, n_mlp: int = 8, channel_multiplier: int = 2,
                  channel_max: int = 512, channel_base: int = 16384, lr_mlp: float = 0.01, truncation: float = 1.0,
                  noise_init: float = 0.0, weights_id: Optional[str] = None):
         super().__init__()
+        size = resolution
         if size not in RESOLUTIONS:
-            raise BadInput(f"StyleGAN2 size must be one of {RESOLUTIONS}, got {size}")
+            raise BadInput(f"StyleGAN2 resolution must be one of {RESOLUTIONS}, got {size}")
         if style_dim < 1 or n_mlp < 1 or channel_multiplier < 1 or channel_max < 1 or channel_base < 1:
             raise BadInput("StyleGAN2 needs style_dim, n_mlp, channel_multiplier, channel_max, channel_base >= 1")
         if not (0 < float(truncation) <= 1):
@@ -289,7 +290,7 @@ class StyleGAN2(GeneratorAdapter):
         self.meta = GeneratorMeta(
             architecture="stylegan2", resolution=size, channels=3, latent_kind="normal", native_range=(-1.0, 1.0),
             weights_id=weights_id,
-            config={"size": size, "style_dim": style_dim, "n_mlp": n_mlp, "channel_multiplier": channel_multiplier,
+            config={"resolution": size, "style_dim": style_dim, "n_mlp": n_mlp, "channel_multiplier": channel_multiplier,
                     "channel_max": channel_max, "channel_base": channel_base, "lr_mlp": lr_mlp,
                     "truncation": self.truncation, "noise_init": noise_init},
         )

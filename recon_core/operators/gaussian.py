@@ -57,7 +57,7 @@ class GaussianCS(LinearOperator):
         n = math.prod(int(s) for s in img_shape)
         try:
             m = max(1, round(float(ratio) * n))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # invalid ratios are reported by __init__
             return 0
         return 4 * m * n + 8 * m * m
 

@@ -168,7 +168,9 @@ def solve(problem: Problem, prior, config: IAGANConfig = IAGANConfig(), on_event
         traces.append(trace)
     ok = [r for r in range(R) if outs[r] is not None]
     if not ok:
-        raise SolverDiverged(f"every restart diverged in the adaptation stage; try a smaller lr_theta than {config.lr_theta}")
+        raise SolverDiverged(
+            f"every restart diverged in the adaptation stage; try a smaller lr_theta than {config.lr_theta}"
+        )
     i = min(ok, key=lambda r: loss2[r])
     x_hat, z_best = outs[i]
 

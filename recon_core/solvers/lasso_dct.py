@@ -1,4 +1,4 @@
-"""Lasso-DCT baseline: sparsity of the image in the 2-D DCT (Bora et al.'s Lasso baseline).
+"""Lasso-DCT baseline: sparsity of the image in the 2-D DCT (the Lasso baseline of Bora et al.).
 
     z_hat = argmin_z ||y - A Phi z||^2 + lam ||z||_1,   x_hat = clamp(Phi z_hat, 0, 1)
 
@@ -37,10 +37,10 @@ REPORT_EVERY = 10
 
 @dataclass
 class LassoDCTConfig:
-    """Lasso-DCT settings: lam (l1 weight, 0.01 as in Bora et al.'s baseline), steps (FISTA
-    iterations, at most), tol (stop when ||z_k - z_{k-1}|| <= tol ||z_k||), adaptive_restart
-    (reset FISTA's momentum when it points uphill, O'Donoghue & Candes 2015's gradient scheme:
-    same fixed points, far fewer iterations on ill-conditioned operators)."""
+    """Lasso-DCT settings: lam (l1 weight; 0.01, METHODS.md's setting for this objective),
+    steps (FISTA iterations, at most), tol (stop when ||z_k - z_{k-1}|| <= tol ||z_k||),
+    adaptive_restart (reset FISTA's momentum when it points uphill, O'Donoghue & Candes 2015's
+    gradient scheme: same minimiser, far fewer iterations on ill-conditioned operators)."""
 
     lam: float = 0.01
     steps: int = 1000

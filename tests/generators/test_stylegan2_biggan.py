@@ -342,7 +342,7 @@ def hf_biggan_reference(sd, cfg, z, class_vec, truncation):
 
 # ---- StyleGAN2 / rosinality ---------------------------------------------------------------------
 
-TINY_SG = {"size": 16, "style_dim": 8, "n_mlp": 2}
+TINY_SG = {"size": 16, "style_dim": 8, "n_mlp": 2}  # rosinality Generator(size, style_dim, n_mlp)
 TINY_SG_CH = {4: 8, 8: 8, 16: 4}
 
 
@@ -376,7 +376,8 @@ def test_rosinality_tiny_loads_and_matches_reference(tmp_path, wrap):
     g = load_checkpoint(tmp_path / "sg.pt")
     assert not g.training
     assert g.meta.architecture == "stylegan2" and g.meta.resolution == 16
-    assert {k: g.meta.config[k] for k in ("size", "style_dim", "n_mlp", "channel_max")} == {**TINY_SG, "channel_max": 8}
+    assert {k: g.meta.config[k] for k in ("resolution", "style_dim", "n_mlp", "channel_max")} == {
+        "resolution": 16, "style_dim": 8, "n_mlp": 2, "channel_max": 8}
     assert shapes_of(g) == {**shapes, "latent_avg": (8,)}
     # the adapter built directly and loaded with the same tensors gives the same images
     direct = StyleGAN2(**g.meta.config).eval()
@@ -421,7 +422,7 @@ def test_rosinality_full_size_256_keys_and_shapes():
     assert shapes["convs.0.conv.blur.kernel"] == (4, 4) and shapes["convs.10.conv.weight"] == (1, 128, 256, 3, 3)
     sd = {k: (fir_kernel_x4() if k.endswith("kernel") else torch.randn(s)) for k, s in shapes.items()}
     g = from_object({"g_ema": sd, "latent_avg": torch.randn(512)})
-    assert g.meta.config == {"size": 256, "style_dim": 512, "n_mlp": 8, "channel_multiplier": 2, "channel_max": 512,
+    assert g.meta.config == {"resolution": 256, "style_dim": 512, "n_mlp": 8, "channel_multiplier": 2, "channel_max": 512,
                              "channel_base": 16384, "lr_mlp": 0.01, "truncation": 1.0, "noise_init": 0.0}
     own = shapes_of(g)
     assert own.pop("latent_avg") == (512,)
@@ -445,6 +446,12 @@ def test_rosinality_errors(tmp_path):
     torch.save({"g_ema": bad}, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match=r"shape mismatch at 'conv1.activate.bias'"):
         load_checkpoint(tmp_path / "bad.pt")
+    # files without any noise buffer (rosinality's early pretrained models) get seeded noise...
+    no_noise = {k: v for k, v in sd.items() if not k.startswith("noises.")}
+    torch.save({"g_ema": no_noise}, tmp_path / "no_noise.pt")
+    a, b = load_checkpoint(tmp_path / "no_noise.pt"), load_checkpoint(tmp_path / "no_noise.pt")
+    assert torch.equal(a.noises.noise_4, b.noises.noise_4) and a.noises.noise_4.shape == (1, 1, 16, 16)
+    # ... but a partly missing set is an error naming the first missing key
     missing = {k: v for k, v in sd.items() if k != "noises.noise_2"}
     torch.save({"g_ema": missing}, tmp_path / "missing.pt")
     with pytest.raises(CheckpointError, match=r"missing key 'noises.noise_2'"):
@@ -459,7 +466,7 @@ def test_rosinality_errors(tmp_path):
     with pytest.raises(CheckpointError, match=r"StyleGAN2 generator \(rosinality\), not 'biggan'"):
         load_checkpoint(tmp_path / "ok.pt", arch="biggan")
     with pytest.raises(BadInput, match="truncation must be in"):
-        StyleGAN2(size=16, truncation=0)
+        StyleGAN2(resolution=16, truncation=0)
 
 
 def test_rosinality_own_format_round_trip(tmp_path):
