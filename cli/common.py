@@ -79,6 +79,13 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+def prior_options(arch, prior_format, class_idx, truncation) -> dict:
+    """Keyword arguments for ``resolve_prior`` from the --arch/--prior-format/--class/--truncation
+    options (only those given)."""
+    opts = {"arch": arch, "fmt": prior_format, "class_idx": class_idx, "truncation": truncation}
+    return {k: v for k, v in opts.items() if v is not None}
+
+
 def operator_params(op: str, ratio: float, frac: float, mask: str, factor: int, kernel_size: int) -> dict:
     """The parameters of operator family ``op`` taken from the CLI options."""
     if op.startswith("cs-"):

@@ -11,7 +11,7 @@ from typing import List, Optional
 import typer
 
 from .common import (
-    NOISE_CONVENTIONS, OPS, SOLVER_SEED_OFFSET, check_free, handle_errors, operator_params, resolve_device, set_threads,
+    NOISE_CONVENTIONS, OPS, SOLVER_SEED_OFFSET, check_free, handle_errors, operator_params, prior_options, resolve_device, set_threads,
 )
 from .render import EventRenderer, print_summary
 
@@ -19,7 +19,7 @@ METRICS_SCHEMA = 1
 OUTPUT_FILES = ("x_hat.png", "compare.png", "metrics.json")
 
 
-def build_config(method: str, arch: str, overrides: dict):
+def build_config(method: str, arch: str, overrides: dict, cut_points=None):
     """The method's config: its paper defaults (per architecture where the paper gives them),
     then every option the user set. An option the method does not have is a BadInput."""
     from recon_core.errors import BadInput
@@ -30,6 +30,9 @@ def build_config(method: str, arch: str, overrides: dict):
     cfg = cfg_cls()
     if method == "surgery" and arch in PAPER_SETTINGS:
         cfg.lr, cfg.cut = PAPER_SETTINGS[arch]
+        if cut_points is not None and cfg.cut not in cut_points:
+            # the paper's cut is for its full-size model; a smaller config has fewer blocks
+            cfg.cut = min(1, cut_points[-1])
     names = {f.name for f in fields(cfg)}
     for k, v in overrides.items():
         if v is None:
@@ -45,7 +48,8 @@ class Job:
     method config and the measurement settings."""
 
     def __init__(self, *, prior_name: str, method: str, overrides: dict, op: str, op_params: dict, noise_std: float,
-                 noise_convention: str, fit: str, seed: int, device: str, args: dict, max_memory: Optional[int] = None):
+                 noise_convention: str, fit: str, seed: int, device: str, args: dict, max_memory: Optional[int] = None,
+                 prior_options: Optional[dict] = None):
         import torch
 
         from recon_core.errors import BadInput
@@ -57,8 +61,8 @@ class Job:
         self.prior_name, self.method, self.op, self.op_params = prior_name, method, op, op_params
         self.noise_std, self.noise_convention, self.fit, self.seed, self.device = noise_std, noise_convention, fit, seed, device
         self.args, self.max_memory = args, max_memory
-        self.prior = resolve_prior(prior_name, device=device)
-        self.cfg, self.solve = build_config(method, self.prior.meta.architecture, overrides)
+        self.prior = resolve_prior(prior_name, device=device, **(prior_options or {}))
+        self.cfg, self.solve = build_config(method, self.prior.meta.architecture, overrides, self.prior.cut_points)
         if hasattr(self.cfg, "cut"):
             self.prior.check_cut(self.cfg.cut)
 
@@ -206,6 +210,10 @@ def reconstruct(
     shard: Optional[str] = typer.Option(None, help="Batch: process only share K of N (K/N, 1-based, deterministic)."),
     max_memory: float = typer.Option(0.0, help="Memory budget in GB for operators (0 = a quarter of the RAM); larger dense operators are refused."),
     prior: str = typer.Option("dcgan-faces-64", help="Zoo name (see `recon priors`) or path to a checkpoint."),
+    arch: Optional[str] = typer.Option(None, help="Architecture of a --prior PATH when its format does not say (dcgan|began|vae|stylegan2|pggan|biggan)."),
+    prior_format: Optional[str] = typer.Option(None, help="Checkpoint format of a --prior PATH (recon|netG|rosinality|hf-biggan|pggan|vae-antixk).", show_default="detected"),
+    class_idx: Optional[int] = typer.Option(None, "--class", help="BigGAN class index (ImageNet class for the public models).", show_default="random per restart"),
+    truncation: Optional[float] = typer.Option(None, help="Truncation of BigGAN/StyleGAN2 priors loaded from a path.", show_default="checkpoint's"),
     method: str = typer.Option("surgery", help="Inversion method: csgm|surgery."),
     cut: Optional[int] = typer.Option(None, help="Surgery cut index c (0 = CSGM).", show_default="paper's, 1 for DCGAN"),
     lr: Optional[float] = typer.Option(None, help="Learning rate.", show_default="method's, 0.1 for csgm and DCGAN surgery"),
@@ -260,6 +268,7 @@ def reconstruct(
         op_params=operator_params(op, ratio, frac, mask, factor, kernel_size), noise_std=noise_std,
         noise_convention=noise_convention, fit=fit, seed=seed, device=dev, args=args,
         max_memory=None if budget is None else int(budget * 1e9),
+        prior_options=prior_options(arch, prior_format, class_idx, truncation),
     )
     with EventRenderer(quiet=quiet, log_json=log_json) as renderer:
         if is_batch:

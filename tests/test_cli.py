@@ -170,3 +170,29 @@ def test_issue_example_command_as_written(tmp_path, face, monkeypatch):
     # the face is recovered far better than the zero-filled measurements (95% of pixels missing)
     zero_fill_psnr = 10 * np.log10(1 / np.mean(np.asarray(__import__("PIL.Image").Image.open(img), dtype=np.float64) ** 2 / 255**2 * 0.95))
     assert m["metrics"]["psnr"] > zero_fill_psnr + 5
+
+
+@pytest.mark.parametrize("arch", sorted(__import__("tests.conftest", fromlist=["TINY_CONFIGS"]).TINY_CONFIGS))
+@pytest.mark.parametrize("method", ["surgery", "csgm"])
+def test_every_architecture_end_to_end(tmp_path, face, arch, method):
+    """`recon reconstruct --method surgery|csgm` with a tiny random-weight prior of each architecture."""
+    from recon_core.generators.checkpoints import save_checkpoint
+    from tests.conftest import tiny_prior
+
+    ck = save_checkpoint(tiny_prior(arch), tmp_path / f"{arch}.pt")
+    extra = ["--class", "2"] if arch == "biggan" else []
+    r = run("reconstruct", face, "--prior", ck, "--out", tmp_path / "o", "--method", method, *FAST, "--json", *extra)
+    assert r.exit_code == 0, r.output
+    m = json.loads(r.stdout)
+    assert m["prior"]["architecture"] == arch and m["metrics"]["psnr"] > 0
+    if arch == "biggan":
+        assert m["prior"]["config"]["class_idx"] == 2
+
+
+def test_prior_options_errors(tmp_path, face, tiny_ckpt):
+    r = run("reconstruct", face, "--arch", "dcgan", *FAST)
+    assert r.exit_code == 2 and "apply to checkpoint paths" in r.stderr
+    r = run("reconstruct", face, "--prior", tiny_ckpt, "--prior-format", "rosinality", *FAST)
+    assert r.exit_code == 2 and "not a 'rosinality' checkpoint" in r.stderr
+    r = run("reconstruct", face, "--prior", tiny_ckpt, "--prior-format", "nope", *FAST)
+    assert r.exit_code == 2 and "unknown checkpoint format 'nope'" in r.stderr

@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Optional
 
-from ..errors import CheckpointError, MissingWeights, UnknownName
+from ..errors import BadInput, CheckpointError, MissingWeights, UnknownName
 from .base import GeneratorAdapter
 from .checkpoints import load_checkpoint
 
@@ -91,15 +91,16 @@ def sha256_file(path) -> str:
     return _sha256(str(path), st.st_size, st.st_mtime_ns)
 
 
-def load_prior(name: str, device="cpu") -> GeneratorAdapter:
-    """Load zoo entry ``name`` (sha256-verified) onto ``device``, in eval mode."""
+def load_prior(name: str, device="cpu", **overrides) -> GeneratorAdapter:
+    """Load zoo entry ``name`` (sha256-verified) onto ``device``, in eval mode; ``overrides``
+    (e.g. class_idx, truncation) replace config values of the entry."""
     e = entry(name)
     path = entry_path(e)
     digest = sha256_file(path)
     if digest != e["sha256"]:
         raise CheckpointError(f"sha256 of {path} is {digest[:12]}..., manifest says {e['sha256'][:12]}...: file altered or wrong version")
-    model = load_checkpoint(path, fmt=e.get("format"), arch=e["architecture"], device=device)
-    if model.meta.config != e["config"]:
+    model = load_checkpoint(path, fmt=e.get("format"), arch=e["architecture"], device=device, **overrides)
+    if {k: v for k, v in model.meta.config.items() if k not in overrides} != {k: v for k, v in e["config"].items() if k not in overrides}:
         raise CheckpointError(f"prior '{name}': checkpoint config {model.meta.config} differs from the manifest {e['config']}")
     model.meta.weights_id = name
     return model
@@ -113,7 +114,9 @@ def resolve_prior(prior: str, device="cpu", arch: Optional[str] = None, fmt: Opt
         return model
     if any(sep in prior for sep in ("/", "\\")) or prior.endswith((".pt", ".pth", ".tar", ".ckpt", ".bin")):
         raise CheckpointError(f"checkpoint '{prior}' does not exist")
-    return load_prior(prior, device=device)
+    if arch is not None or fmt is not None:
+        raise BadInput(f"--arch and --prior-format apply to checkpoint paths; '{prior}' is a zoo name")
+    return load_prior(prior, device=device, **config)
 
 
 def prior_image_shape(prior: str, arch: Optional[str] = None, fmt: Optional[str] = None, **config) -> tuple:

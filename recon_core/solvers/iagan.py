@@ -45,6 +45,17 @@ from . import postprocess
 from .common import Problem, Result, check_positive, frozen, measurement_loss, optimise_state, seeded_rng, timer
 
 
+#: per-architecture settings from the papers, for compressed sensing (the IAGAN paper for BEGAN
+#: and PGGAN; the Generator Surgery paper's Table 5 for DCGAN and VAE); for super-resolution the
+#: IAGAN paper uses fewer stage-2 steps (BEGAN 500, PGGAN 300). Config field -> value.
+PAPER_SETTINGS = {
+    "dcgan": {"csgm_steps": 1600, "steps": 600, "lr_z": 1e-4, "lr_theta": 1e-4},
+    "began": {"csgm_steps": 1600, "steps": 600, "lr_z": 1e-4, "lr_theta": 1e-4},
+    "vae": {"csgm_steps": 1000, "steps": 600, "lr_z": 1e-4, "lr_theta": 1e-4},
+    "pggan": {"csgm_steps": 1800, "steps": 500, "lr_z": 1e-4, "lr_theta": 1e-3},
+}
+
+
 @dataclass
 class IAGANConfig:
     """IAGAN settings. Stage 1 (CSGM): csgm_lr, csgm_steps, init; stage 2 (joint z + weights):
