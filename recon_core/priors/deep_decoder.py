@@ -10,7 +10,9 @@ Architecture (as in the authors' reference code, ``decodernw(num_channels_up=[k]
 ``depth`` d counts the upsampling layers (the reference's ``len(num_channels_up)``); the paper's
 "number of layers" is d + 1 (its last layer does not upsample). With this count the parameter
 number is (d+1) k^2 + 2 k (d+1) + C k, and the paper's 64 px example (depth 5, k = 44) is exactly
-the largest k with fewer parameters than n = 12288 (``choose_width``).
+the largest k with fewer parameters than n = 12288 (``choose_width``). The Generator Surgery
+paper's 128 px setting "d = 6, k = 89" counts layers (the paper's convention): it is depth 5 here
+(6 layers, 5 upsamplings, 89 = the largest k below n = 49152); depth 6 here gives k = 82.
 
 Channel norm: the reference applies ``BatchNorm2d(affine=True)`` in training mode to a batch of
 one image, i.e. each channel is normalised over its H x W pixels, then scaled and shifted by a
