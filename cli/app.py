@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from .cut_sweep import cut_sweep
 from .measure import measure
 from .priors import priors
 from .reconstruct import reconstruct
@@ -19,6 +20,7 @@ app = typer.Typer(
 app.command()(measure)
 app.command()(reconstruct)
 app.command()(priors)
+app.command("cut-sweep")(cut_sweep)
 
 
 def main() -> None:
