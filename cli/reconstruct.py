@@ -19,11 +19,34 @@ METRICS_SCHEMA = 1
 OUTPUT_FILES = ("x_hat.png", "compare.png", "metrics.json")
 
 
+def _coerce(name: str, value, default):
+    """Convert a CLI value to the type of the config field (tuples from 'a,b,c')."""
+    from recon_core.errors import BadInput
+
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            try:
+                items = [v.strip() for v in value.split(",") if v.strip()]
+                conv = int if all(isinstance(d, int) for d in default) else float
+                return tuple(conv(v) for v in items)
+            except ValueError:
+                raise BadInput(f"--{name.replace('_', '-')} must be a comma-separated list of numbers, got '{value}'") from None
+        return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    if isinstance(value, str) and isinstance(default, int) and not isinstance(default, bool):
+        try:
+            return int(value)
+        except ValueError:
+            raise BadInput(f"--{name.replace('_', '-')} must be an integer, got '{value}'") from None
+    return value
+
+
 def build_config(method: str, arch: str, overrides: dict, cut_points=None):
     """The method's config: its paper defaults (per architecture where the paper gives them),
     then every option the user set. An option the method does not have is a BadInput."""
+    import dataclasses
+
     from recon_core.errors import BadInput
-    from recon_core.solvers import get_method
+    from recon_core.solvers import get_method, iagan
     from recon_core.solvers.surgery import PAPER_SETTINGS
 
     cfg_cls, solve = get_method(method)
@@ -33,13 +56,15 @@ def build_config(method: str, arch: str, overrides: dict, cut_points=None):
         if cut_points is not None and cfg.cut not in cut_points:
             # the paper's cut is for its full-size model; a smaller config has fewer blocks
             cfg.cut = min(1, cut_points[-1])
+    if method == "iagan" and arch in iagan.PAPER_SETTINGS:
+        cfg = dataclasses.replace(cfg, **iagan.PAPER_SETTINGS[arch])
     names = {f.name for f in fields(cfg)}
     for k, v in overrides.items():
         if v is None:
             continue
         if k not in names:
             raise BadInput(f"--{k.replace('_', '-')} does not apply to --method {method}")
-        setattr(cfg, k, v)
+        setattr(cfg, k, _coerce(k, v, getattr(cfg, k)))
     return cfg, solve
 
 
@@ -49,7 +74,7 @@ class Job:
 
     def __init__(self, *, prior_name: str, method: str, overrides: dict, op: str, op_params: dict, noise_std: float,
                  noise_convention: str, fit: str, seed: int, device: str, args: dict, max_memory: Optional[int] = None,
-                 prior_options: Optional[dict] = None):
+                 prior_options: Optional[dict] = None, backproject: bool = False):
         import torch
 
         from recon_core.errors import BadInput
@@ -60,7 +85,7 @@ class Job:
         torch.manual_seed(seed)
         self.prior_name, self.method, self.op, self.op_params = prior_name, method, op, op_params
         self.noise_std, self.noise_convention, self.fit, self.seed, self.device = noise_std, noise_convention, fit, seed, device
-        self.args, self.max_memory = args, max_memory
+        self.args, self.max_memory, self.backproject = args, max_memory, backproject
         self.prior = resolve_prior(prior_name, device=device, **(prior_options or {}))
         self.cfg, self.solve = build_config(method, self.prior.meta.architecture, overrides, self.prior.cut_points)
         if hasattr(self.cfg, "cut"):
@@ -105,6 +130,10 @@ class Job:
                 x = fit_image(load_image(truth, channels=c), r, self.fit).to(device)
         problem = Problem(A, y, noise.std(A))
         result = self.solve(problem, prior, self.cfg, on_event=on_event, seed=self.seed + SOLVER_SEED_OFFSET)
+        if self.backproject and not result.extra.get("backprojected"):
+            from recon_core.solvers.postprocess import backproject
+
+            result = backproject(result, problem)
 
         x_hat = result.x_hat.clamp(0, 1)
         save_image(x_hat, out / "x_hat.png")
@@ -214,10 +243,37 @@ def reconstruct(
     prior_format: Optional[str] = typer.Option(None, help="Checkpoint format of a --prior PATH (recon|netG|rosinality|hf-biggan|pggan|vae-antixk).", show_default="detected"),
     class_idx: Optional[int] = typer.Option(None, "--class", help="BigGAN class index (ImageNet class for the public models).", show_default="random per restart"),
     truncation: Optional[float] = typer.Option(None, help="Truncation of BigGAN/StyleGAN2 priors loaded from a path.", show_default="checkpoint's"),
-    method: str = typer.Option("surgery", help="Inversion method: csgm|surgery."),
+    method: str = typer.Option("surgery", help="Inversion method: csgm|surgery|ilo|mgan|iagan|deep-decoder|hybrid|lasso-dct|pinv."),
     cut: Optional[int] = typer.Option(None, help="Surgery cut index c (0 = CSGM).", show_default="paper's, 1 for DCGAN"),
+    backproject: bool = typer.Option(False, help="Post-process any method's estimate with back-projection x + A^+(y - A x) (IAGAN eq. 10)."),
+    layers: Optional[str] = typer.Option(None, help="ILO: cut points of the rounds, starting at 0.", show_default="0,1,2"),
+    radii: Optional[str] = typer.Option(None, help="ILO: l1-ball radius of rounds 1.. (inf = unconstrained).", show_default="500,1000"),
+    lr_rampup: Optional[float] = typer.Option(None, help="ILO: fraction of a round's steps with linear lr warm-up.", show_default="0.05"),
+    lr_rampdown: Optional[float] = typer.Option(None, help="ILO: fraction of a round's steps with cosine lr decay.", show_default="0.75"),
+    loss: Optional[str] = typer.Option(None, help="ILO: mse|mse+lpips.", show_default="mse"),
+    lpips_weight: Optional[float] = typer.Option(None, help="ILO/mGANprior: weight of the LPIPS term.", show_default="ilo 1.0 (with --loss mse+lpips), mgan 0"),
+    geodesic_weight: Optional[float] = typer.Option(None, help="ILO: geodesic loss weight on w+ latents.", show_default="0.01"),
+    sna_std: Optional[float] = typer.Option(None, help="ILO: Stochastic Noise Addition std (denoising).", show_default="0 (off)"),
+    project_range: Optional[bool] = typer.Option(None, "--project-range/--no-project-range", help="ILO: project each round back to the range of the earlier layers.", show_default="off"),
+    range_steps: Optional[int] = typer.Option(None, help="ILO: steps of the range projection.", show_default="100"),
+    range_lr: Optional[float] = typer.Option(None, help="ILO: lr of the range projection.", show_default="0.1"),
+    n_codes: Optional[int] = typer.Option(None, help="mGANprior: number of latent codes.", show_default="10"),
+    layer: Optional[int] = typer.Option(None, help="mGANprior: composing layer (cut point >= 1).", show_default="1"),
+    csgm_lr: Optional[float] = typer.Option(None, help="IAGAN: stage-1 CSGM lr.", show_default="0.1"),
+    csgm_steps: Optional[int] = typer.Option(None, help="IAGAN: stage-1 CSGM steps.", show_default="paper's per architecture, DCGAN 1600"),
+    lr_z: Optional[float] = typer.Option(None, help="IAGAN: stage-2 lr of z.", show_default="1e-4"),
+    lr_theta: Optional[float] = typer.Option(None, help="IAGAN: stage-2 lr of the generator weights.", show_default="1e-4, PGGAN 1e-3"),
+    halve_if_noisy: Optional[bool] = typer.Option(None, "--halve-if-noisy/--no-halve-if-noisy", help="IAGAN: half the stage-2 steps with noise (early stopping).", show_default="on"),
+    width: Optional[int] = typer.Option(None, help="Deep Decoder: channels k.", show_default="largest with parameters < m"),
+    depth: Optional[int] = typer.Option(None, help="Deep Decoder: upsampling layers.", show_default="5"),
+    n_pre: Optional[int] = typer.Option(None, help="Hybrid: separate pre-inversion steps of G and DD.", show_default="500"),
+    dd_width: Optional[int] = typer.Option(None, help="Hybrid: Deep Decoder channels.", show_default="largest keeping the model under-parameterised"),
+    dd_depth: Optional[int] = typer.Option(None, help="Hybrid: Deep Decoder upsampling layers.", show_default="4"),
+    lam: Optional[float] = typer.Option(None, help="Lasso-DCT: l1 weight lambda.", show_default="0.01"),
+    tol: Optional[float] = typer.Option(None, help="Lasso-DCT: relative change to stop FISTA.", show_default="1e-6"),
+    adaptive_restart: Optional[bool] = typer.Option(None, "--adaptive-restart/--no-adaptive-restart", help="Lasso-DCT: FISTA momentum restart.", show_default="on"),
     lr: Optional[float] = typer.Option(None, help="Learning rate.", show_default="method's, 0.1 for csgm and DCGAN surgery"),
-    steps: Optional[int] = typer.Option(None, help="Optimiser steps.", show_default="csgm 500, surgery 25"),
+    steps: Optional[str] = typer.Option(None, help="Optimiser steps; ILO: per round, e.g. 300,200,100.", show_default="csgm 500, surgery 25, ilo 300,200,100, mgan 2000, iagan 600 after 1600 CSGM, deep-decoder and hybrid 5000, lasso-dct 1000"),
     restarts: Optional[int] = typer.Option(None, help="Random restarts, run as one batch.", show_default="3"),
     optimizer: Optional[str] = typer.Option(None, help="adam|lbfgs.", show_default="csgm adam, surgery lbfgs"),
     init: Optional[str] = typer.Option(None, help="Initial state: prior|cn|zero|normal|uniform.", show_default="csgm prior, surgery cn"),
@@ -262,13 +318,21 @@ def reconstruct(
     budget = None if max_memory == 0 else max_memory
     if budget is not None and not (budget > 0):
         raise BadInput(f"--max-memory must be > 0 GB (or 0 for the default), got {max_memory}")
-    overrides = {"cut": cut, "lr": lr, "steps": steps, "restarts": restarts, "optimizer": optimizer, "init": init, "z_reg": z_reg}
+    overrides = {
+        "cut": cut, "lr": lr, "steps": steps, "restarts": restarts, "optimizer": optimizer, "init": init, "z_reg": z_reg,
+        "layers": layers, "radii": radii, "lr_rampup": lr_rampup, "lr_rampdown": lr_rampdown, "loss": loss,
+        "lpips_weight": lpips_weight, "geodesic_weight": geodesic_weight, "sna_std": sna_std, "project_range": project_range,
+        "range_steps": range_steps, "range_lr": range_lr, "n_codes": n_codes, "layer": layer, "csgm_lr": csgm_lr,
+        "csgm_steps": csgm_steps, "lr_z": lr_z, "lr_theta": lr_theta, "halve_if_noisy": halve_if_noisy, "width": width,
+        "depth": depth, "n_pre": n_pre, "dd_width": dd_width, "dd_depth": dd_depth, "lam": lam, "tol": tol,
+        "adaptive_restart": adaptive_restart,
+    }
     job_kwargs = dict(
         prior_name=prior, method=method, overrides=overrides, op=op,
         op_params=operator_params(op, ratio, frac, mask, factor, kernel_size), noise_std=noise_std,
         noise_convention=noise_convention, fit=fit, seed=seed, device=dev, args=args,
         max_memory=None if budget is None else int(budget * 1e9),
-        prior_options=prior_options(arch, prior_format, class_idx, truncation),
+        prior_options=prior_options(arch, prior_format, class_idx, truncation), backproject=backproject,
     )
     with EventRenderer(quiet=quiet, log_json=log_json) as renderer:
         if is_batch:

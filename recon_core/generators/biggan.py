@@ -25,6 +25,13 @@ Blocks and states (Z = z_dim, E = class_embed_dim):
 Spectral norm never runs a power iteration in eval mode: W / sigma with sigma = u^T W v from
 the stored u, v (exactly torch's ``spectral_norm`` in eval). In training mode one iteration per
 call updates u, v like torch does; adapters are loaded in eval mode.
+
+Training mode (used only by ``recon_core.training``): the batch norms use batch statistics, as
+BigGAN does while training, and fold them (momentum 0.1, unbiased variance) into *every* row of
+the per-truncation tables, so a trained model's eval statistics are those of its training
+distribution at any truncation (BigGAN's "standing statistics" per truncation are not computed).
+``channels`` (default 3, HF) takes the first ``channels`` outputs of ``conv_to_rgb``: 1 for grey
+data; it is recorded in the config only when not 3.
 """
 
 from __future__ import annotations
@@ -72,7 +79,12 @@ class SNParam(nn.Module):
                 u = F.normalize(w_mat @ v, dim=0, eps=self.sn_eps)
                 self.weight_v.copy_(v)
                 self.weight_u.copy_(u)
-        sigma = torch.dot(self.weight_u, w_mat @ self.weight_v)
+            # clones (as torch's spectral_norm does): the next call's in-place update must not
+            # touch tensors saved for this call's backward (several forwards, one backward)
+            u, v = self.weight_u.clone(), self.weight_v.clone()
+        else:
+            u, v = self.weight_u, self.weight_v
+        sigma = torch.dot(u, w_mat @ v)
         return self.weight_orig / sigma
 
 
@@ -125,7 +137,10 @@ def interpolate_stats(stats: torch.Tensor, truncation: float) -> torch.Tensor:
 class BigGANBatchNorm(nn.Module):
     """Batch norm with per-truncation statistics (``running_means``/``running_vars``,
     (n_stats, C)); conditional: gain 1 + scale(cond), bias offset(cond) (SN linears, no bias);
-    otherwise affine ``weight``/``bias`` (C,). Never uses batch statistics."""
+    otherwise affine ``weight``/``bias`` (C,). Eval mode uses the tables; training mode uses
+    batch statistics and folds them into every row of the tables (momentum 0.1)."""
+
+    momentum = 0.1
 
     def __init__(self, num_features: int, cond_dim: Optional[int] = None, n_stats: int = 51, eps: float = 1e-4):
         super().__init__()
@@ -141,8 +156,18 @@ class BigGANBatchNorm(nn.Module):
             self.bias = nn.Parameter(torch.zeros(num_features))
 
     def forward(self, x: torch.Tensor, truncation: float, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
-        mean = interpolate_stats(self.running_means, truncation).view(1, -1, 1, 1)
-        var = interpolate_stats(self.running_vars, truncation).view(1, -1, 1, 1)
+        if self.training:
+            mean = x.mean(dim=(0, 2, 3))
+            var = x.var(dim=(0, 2, 3), unbiased=False)
+            with torch.no_grad():
+                n = x.numel() // x.shape[1]
+                m = self.momentum
+                self.running_means.mul_(1 - m).add_(m * mean)
+                self.running_vars.mul_(1 - m).add_(m * var * (n / max(n - 1, 1)))
+            mean, var = mean.view(1, -1, 1, 1), var.view(1, -1, 1, 1)
+        else:
+            mean = interpolate_stats(self.running_means, truncation).view(1, -1, 1, 1)
+            var = interpolate_stats(self.running_vars, truncation).view(1, -1, 1, 1)
         x = (x - mean) / torch.sqrt(var + self.eps)
         if self.conditional:
             return x * (1 + self.scale(cond)[:, :, None, None]) + self.offset(cond)[:, :, None, None]
@@ -237,12 +262,13 @@ class BigGAN(GeneratorAdapter):
     [up_sample, in_mult, out_mult] (HF config ``layers``), attention_layer_position (8),
     eps (1e-4, batch norm and spectral norm), n_stats (51), truncation in (0, 1] (selects the BN
     statistics and scales the truncated-normal z of ``sample_latent``), class_idx (optional
-    default class). Output (N, 3, R, R) with R = 4 * 2^(number of up-sampling layers), native
-    range [-1, 1] (tanh)."""
+    default class), channels (image channels, 1 or 3; <= channel_width). Output
+    (N, channels, R, R) with R = 4 * 2^(number of up-sampling layers), native range [-1, 1] (tanh)."""
 
     def __init__(self, z_dim: int = 128, class_embed_dim: int = 128, channel_width: int = 128, num_classes: int = 1000,
                  layers: Optional[Sequence[Sequence]] = None, attention_layer_position: int = 8, eps: float = 1e-4,
-                 n_stats: int = 51, truncation: float = 1.0, class_idx: Optional[int] = None, weights_id: Optional[str] = None):
+                 n_stats: int = 51, truncation: float = 1.0, class_idx: Optional[int] = None, channels: int = 3,
+                 weights_id: Optional[str] = None):
         super().__init__()
         layers = [[bool(u), int(a), int(b)] for u, a, b in (layers if layers is not None else DEEP_128_LAYERS)]
         if not layers:
@@ -252,6 +278,9 @@ class BigGAN(GeneratorAdapter):
             raise BadInput("BigGAN needs z_dim, class_embed_dim, num_classes >= 1, channel_width >= 3 and n_stats >= 2")
         if not (0 < float(truncation) <= 1):
             raise BadInput(f"BigGAN truncation must be in (0, 1], got {truncation}")
+        if channels not in (1, 3):
+            raise BadInput(f"BigGAN channels must be 1 or 3, got {channels}")
+        self.img_channels = channels
         if isinstance(attention_layer_position, bool) or not isinstance(attention_layer_position, int) or attention_layer_position < 0:
             # a position >= len(layers) means no attention layer (HF behaves the same)
             raise BadInput(f"BigGAN attention_layer_position must be an integer >= 0, got {attention_layer_position!r}")
@@ -263,12 +292,14 @@ class BigGAN(GeneratorAdapter):
         resolution = 4 * 2 ** sum(1 for u, _, _ in layers if u)
         self.class_idx = None
         self.meta = GeneratorMeta(
-            architecture="biggan", resolution=resolution, channels=3, latent_kind="normal", native_range=(-1.0, 1.0),
+            architecture="biggan", resolution=resolution, channels=channels, latent_kind="normal", native_range=(-1.0, 1.0),
             weights_id=weights_id,
             config={"z_dim": z_dim, "class_embed_dim": class_embed_dim, "channel_width": channel_width,
                     "num_classes": num_classes, "layers": layers, "attention_layer_position": attention_layer_position,
                     "eps": eps, "n_stats": n_stats, "truncation": self.truncation, "class_idx": None},
         )
+        if channels != 3:
+            self.meta.config["channels"] = channels  # only when not HF's 3: existing configs unchanged
         self.set_class(class_idx)
 
     def config(self) -> dict:
@@ -341,7 +372,7 @@ class BigGAN(GeneratorAdapter):
                 name = f"l{i}_block{r}"
             else:
                 name = f"l{i}_attn{r}"
-            out = {"img": (3, r, r)} if i == n - 1 else {"h": (c, r, r), "cond": cond}
+            out = {"img": (self.img_channels, r, r)} if i == n - 1 else {"h": (c, r, r), "cond": cond}
             infos.append(BlockInfo(name, ins, out))
         return infos
 
@@ -358,5 +389,5 @@ class BigGAN(GeneratorAdapter):
         h = layer(h, cond, self.truncation) if isinstance(layer, GenBlock) else layer(h)
         if i == len(g.layers):
             h = g.conv_to_rgb(F.relu(g.bn(h, self.truncation)))
-            return OrderedDict(img=torch.tanh(h[:, :3]))
+            return OrderedDict(img=torch.tanh(h[:, : self.img_channels]))
         return OrderedDict(h=h, cond=cond)

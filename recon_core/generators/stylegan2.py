@@ -218,12 +218,13 @@ class StyledConv(nn.Module):
 class ToRGB(nn.Module):
     """1x1 modulated conv (no demodulation) to rgb + bias (1,3,1,1), plus the x2-upsampled skip."""
 
-    def __init__(self, in_channel: int, style_dim: int, upsample: bool = True, blur_kernel: Sequence[float] = BLUR_KERNEL):
+    def __init__(self, in_channel: int, style_dim: int, upsample: bool = True, blur_kernel: Sequence[float] = BLUR_KERNEL,
+                 channels: int = 3):
         super().__init__()
         if upsample:
             self.upsample = Upsample(blur_kernel)
-        self.conv = ModulatedConv2d(in_channel, 3, 1, style_dim, demodulate=False)
-        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        self.conv = ModulatedConv2d(in_channel, channels, 1, style_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         out = self.conv(x, w) + self.bias
@@ -244,12 +245,14 @@ class StyleGAN2(GeneratorAdapter):
     n_mlp: mapping layers (8); channel_multiplier (2 for config-f FFHQ), channel_max, channel_base:
     feature widths (see ``channels_at``; shrink them for tiny test configs); lr_mlp: mapping
     lr multiplier (0.01); truncation: psi in (0, 1], w <- latent_avg + psi (w - latent_avg);
-    noise_init: initial noise strengths (0 as in rosinality; only random-weight models care).
-    Latent z ~ N(0, I) (S,); output (N, 3, resolution, resolution), native range [-1, 1]."""
+    noise_init: initial noise strengths (0 as in rosinality; only random-weight models care);
+    channels: image channels, 3 (rosinality) or 1 (grey data, e.g. Fashion-MNIST; recorded in
+    the config only when not 3). Latent z ~ N(0, I) (S,); output (N, channels, resolution,
+    resolution), native range [-1, 1]."""
 
     def __init__(self, resolution: int = 256, style_dim: int = 512, n_mlp: int = 8, channel_multiplier: int = 2,
                  channel_max: int = 512, channel_base: int = 16384, lr_mlp: float = 0.01, truncation: float = 1.0,
-                 noise_init: float = 0.0, weights_id: Optional[str] = None):
+                 noise_init: float = 0.0, channels: int = 3, weights_id: Optional[str] = None):
         super().__init__()
         size = resolution
         if size not in RESOLUTIONS:
@@ -258,6 +261,9 @@ class StyleGAN2(GeneratorAdapter):
             raise BadInput("StyleGAN2 needs style_dim, n_mlp, channel_multiplier, channel_max, channel_base >= 1")
         if not (0 < float(truncation) <= 1):
             raise BadInput(f"StyleGAN2 truncation must be in (0, 1], got {truncation}")
+        if channels not in (1, 3):
+            raise BadInput(f"StyleGAN2 channels must be 1 or 3, got {channels}")
+        self.img_channels = channels
         self.size, self.style_dim, self.n_mlp = size, style_dim, n_mlp
         self.truncation = float(truncation)
         self.log_size = int(math.log2(size))
@@ -271,7 +277,7 @@ class StyleGAN2(GeneratorAdapter):
         self.style = nn.Sequential(PixelNorm(), *[EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation=True) for _ in range(n_mlp)])
         self.input = ConstantInput(ch[4])
         self.conv1 = StyledConv(ch[4], ch[4], style_dim, noise_init=noise_init)
-        self.to_rgb1 = ToRGB(ch[4], style_dim, upsample=False)
+        self.to_rgb1 = ToRGB(ch[4], style_dim, upsample=False, channels=channels)
         self.convs = nn.ModuleList()
         self.to_rgbs = nn.ModuleList()
         self.noises = nn.Module()
@@ -283,17 +289,20 @@ class StyleGAN2(GeneratorAdapter):
             c_out = ch[2**i]
             self.convs.append(StyledConv(c_in, c_out, style_dim, upsample=True, noise_init=noise_init))
             self.convs.append(StyledConv(c_out, c_out, style_dim, noise_init=noise_init))
-            self.to_rgbs.append(ToRGB(c_out, style_dim))
+            self.to_rgbs.append(ToRGB(c_out, style_dim, channels=channels))
             c_in = c_out
         # mean w for truncation; the rosinality loader fills it from the checkpoint's latent_avg
         self.register_buffer("latent_avg", torch.zeros(style_dim))
         self.meta = GeneratorMeta(
-            architecture="stylegan2", resolution=size, channels=3, latent_kind="normal", native_range=(-1.0, 1.0),
+            architecture="stylegan2", resolution=size, channels=channels, latent_kind="normal", native_range=(-1.0, 1.0),
             weights_id=weights_id,
             config={"resolution": size, "style_dim": style_dim, "n_mlp": n_mlp, "channel_multiplier": channel_multiplier,
                     "channel_max": channel_max, "channel_base": channel_base, "lr_mlp": lr_mlp,
                     "truncation": self.truncation, "noise_init": noise_init},
         )
+        if channels != 3:
+            # only when not the rosinality default, so existing configs and manifests are unchanged
+            self.meta.config["channels"] = channels
 
     def config(self) -> dict:
         """Constructor arguments (JSON-able)."""
@@ -323,7 +332,7 @@ class StyleGAN2(GeneratorAdapter):
         r = 4 if k <= 2 else 2 ** k
         n_w = self.n_latent if k == 1 else self.n_latent - 1 - 2 * (k - 2)
         first_noise = 0 if k == 1 else 2 * k - 3
-        st = OrderedDict(h=(self.channels[r], r, r), rgb=(3, r, r), w=(n_w, self.style_dim))
+        st = OrderedDict(h=(self.channels[r], r, r), rgb=(self.img_channels, r, r), w=(n_w, self.style_dim))
         for i in range(first_noise, self.num_layers):
             st[f"noise_{i}"] = (1, self._noise_res(i), self._noise_res(i))
         return st
@@ -334,7 +343,7 @@ class StyleGAN2(GeneratorAdapter):
         for k in range(n_blocks):
             ins = {"z": (self.style_dim,)} if k == 0 else dict(self._synth_state(k))
             if k == n_blocks - 1:
-                out = {"img": (3, self.size, self.size)}
+                out = {"img": (self.img_channels, self.size, self.size)}
             else:
                 out = dict(self._synth_state(k + 1))
             name = "mapping" if k == 0 else f"b{4 if k == 1 else 2 ** (k + 1)}"
@@ -350,7 +359,7 @@ class StyleGAN2(GeneratorAdapter):
                 w = self.latent_avg + self.truncation * (w - self.latent_avg)
             out = OrderedDict()
             out["h"] = self.input.input.repeat(n, 1, 1, 1)
-            out["rgb"] = z.new_zeros(n, 3, 4, 4)
+            out["rgb"] = z.new_zeros(n, self.img_channels, 4, 4)
             out["w"] = w.unsqueeze(1).repeat(1, self.n_latent, 1)
             for j in range(self.num_layers):
                 # cloned so a solver optimising the state in place never touches the buffers
