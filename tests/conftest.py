@@ -35,6 +35,12 @@ def tiny_prior(arch: str = "dcgan", seed: int = 0):
     return g.eval()
 
 
+@pytest.fixture(autouse=True)
+def _run_in_tmp(tmp_path, monkeypatch):
+    """Every test runs in its own empty folder: default output paths never touch the repo."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def tiny_dcgan():
     return tiny_prior("dcgan")
