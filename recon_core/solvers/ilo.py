@@ -32,14 +32,24 @@ iterate (ILO's code carries the last one; with the cosine ramp-down they are usu
 the restart returned is the one with the lowest measurement loss over all rounds -- never one
 chosen against the ground truth.
 
-Defaults (paper, Appendix 7.3): steps (300, 200, 100), one of the step schedules searched for
-Fig. 2; l1 radii (500, 1000) for rounds 1 and 2: the paper's "radius of previous solutions"
-for the first intermediate layers (500, 1000, 2000), radii grow with depth as the theory
-suggests. They carry over to a 64 px DCGAN because its first intermediate state has the same
-size as StyleGAN2's first one (512 x 4 x 4 = 8192 entries) and activations of the same order, so
-r = 500 allows a mean deviation of ~0.06 per entry. Radii are absolute and architecture
-dependent; ``inf`` disables the constraint. The paper tunes one radius per variable (features,
-latents, noises); here one radius per round applies to every entry of the state.
+Defaults (paper, Appendix 7.3): Adam lr 0.1 per round with the ramps above; steps (300, 200,
+100), one of the per-layer step schedules searched for Fig. 2; MSE loss (the paper's choice for
+compressed sensing; MSE + LPIPS for super-resolution, denoising and inpainting with > 20% of the
+pixels); geodesic weight 0.01 ("for all tasks"); l1 radii (500, 1000) for rounds 1 and 2, the
+paper's "radius of previous solutions" for the first intermediate layers (500, 1000, 2000),
+growing with depth as its theory suggests (Remark 3). The layers (0, 1, 2) are the first three
+inputs of a 64 px DCGAN (5 blocks). Why the StyleGAN2 radii carry over: the first intermediate
+state has the same number of entries in both (512 x 4 x 4 = 8192). Measured on dcgan-faces-64,
+its states have l1 norms of ~920 (cut 1) and ~1230 (cut 2), so these balls allow a large but
+bounded change; on the astronaut crop (cs-gaussian, one seed) they gave 24.7 dB vs CSGM's
+17.7 dB at m/n = 0.1 and 20.1 vs 18.3 dB at 0.05 (radii (100, 200): 19.8 dB; (2000, 4000):
+20.8 dB). Radii are absolute, hence architecture dependent: tune them for other priors; inf
+disables the constraint. The paper tunes one radius per variable (features, latents, noises);
+here one radius per round applies to every entry of the state, each entry in its own ball.
+
+Moving a state from cut a > 0 to a deeper cut b runs the adapter's blocks a..b-1 in order
+(``advance``): the adapter's ``head`` always starts from the latent, and the contract has no
+"head from cut a", so this uses ``run_block``, which every adapter implements.
 """
 
 from __future__ import annotations

@@ -1,0 +1,177 @@
+"""Every method on one protocol: real photos at 64 px, dcgan-faces-64, noiseless cs-gaussian.
+
+Protocol (issue 4): the astronaut face crop and 5 more scikit-image photos
+(benchmarks/make_photos.py), m/n in {0.05, 0.1, 0.2, 0.4}, seeds {0, 1, 2}. Each (image, ratio,
+seed) cell runs every method on the same measurements; `csgm-bp` is CSGM followed by
+back-projection. Results are appended to benchmarks/results/methods.json after every run (rerun
+to resume), then summarised in methods.md and methods.png. PSNR is averaged as the mean of
+per-image PSNR. Nothing is selected against the ground truth: each method returns the restart
+with the lowest measurement loss.
+
+    python benchmarks/methods.py                       # the full protocol (many CPU hours)
+    python benchmarks/methods.py --seeds 0 --budget reduced   # what fits in a session
+
+--budget paper uses every method's paper settings; --budget reduced shortens the slow methods
+(listed in the output) and says so in the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from make_photos import photos  # noqa: E402
+
+from recon_core.generators.zoo import load_prior  # noqa: E402
+from recon_core.images import atomic_write_bytes, atomic_write_text  # noqa: E402
+from recon_core.metrics import compute_metrics  # noqa: E402
+from recon_core.operators import build  # noqa: E402
+from recon_core.solvers import METHODS, Problem  # noqa: E402
+from recon_core.solvers.postprocess import backproject  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+ORDER = ["pinv", "lasso-dct", "csgm", "csgm-bp", "surgery", "ilo", "mgan", "iagan", "deep-decoder", "hybrid"]
+#: shortened settings of the slow methods for --budget reduced (everything else: paper settings)
+REDUCED = {
+    "mgan": {"steps": 500},
+    "iagan": {"csgm_steps": 500, "steps": 300},
+    "deep-decoder": {"steps": 1500},
+    "hybrid": {"n_pre": 200, "steps": 1500},
+}
+
+
+def configs(budget: str) -> dict:
+    out = {}
+    for name in ORDER:
+        base = "csgm" if name == "csgm-bp" else name
+        cfg_cls, _ = METHODS[base]
+        cfg = cfg_cls()
+        if budget == "reduced" and base in REDUCED:
+            cfg = replace(cfg, **REDUCED[base])
+        out[name] = cfg
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--ratios", default="0.05,0.1,0.2,0.4")
+    ap.add_argument("--budget", choices=["paper", "reduced"], default="paper")
+    ap.add_argument("--methods", default=",".join(ORDER))
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--out", default=str(RESULTS / "methods.json"))
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    seeds = [int(s) for s in a.seeds.split(",")]
+    ratios = [float(r) for r in a.ratios.split(",")]
+    methods = [m for m in ORDER if m in a.methods.split(",")]
+    cfgs = configs(a.budget)
+    path = Path(a.out)
+    doc = json.loads(path.read_text()) if path.exists() else {"runs": {}}
+    doc["machine"] = f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, CPU only"
+    doc["budget"] = a.budget
+    doc["configs"] = {m: asdict(cfgs[m]) for m in methods}
+    G = load_prior("dcgan-faces-64")
+    imgs = photos(64)
+    for seed in seeds:
+        for ratio in ratios:
+            for name, x in imgs:
+                A = build("cs-gaussian", (3, 64, 64), seed=seed, ratio=ratio)
+                problem = Problem(A, A.A(x))
+                for method in methods:
+                    key = f"{name}|{ratio:g}|{seed}|{method}"
+                    if key in doc["runs"]:
+                        continue
+                    base = "csgm" if method == "csgm-bp" else method
+                    t0 = time.perf_counter()
+                    res = METHODS[base][1](problem, G, cfgs[method], seed=seed + 2_000_006)
+                    if method == "csgm-bp":
+                        res = backproject(res, problem)
+                    wall = time.perf_counter() - t0
+                    m = compute_metrics(x, res.x_hat, problem.y, A)
+                    doc["runs"][key] = {"image": name, "ratio": ratio, "seed": seed, "method": method, "psnr": m["psnr"],
+                                        "ssim": m["ssim"], "lpips": m["lpips"], "residual": m["residual"], "time_s": wall,
+                                        **({"alpha": res.extra.get("alpha"), "beta": res.extra.get("beta")} if method == "hybrid" else {})}
+                    atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+                    print(f"{key}: PSNR {m['psnr']:.2f} ({wall:.1f} s)", flush=True)
+    report(doc, path.with_suffix(".md"), path.with_suffix(".png"), a)
+
+
+def report(doc: dict, md: Path, png: Path, a) -> None:
+    runs = list(doc["runs"].values())
+    ratios = sorted({r["ratio"] for r in runs})
+    methods = [m for m in ORDER if any(r["method"] == m for r in runs)]
+    seeds = sorted({r["seed"] for r in runs})
+    images = sorted({r["image"] for r in runs})
+
+    def cell(m, ratio, key="psnr"):
+        v = [r[key] for r in runs if r["method"] == m and r["ratio"] == ratio and r[key] is not None]
+        return statistics.mean(v) if v else float("nan")
+
+    lines = [
+        "# All methods: noiseless cs-gaussian, dcgan-faces-64, 64 px real photos",
+        "",
+        f"Machine: {doc['machine']}; {time.strftime('%Y-%m-%d')}. Budget: `{doc['budget']}`"
+        + (f" (shortened: {json.dumps(REDUCED)})" if doc["budget"] == "reduced" else " (paper settings)") + ".",
+        f"Images ({len(images)}): {', '.join(images)}. Seeds: {seeds}. Runs: {len(runs)}.",
+        f"Produced by `python benchmarks/methods.py --seeds {','.join(map(str, seeds))} --budget {doc['budget']}`.",
+        "",
+        "Mean PSNR (dB, mean of per-image PSNR) by m/n:",
+        "",
+        "| method | " + " | ".join(f"m/n={r:g}" for r in ratios) + " | mean SSIM | mean LPIPS | s / image |",
+        "|---|" + "---|" * (len(ratios) + 3),
+    ]
+    for m in methods:
+        t = statistics.mean(r["time_s"] for r in runs if r["method"] == m)
+        ss = statistics.mean(r["ssim"] for r in runs if r["method"] == m)
+        lp = [r["lpips"] for r in runs if r["method"] == m and r["lpips"] is not None]
+        lines.append(f"| {m} | " + " | ".join(f"{cell(m, r):.2f}" for r in ratios)
+                     + f" | {ss:.3f} | {statistics.mean(lp) if lp else float('nan'):.3f} | {t:.1f} |")
+    checks = []
+    for r in ratios:
+        c = cell("csgm", r)
+        checks.append(f"- m/n={r:g}: ILO >= CSGM: {cell('ilo', r) >= c}; IAGAN > CSGM: {cell('iagan', r) > c}; "
+                      f"CSGM-BP > CSGM: {cell('csgm-bp', r) > c}; every generator method > pinv: "
+                      f"{all(cell(m, r) > cell('pinv', r) for m in ('csgm', 'csgm-bp', 'surgery', 'ilo', 'mgan', 'iagan', 'hybrid') if m in methods)}")
+    lines += ["", "Claims checked on these numbers (mean PSNR):", ""] + checks + [""]
+    atomic_write_text(md, "\n".join(lines))
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for m in methods:
+        ax.plot(ratios, [cell(m, r) for r in ratios], marker="o", label=m)
+    ax.set_xscale("log")
+    ax.set_xticks(ratios)
+    ax.set_xticklabels([f"{r:g}" for r in ratios])
+    ax.set_xlabel("m/n")
+    ax.set_ylabel("mean PSNR (dB)")
+    ax.set_title(f"cs-gaussian, noiseless, dcgan-faces-64, {len(images)} photos, seeds {seeds}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(png, buf.getvalue())
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
