@@ -8,6 +8,7 @@ from .cut_sweep import cut_sweep
 from .measure import measure
 from .priors import priors
 from .reconstruct import reconstruct
+from .train_rtil import train_rtil
 
 app = typer.Typer(
     name="recon",
@@ -21,6 +22,7 @@ app.command()(measure)
 app.command()(reconstruct)
 app.command()(priors)
 app.command("cut-sweep")(cut_sweep)
+app.command("train-rtil")(train_rtil)
 
 
 def main() -> None:

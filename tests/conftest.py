@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -36,9 +38,13 @@ def tiny_prior(arch: str = "dcgan", seed: int = 0):
 
 
 @pytest.fixture(autouse=True)
-def _run_in_tmp(tmp_path, monkeypatch):
-    """Every test runs in its own empty folder: default output paths never touch the repo."""
-    monkeypatch.chdir(tmp_path)
+def _run_in_tmp(tmp_path):
+    """Every test runs in its own empty folder: default output paths never touch the repo.
+    (os.chdir rather than monkeypatch, so tests' own monkeypatches are undone first.)"""
+    old = os.getcwd()
+    os.chdir(tmp_path)
+    yield
+    os.chdir(old)
 
 
 @pytest.fixture

@@ -56,9 +56,12 @@ class GaussianCS(LinearOperator):
         """4 m n bytes for A plus 8 m^2 for the Cholesky factor (ratio validated later)."""
         n = math.prod(int(s) for s in img_shape)
         try:
-            m = max(1, round(float(ratio) * n))
-        except (TypeError, ValueError, OverflowError):  # invalid ratios are reported by __init__
+            r = float(ratio)
+        except (TypeError, ValueError):
             return 0
+        if not 0 < r <= 1:  # invalid ratios are reported by __init__
+            return 0
+        m = max(1, round(r * n))
         return 4 * m * n + 8 * m * m
 
     def _mat(self, dtype) -> torch.Tensor:

@@ -11,10 +11,12 @@ autoencoder reconstruction (N, C, R, R). Widths are small and configurable (``bu
 - ``ResidualDiscriminator`` (StyleGAN2's residual D, simplified): equalised-lr 1x1 fromRGB, one
   residual block per resolution ((conv3x3, conv3x3, 2x2 average pooling) + (pool, 1x1 conv),
   summed / sqrt 2), minibatch stddev at 4x4, conv3x3, two linear layers. Simplification: average
-  pooling instead of StyleGAN2's [1,3,3,1] FIR blur + strided conv; leaky ReLU 0.2 times sqrt 2.
+  pooling then a 3x3 conv instead of StyleGAN2's [1,3,3,1] FIR blur + stride-2 conv; leaky ReLU
+  0.2 times sqrt 2.
 - ``PGGANDiscriminator`` (Karras et al. 2018, table 2): equalised-lr fromRGB, two 3x3 convs per
-  resolution + average pooling, minibatch stddev + conv3x3 + dense 4x4 + linear at 4x4; trained
-  at the final resolution directly (no progressive growing).
+  resolution with 2x2 average pooling between them (the second conv at half resolution, like the
+  official fused conv + downscale), minibatch stddev + conv3x3 + dense 4x4 + linear at 4x4;
+  trained at the final resolution directly (no progressive growing).
 - ``ProjectionDiscriminator`` (BigGAN's D, after Miyato & Koyama 2018): spectrally normalised
   residual blocks (ReLU pre-activation, average-pool downsampling to 8 px, then two blocks at
   8 px as BigGAN-PyTorch's 32 px D), ReLU + spatial sum -> h, logit = w.h + <embed(y), h>.
@@ -160,7 +162,8 @@ class _ResBlock(nn.Module):
 
     def forward(self, x):
         h = lrelu(self.conv1(x)) * SQRT2
-        h = F.avg_pool2d(lrelu(self.conv2(h)) * SQRT2, 2)
+        # pool, then conv: the second conv runs at half resolution, as StyleGAN2's blur + stride-2 conv
+        h = lrelu(self.conv2(F.avg_pool2d(h, 2))) * SQRT2
         return (h + self.skip(F.avg_pool2d(x, 2))) / SQRT2
 
 
@@ -208,7 +211,8 @@ class PGGANDiscriminator(nn.Module):
         """(N, C, R, R) in [-1, 1] -> logits (N,)."""
         h = lrelu(self.from_rgb(x))
         for c1, c2 in self.convs:
-            h = F.avg_pool2d(lrelu(c2(lrelu(c1(h)))), 2)
+            # pool, then conv: the second conv at half resolution, like PGGAN's fused (strided) downscale
+            h = lrelu(c2(F.avg_pool2d(lrelu(c1(h)), 2)))
         h = lrelu(self.final_conv(minibatch_stddev(h, self.mbstd_group)))
         return self.out(lrelu(self.dense(h.flatten(1)))).reshape(x.shape[0])
 

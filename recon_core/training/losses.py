@@ -88,5 +88,9 @@ def vae_terms(x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: to
     """(reconstruction, KL), each summed per image and averaged over the batch; x, x_hat in the
     decoder's native range, sigma the decoder std in the same units."""
     rec = (x - x_hat).pow(2).reshape(x.shape[0], -1).sum(1).mean() / (2.0 * sigma**2)
-    kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
-    return rec, kl
+    return rec, kl_normal(mu, logvar)
+
+
+def kl_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dims, averaged over the batch."""
+    return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
