@@ -86,9 +86,10 @@ def main() -> None:
     doc["configs"] = {m: asdict(cfgs[m]) for m in methods}
     G = load_prior("dcgan-faces-64")
     imgs = photos(64)
+    # image-major order: a partial run still covers every ratio for the images it reached
     for seed in seeds:
-        for ratio in ratios:
-            for name, x in imgs:
+        for name, x in imgs:
+            for ratio in ratios:
                 A = build("cs-gaussian", (3, 64, 64), seed=seed, ratio=ratio)
                 problem = Problem(A, A.A(x))
                 for method in methods:

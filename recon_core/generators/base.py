@@ -144,13 +144,20 @@ class GeneratorAdapter(nn.Module):
             out[name] = t.to(**self._placement())
         return out
 
-    def head(self, latent: State, upto: int) -> State:
-        """Run blocks 0..upto-1: the state entering block ``upto`` (upto=0 returns the latent)."""
-        self.check_cut(upto)
-        state = latent
-        for i in range(upto):
+    def advance(self, state: State, start: int, stop: int) -> State:
+        """Carry the state entering block ``start`` to the state entering block ``stop``
+        (start <= stop): runs blocks start..stop-1."""
+        self.check_cut(start)
+        self.check_cut(stop)
+        if stop < start:
+            raise BadInput(f"cannot carry a state from cut {start} back to cut {stop}")
+        for i in range(start, stop):
             state = self.run_block(i, state)
         return state
+
+    def head(self, latent: State, upto: int) -> State:
+        """Run blocks 0..upto-1: the state entering block ``upto`` (upto=0 returns the latent)."""
+        return self.advance(latent, 0, upto)
 
     def tail(self, state: State, start: int = 0) -> torch.Tensor:
         """Run blocks start..end and map the output to [0, 1]: (N, C, R, R)."""

@@ -13,7 +13,6 @@ import math
 from collections import OrderedDict
 from typing import List
 
-import torch
 from torch import nn
 
 from ..errors import BadInput

@@ -47,9 +47,8 @@ bounded change; on the astronaut crop (cs-gaussian, one seed) they gave 24.7 dB 
 disables the constraint. The paper tunes one radius per variable (features, latents, noises);
 here one radius per round applies to every entry of the state, each entry in its own ball.
 
-Moving a state from cut a > 0 to a deeper cut b runs the adapter's blocks a..b-1 in order
-(``advance``): the adapter's ``head`` always starts from the latent, and the contract has no
-"head from cut a", so this uses ``run_block``, which every adapter implements.
+Moving a state from cut a > 0 to a deeper cut b uses the adapter's ``advance(state, a, b)``
+(blocks a..b-1), part of the adapter contract.
 """
 
 from __future__ import annotations
@@ -118,21 +117,6 @@ def ilo_lr_schedule(steps: int, rampup: float = 0.05, rampdown: float = 0.75) ->
         return down * up
 
     return factor
-
-
-def advance(prior, state: State, start: int, stop: int) -> State:
-    """Carry a state entering block ``start`` forward to the state entering block ``stop``
-    (start <= stop): runs blocks start..stop-1. From cut 0 this is ``prior.head``; from a later
-    cut the adapter's own blocks are run in order (``head`` always starts from the latent)."""
-    prior.check_cut(start)
-    prior.check_cut(stop)
-    if stop < start:
-        raise BadInput(f"cannot carry a state from cut {start} back to cut {stop}")
-    if start == 0:
-        return prior.head(state, stop)
-    for i in range(start, stop):
-        state = prior.run_block(i, state)
-    return state
 
 
 def optimise_tracked(
@@ -359,7 +343,7 @@ def solve(problem: Problem, prior, config: ILOConfig = ILOConfig(), on_event: Ev
             rounds_info.append(info)
             if not last:
                 with torch.no_grad():
-                    start = advance(prior, carry, cut, layers[k + 1])
+                    start = prior.advance(carry, cut, layers[k + 1])
                 start = OrderedDict((key, v.detach()) for key, v in start.items())
             if bool(diverged.all()):
                 break

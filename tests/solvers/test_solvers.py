@@ -10,7 +10,7 @@ import torch
 from recon_core.errors import BadInput, SolverDiverged
 from recon_core.operators import build
 from recon_core.solvers import Problem, csgm, get_method, surgery
-from recon_core.solvers.common import BatchedLBFGS, invert_at_cut, measurement_loss
+from recon_core.solvers.common import BatchedLBFGS, measurement_loss
 from recon_core.errors import UnknownName
 from tests.conftest import tiny_prior
 
