@@ -10,6 +10,7 @@ from pathlib import Path
 
 
 import typer
+from typing_extensions import Annotated
 
 from recon_core.errors import BadInput, ReconError
 
@@ -110,3 +111,20 @@ def check_free(paths, force: bool) -> None:
 
 def stdout_is_tty() -> bool:
     return sys.stdout.isatty()
+
+
+# ---- options shared by several subcommands (one definition, one help text) ------------------
+OpOpt = Annotated[str, typer.Option("--op", help=f"Forward operator: {'|'.join(OPS)}.")]
+RatioOpt = Annotated[float, typer.Option(help="m/n for cs-* operators.")]
+FracOpt = Annotated[float, typer.Option(help="Fraction of pixels kept (inpaint).")]
+MaskOpt = Annotated[str, typer.Option(help="Inpainting mask: random|box|PATH to a PNG (white = kept).")]
+FactorOpt = Annotated[int, typer.Option(help="Downsampling factor (superres, 2-16).")]
+KernelOpt = Annotated[int, typer.Option(help="Blur kernel size (blur, odd).")]
+NoiseStdOpt = Annotated[float, typer.Option(help="Noise level (see --noise-convention).")]
+NoiseConvOpt = Annotated[str, typer.Option(help="per-entry: std of each entry; cs-norm: sqrt(E||eta||^2) at 64 px, scaled.")]
+FitOpt = Annotated[str, typer.Option(help="Fit images to the prior: crop-resize|crop|resize|pad.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto|cpu|cuda.")]
+ThreadsOpt = Annotated[int, typer.Option(help="CPU threads for torch; 0 = torch's default (all cores). Use 1 when running several jobs side by side.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
+LogJsonOpt = Annotated[bool, typer.Option(help="Progress as JSON lines on stderr.")]
+DebugOpt = Annotated[bool, typer.Option(help="Print tracebacks.")]

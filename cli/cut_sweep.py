@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import typer
 
+from .common import DebugOpt, DeviceOpt, FitOpt, LogJsonOpt, QuietOpt, ThreadsOpt  # noqa: E501
 from .common import NOISE_CONVENTIONS, NOISE_SEED_OFFSET, handle_errors, prior_options, resolve_device, set_threads
 from .render import EventRenderer
 
@@ -30,14 +31,14 @@ def cut_sweep(
     lr: Optional[float] = typer.Option(None, help="Learning rate.", show_default="paper's for the architecture, else 0.1"),
     optimizer: str = typer.Option("lbfgs", help="lbfgs|adam."),
     init: str = typer.Option("cn", help="cn|zero|normal|uniform."),
-    fit: str = typer.Option("crop-resize", help="How images are fitted to the prior."),
+    fit: FitOpt = "crop-resize",
     seed: int = typer.Option(0, help="Seed of operators, noise and restarts."),
-    device: str = typer.Option("auto", help="auto|cpu|cuda."),
-    threads: int = typer.Option(0, help="CPU threads for torch (0 = all cores)."),
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = 0,
     force: bool = typer.Option(False, help="Start over, discarding an existing sweep in --out."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or table on stderr."),
-    log_json: bool = typer.Option(False, help="Progress as JSON lines on stderr."),
-    debug: bool = typer.Option(False, help="Print tracebacks."),
+    quiet: QuietOpt = False,
+    log_json: LogJsonOpt = False,
+    debug: DebugOpt = False,
 ):
     """Run Generator Surgery at every cut for every ratio and validation image; write sweep.json
     (per image, ratio, cut: PSNR, SSIM, LPIPS, residual, time), sweep.csv, sweep.png (mean PSNR vs

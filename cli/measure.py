@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from .common import NOISE_CONVENTIONS, NOISE_SEED_OFFSET, OPS, check_free, handle_errors, operator_params
+from .common import DebugOpt, FactorOpt, FitOpt, FracOpt, KernelOpt, MaskOpt, NoiseConvOpt, NoiseStdOpt, OpOpt, RatioOpt  # noqa: E501
+from .common import NOISE_CONVENTIONS, NOISE_SEED_OFFSET, check_free, handle_errors, operator_params
 
 
 def make_measurements(x, op, params, seed, noise_std, noise_convention, device="cpu", max_memory=None):
@@ -26,20 +27,20 @@ def make_measurements(x, op, params, seed, noise_std, noise_convention, device="
 def measure(
     image: Path = typer.Argument(..., help="Image to measure (PNG/JPEG/...)."),
     output: Path = typer.Option(..., "--output", "-o", help="Measurements file to write (.npz)."),
-    op: str = typer.Option("cs-gaussian", "--op", help=f"Forward operator: {'|'.join(OPS)}."),
-    ratio: float = typer.Option(0.1, help="m/n for cs-* operators."),
-    frac: float = typer.Option(0.1, help="Fraction of pixels kept (inpaint)."),
-    mask: str = typer.Option("random", help="Inpainting mask: random|box|PATH to a PNG (white = kept)."),
-    factor: int = typer.Option(4, help="Downsampling factor (superres, 2-16)."),
-    kernel_size: int = typer.Option(9, help="Blur kernel size (blur, odd)."),
-    noise_std: float = typer.Option(0.0, help="Noise level (see --noise-convention)."),
-    noise_convention: str = typer.Option("per-entry", help="per-entry: std of each entry; cs-norm: sqrt(E||eta||^2) at 64 px, scaled."),
+    op: OpOpt = "cs-gaussian",
+    ratio: RatioOpt = 0.1,
+    frac: FracOpt = 0.1,
+    mask: MaskOpt = "random",
+    factor: FactorOpt = 4,
+    kernel_size: KernelOpt = 9,
+    noise_std: NoiseStdOpt = 0.0,
+    noise_convention: NoiseConvOpt = "per-entry",
     prior: str = typer.Option("dcgan-faces-64", help="Prior whose resolution/channels the image is fitted to."),
     size: int = typer.Option(0, help="Fit to SIZE x SIZE instead of the prior's resolution (0 = prior's)."),
-    fit: str = typer.Option("crop-resize", help="How to fit the image: crop-resize|crop|resize|pad."),
+    fit: FitOpt = "crop-resize",
     seed: int = typer.Option(0, help="Seed of the operator and the noise."),
     force: bool = typer.Option(False, help="Overwrite existing files."),
-    debug: bool = typer.Option(False, help="Print tracebacks."),
+    debug: DebugOpt = False,
 ):
     """Simulate measurements of IMAGE and write them, with the operator and noise specs, to an
     .npz file (plus a preview PNG beside it when the measurements can be shown as an image)."""

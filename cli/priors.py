@@ -6,13 +6,14 @@ import json
 
 import typer
 
+from .common import DebugOpt  # noqa: E501
 from .common import handle_errors
 
 
 @handle_errors
 def priors(
     json_out: bool = typer.Option(False, "--json", help="Print the manifest entries as JSON."),
-    debug: bool = typer.Option(False, help="Print tracebacks."),
+    debug: DebugOpt = False,
 ):
     """List the named priors (resolution, latent, cut points, provenance, installed or not)."""
     from rich.console import Console

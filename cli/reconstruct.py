@@ -10,8 +10,9 @@ from typing import List, Optional
 
 import typer
 
+from .common import DebugOpt, DeviceOpt, FactorOpt, FitOpt, FracOpt, KernelOpt, LogJsonOpt, MaskOpt, NoiseConvOpt, NoiseStdOpt, OpOpt, QuietOpt, RatioOpt, ThreadsOpt  # noqa: E501
 from .common import (
-    NOISE_CONVENTIONS, OPS, SOLVER_SEED_OFFSET, check_free, handle_errors, operator_params, prior_options, resolve_device, set_threads,
+    NOISE_CONVENTIONS, SOLVER_SEED_OFFSET, check_free, handle_errors, operator_params, prior_options, resolve_device, set_threads,
 )
 from .render import EventRenderer, print_summary
 
@@ -278,23 +279,23 @@ def reconstruct(
     optimizer: Optional[str] = typer.Option(None, help="adam|lbfgs.", show_default="csgm adam, surgery lbfgs"),
     init: Optional[str] = typer.Option(None, help="Initial state: prior|cn|zero|normal|uniform.", show_default="csgm prior, surgery cn"),
     z_reg: Optional[float] = typer.Option(None, help="CSGM lambda in lambda ||z||^2.", show_default="0"),
-    op: str = typer.Option("cs-gaussian", "--op", help=f"Forward operator: {'|'.join(OPS)}."),
-    ratio: float = typer.Option(0.1, help="m/n for cs-* operators."),
-    frac: float = typer.Option(0.1, help="Fraction of pixels kept (inpaint)."),
-    mask: str = typer.Option("random", help="Inpainting mask: random|box|PATH to a PNG (white = kept)."),
-    factor: int = typer.Option(4, help="Downsampling factor (superres, 2-16)."),
-    kernel_size: int = typer.Option(9, help="Blur kernel size (blur, odd)."),
-    noise_std: float = typer.Option(0.0, help="Noise level (see --noise-convention)."),
-    noise_convention: str = typer.Option("per-entry", help="per-entry: std of each entry; cs-norm: sqrt(E||eta||^2) at 64 px, scaled."),
-    fit: str = typer.Option("crop-resize", help="Fit the image to the prior: crop-resize|crop|resize|pad."),
+    op: OpOpt = "cs-gaussian",
+    ratio: RatioOpt = 0.1,
+    frac: FracOpt = 0.1,
+    mask: MaskOpt = "random",
+    factor: FactorOpt = 4,
+    kernel_size: KernelOpt = 9,
+    noise_std: NoiseStdOpt = 0.0,
+    noise_convention: NoiseConvOpt = "per-entry",
+    fit: FitOpt = "crop-resize",
     seed: int = typer.Option(0, help="Seed of everything random (operator, noise, restarts)."),
-    device: str = typer.Option("auto", help="auto|cpu|cuda."),
-    threads: int = typer.Option(0, help="CPU threads for torch; 0 = torch's default (all cores). Use 1 when running several jobs side by side."),
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = 0,
     force: bool = typer.Option(False, help="Overwrite existing output files."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr."),
+    quiet: QuietOpt = False,
     json_out: bool = typer.Option(False, "--json", help="Print metrics.json to stdout."),
-    log_json: bool = typer.Option(False, help="Progress as JSON lines on stderr."),
-    debug: bool = typer.Option(False, help="Print tracebacks."),
+    log_json: LogJsonOpt = False,
+    debug: DebugOpt = False,
 ):
     """Measure each IMAGE (or load --measurements) and reconstruct it; writes x_hat.png,
     compare.png, metrics.json (and measurements.npz when measured here) into --out. Several

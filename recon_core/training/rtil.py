@@ -1,12 +1,13 @@
 """RTIL generators (Gunn, Cocola, Hand): the plain generator and its perturbed / multi-code
 relatives, sharing every weight, written only against the adapter contract (blocks and states).
 
-Through the contract: a state entering cut c is ``head(z, c)``; block i is ``run_block(i, state)``
-(the primitive ``head`` and ``tail`` loop over). Training uses ``advance`` (blocks a..b-1) and
-``render`` (blocks c..end, then the native range mapped *affinely* to [-1, 1]): ``tail`` clamps to
-[0, 1], which would zero the gradient of every pixel outside the range (a pixel stuck below black
-could never come back), so training never goes through the clamp. Images here are in [-1, 1]
-(the discriminators' range); ``render(...) == tail(...) * 2 - 1`` wherever tail does not clamp.
+Through the contract: ``head(z, c)`` is the state entering cut c, ``advance(state, a, b)`` carries a
+state from cut a to cut b, ``run_block(i, state)`` is block i. ``render`` runs the rest of the
+generator and maps the native range *affinely* to [-1, 1]: ``tail`` clamps to [0, 1], which would
+zero the gradient of every pixel outside the range (a pixel stuck below black could never come
+back), so training never goes through the clamp; it runs the last block with ``run_block``.
+Images here are in [-1, 1] (the discriminators' range); ``render(...) == tail(...) * 2 - 1``
+wherever tail does not clamp.
 
 - RTIL-ILO: G~(z0, z1) = g1(z1 + g0(z0)), z1 ~ N(0, sigma^2 I) added to every *feature* entry of
   the state (per-sample shape (C, H, W); not StyleGAN2's rgb skip or noise inputs, not vectors such
@@ -38,17 +39,17 @@ Randn = Callable[[tuple], torch.Tensor]
 
 
 def advance(g: GeneratorAdapter, state: State, start: int, stop: int) -> State:
-    """Run blocks start..stop-1 of ``g`` on the state entering ``start``: the state entering ``stop``."""
-    for i in range(start, stop):
-        state = g.run_block(i, state)
-    return state
+    """The state entering cut ``stop`` from the state entering cut ``start`` (the adapter's
+    ``advance``; a no-op when start == stop)."""
+    return state if start == stop else g.advance(state, start, stop)
 
 
 def render(g: GeneratorAdapter, state: State, start: int) -> torch.Tensor:
     """Blocks start..end, native range mapped affinely (no clamp) to [-1, 1]: (N, C, R, R)."""
-    state = advance(g, state, start, len(g.blocks))
+    last = len(g.blocks) - 1
+    raw = g.run_block(last, advance(g, state, start, last))["img"]
     lo, hi = g.meta.native_range
-    return (state["img"] - lo) * (2.0 / (hi - lo)) - 1.0
+    return (raw - lo) * (2.0 / (hi - lo)) - 1.0
 
 
 def feature_names(g: GeneratorAdapter, cut: int) -> List[str]:

@@ -34,8 +34,9 @@ growing); R1 is applied in the same D update every ``r1_every`` steps, scaled by
 regularisation; no separate optimiser step, hence no Adam ratio correction); StyleGAN2 has no path
 length regulariser and no style mixing; its noise inputs are drawn fresh per sample while training
 (rosinality's ``randomize_noise``), the fixed buffers are used at inference; BigGAN's batch norms use
-batch statistics while training (see the adapter). EMA follows StyleGAN2-ADA: beta =
-0.5 ** (B / max(ema_kimg * 1000 * ..., ...)) with ema_nimg = min(ema_kimg * 1000, images_seen * rampup).
+batch statistics while training (see the adapter). EMA follows StyleGAN2-ADA: after each step
+beta = 0.5 ** (B / ema_nimg), ema_nimg = min(ema_kimg * 1000, images_seen * ema_rampup) (a
+half-life of ema_kimg thousand images, shorter early on); buffers are copied.
 
 Modes: ``vanilla``; ``rtil-ilo`` (G and the nested perturbed generators G_1..G_K at ``layers``,
 losses averaged, see rtil.py); ``rtil-mgan`` (G and one N-code mixed generator per entry of
@@ -106,7 +107,7 @@ DISC_DEFAULTS: Dict[str, dict] = {
     "vae": {},
     "stylegan2": {"channel_base": 1024, "channel_max": 64},
     "pggan": {"fmaps_base": 1024, "fmaps_max": 64},
-    "biggan": {"ch": 16},
+    "biggan": {"ch": 8},
 }
 #: training hyperparameters per family (see the module docstring for their sources)
 HYPER_DEFAULTS: Dict[str, dict] = {
@@ -462,7 +463,7 @@ class Trainer:
         lat = self.g.sample_latent(self.cfg.batch, self.latent_rng)
         lat = OrderedDict((k, v[self.shard].to(self.device)) for k, v in lat.items())
         if self.cfg.arch == "stylegan2":
-            st = self.g.run_block(0, lat)
+            st = self.g.advance(lat, 0, 1)
             for name in list(st):
                 if name.startswith("noise_"):
                     st[name] = self.randn(tuple(st[name].shape[1:]))  # fresh noise per sample while training

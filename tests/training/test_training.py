@@ -14,7 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import TINY_CONFIGS, tiny_prior
+from tests.conftest import TINY_CONFIGS, tiny_prior
 from recon_cli.app import app
 from recon_core.errors import BadInput
 from recon_core.generators.checkpoints import load_checkpoint
