@@ -276,7 +276,7 @@ def reconstruct(
     lr: Optional[float] = typer.Option(None, help="Learning rate.", show_default="method's, 0.1 for csgm and DCGAN surgery"),
     steps: Optional[str] = typer.Option(None, help="Optimiser steps; ILO: per round, e.g. 300,200,100.", show_default="csgm 500, surgery 25, ilo 300,200,100, mgan 2000, iagan 600 after 1600 CSGM, deep-decoder and hybrid 5000, lasso-dct 1000"),
     restarts: Optional[int] = typer.Option(None, help="Random restarts, run as one batch.", show_default="3"),
-    optimizer: Optional[str] = typer.Option(None, help="adam|lbfgs.", show_default="csgm adam, surgery lbfgs"),
+    optimizer: Optional[str] = typer.Option(None, help="adam|sgd|lbfgs.", show_default="csgm adam, surgery lbfgs"),
     init: Optional[str] = typer.Option(None, help="Initial state: prior|cn|zero|normal|uniform.", show_default="csgm prior, surgery cn"),
     z_reg: Optional[float] = typer.Option(None, help="CSGM lambda in lambda ||z||^2.", show_default="0"),
     op: OpOpt = "cs-gaussian",

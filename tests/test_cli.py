@@ -94,7 +94,7 @@ def test_log_json_progress(tmp_path, face, tiny_ckpt):
         (["--noise-convention", "bogus"], "--noise-convention must be one of"),
         (["--device", "cuda"], "no CUDA device"),
         (["--method", "csgm", "--cut", "1"], "--cut does not apply to --method csgm"),
-        (["--optimizer", "sgd"], "unknown optimizer 'sgd'"),
+        (["--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
         (["--lr", "-1"], "lr must be a positive number"),
         (["--fit", "squash"], "unknown fit mode 'squash'"),
         (["--threads", "-1"], "--threads must be >= 0"),

@@ -23,7 +23,7 @@ from ..events import Event, EventSink, null_sink
 from ..operators.base import LinearOperator
 
 State = Dict[str, torch.Tensor]
-OPTIMIZERS = ("adam", "lbfgs")
+OPTIMIZERS = ("adam", "sgd", "lbfgs")
 
 
 @dataclass
@@ -187,6 +187,11 @@ class BatchedLBFGS:
         return x
 
 
+def _split(out) -> tuple:
+    """A loss function's output -> (total to minimise (R,), measurement loss to select on (R,))."""
+    return out if isinstance(out, tuple) else (out, out)
+
+
 def optimise_state(
     loss_fn: Callable[[State], torch.Tensor],
     init: State,
@@ -194,58 +199,72 @@ def optimise_state(
     optimizer: str,
     lr: float,
     steps: int,
-    phase: str,
+    phase: str = "",
     on_event: EventSink = null_sink,
     lbfgs_max_iter: int = 20,
     lr_schedule: Optional[Callable[[int], float]] = None,
     project: Optional[Callable[[State], State]] = None,
+    report: Optional[Callable[[int, torch.Tensor, torch.Tensor], None]] = None,
 ) -> tuple:
-    """Minimise ``loss_fn(state) -> (R,)`` over every entry of ``init`` (R restarts batched).
+    """Minimise ``loss_fn(state)`` over every entry of ``init`` (R restarts batched).
 
-    Tracks, per restart, the iterate with the lowest loss (the minimum-objective iterate) and drops
-    restarts whose loss becomes NaN/Inf. ``project`` (optional) maps the state back onto a
-    feasible set after each step (used by ILO). ``lr_schedule(step)`` multiplies lr (Adam only).
-    Returns (best_state, best_losses (R,) with NaN for diverged, history, diverged indices)."""
+    ``loss_fn`` returns the per-restart loss (R,), or a pair (total (R,), meas (R,)) when what is
+    minimised (e.g. with LPIPS, geodesic or noise-addition terms) differs from the measurement
+    loss each restart's best iterate is chosen on. Tracks, per restart, the iterate with the
+    lowest (measurement) loss and drops restarts whose loss becomes NaN/Inf (left out of the sum,
+    marked diverged). optimizer: adam | sgd | lbfgs. ``project`` maps the state back onto a
+    feasible set after each step (ILO); ``lr_schedule(i)`` multiplies lr at step i (0-based;
+    Adam/SGD). After each step an Event (phase, best loss) goes to ``on_event``, or, if given,
+    ``report(step, best (R,), diverged (R,) bool)`` is called instead.
+    Returns (best_state, best_losses (R,) float64 with NaN for diverged, history, diverged
+    indices)."""
     if optimizer not in OPTIMIZERS:
         raise BadInput(f"unknown optimizer '{optimizer}'; choose from: {', '.join(OPTIMIZERS)}")
     check_positive("lr", lr)
     check_positive("steps", steps, integer=True)
     R = next(iter(init.values())).shape[0]
-    best_loss = torch.full((R,), float("inf"))
+    best_loss = torch.full((R,), float("inf"), dtype=torch.float64)
     best_state = OrderedDict((k, v.detach().clone()) for k, v in init.items())
     diverged = torch.zeros(R, dtype=torch.bool)
     history: List[dict] = []
 
-    def record(state: State, losses: torch.Tensor) -> None:
-        losses = losses.detach().cpu().to(best_loss.dtype)
-        bad = ~torch.isfinite(losses)
-        diverged.logical_or_(bad)
-        better = (losses < best_loss) & ~diverged
+    def record(state: State, out) -> None:
+        total, meas = _split(out)
+        meas = meas.detach().cpu().to(best_loss.dtype)
+        diverged.logical_or_(~torch.isfinite(meas) | ~torch.isfinite(total.detach().cpu()))
+        better = (meas < best_loss) & ~diverged
         if bool(better.any()):
-            best_loss[better] = losses[better]
+            best_loss[better] = meas[better]
             idx = better.nonzero().flatten()
             for k, v in state.items():
                 best_state[k][idx.to(v.device)] = v.detach()[idx.to(v.device)]
 
-    def report(step: int) -> None:
+    def after_step(step: int) -> None:
         ok = best_loss[~diverged]
         cur = float(ok.min()) if ok.numel() else float("nan")
         history.append({"step": step, "loss": cur})
-        on_event(Event(phase=phase, step=step, total=steps, loss=cur, extra={"diverged": int(diverged.sum())}))
+        if report is not None:
+            report(step, best_loss.clone(), diverged.clone())
+        else:
+            on_event(Event(phase=phase, step=step, total=steps, loss=cur, extra={"diverged": int(diverged.sum())}))
 
-    if optimizer == "adam":
+    def finite_sum(out) -> Optional[torch.Tensor]:
+        # a diverged restart must not poison the others: its loss is left out of the sum
+        total, meas = _split(out)
+        finite = torch.isfinite(total.detach()) & torch.isfinite(meas.detach())
+        return total[finite].sum() if bool(finite.any()) else None
+
+    if optimizer in ("adam", "sgd"):
         params = OrderedDict((k, v.detach().clone().requires_grad_(True)) for k, v in init.items())
-        opt = torch.optim.Adam(list(params.values()), lr=lr)
+        opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(list(params.values()), lr=lr)
         for step in range(1, steps + 1):
             if lr_schedule is not None:
                 for group in opt.param_groups:
                     group["lr"] = lr * lr_schedule(step - 1)
             opt.zero_grad(set_to_none=True)
-            losses = loss_fn(params)
-            record(params, losses)
-            # a diverged restart must not poison the others: its loss is left out of the sum
-            finite = torch.isfinite(losses.detach())
-            total = losses[finite].sum() if bool(finite.any()) else None
+            out = loss_fn(params)
+            record(params, out)
+            total = finite_sum(out)
             if total is None:
                 break
             total.backward()
@@ -260,7 +279,7 @@ def optimise_state(
             if step == steps:
                 with torch.no_grad():
                     record(params, loss_fn(params))
-            report(step)
+            after_step(step)
     else:
         lb = BatchedLBFGS(lr=lr, max_iter=lbfgs_max_iter)
         x = _flat(init).detach().clone()
@@ -268,11 +287,11 @@ def optimise_state(
         def closure(xv):
             xv = xv.detach().requires_grad_(True)
             st = _unflat(xv, init)
-            losses = loss_fn(st)
-            record(st, losses)
-            finite = torch.isfinite(losses.detach())
-            (g,) = torch.autograd.grad(losses[finite].sum() if bool(finite.any()) else losses.sum() * 0, xv)
-            return losses.detach().nan_to_num(float("inf")), g.nan_to_num(0.0, 0.0, 0.0)
+            out = loss_fn(st)
+            record(st, out)
+            total = finite_sum(out)
+            (g,) = torch.autograd.grad(total if total is not None else _split(out)[0].sum() * 0, xv)
+            return _split(out)[0].detach().nan_to_num(float("inf")), g.nan_to_num(0.0, 0.0, 0.0)
 
         for step in range(1, steps + 1):
             x = lb.step(x, closure).detach()
@@ -281,7 +300,7 @@ def optimise_state(
             if step == steps:
                 with torch.no_grad():
                     record(_unflat(x, init), loss_fn(_unflat(x, init)))
-            report(step)
+            after_step(step)
             if bool(diverged.all()):
                 break
     best_loss[diverged] = float("nan")

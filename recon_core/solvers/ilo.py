@@ -56,7 +56,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Sequence, Tuple
 
 import torch
 
@@ -119,78 +119,18 @@ def ilo_lr_schedule(steps: int, rampup: float = 0.05, rampdown: float = 0.75) ->
     return factor
 
 
-def optimise_tracked(
-    objective: Callable[[State], Tuple[torch.Tensor, torch.Tensor]],
-    init: State,
-    *,
-    optimizer: str,
-    lr: float,
-    steps: int,
-    report: Optional[Callable[[int, torch.Tensor, torch.Tensor], None]] = None,
-    lr_schedule: Optional[Callable[[int], float]] = None,
-    project: Optional[Callable[[State], State]] = None,
-) -> tuple:
-    """Minimise ``objective(state) -> (total (R,), meas (R,))`` over every entry of ``init``
-    (R restarts batched) with Adam or SGD; ``total`` is what is minimised, ``meas`` (the
-    noise-free measurement loss) is what each restart's best iterate is chosen on.
-
-    Like ``common.optimise_state`` (same step order, so with total = meas / m it follows the
-    same Adam trajectory) but tracking a quantity other than the objective, which LPIPS,
-    geodesic and SNA terms require. ``project`` maps the state onto the feasible set after every
-    step; ``lr_schedule(i)`` multiplies lr at step i (0-based); ``report(step, best (R,),
-    diverged (R,) bool)`` is called after every step. A restart whose total or measurement loss
-    becomes NaN/Inf is dropped (left out of the sum, marked diverged).
-    Returns (best_state, best_meas (R,) float64 with NaN for diverged, diverged (R,) bool)."""
-    if optimizer not in OPTIMIZERS:
+def optimise_tracked(objective, init: State, *, optimizer: str, lr: float, steps: int, report=None,
+                     lr_schedule=None, project=None) -> tuple:
+    """``common.optimise_state`` for an ``objective(state) -> (total (R,), meas (R,))``: minimise
+    total, choose each restart's best iterate on meas. Returns (best_state, best_meas (R,)
+    float64 with NaN for diverged, diverged (R,) bool)."""
+    if optimizer not in OPTIMIZERS:  # ILO and mGANprior are first-order methods
         raise BadInput(f"unknown optimizer '{optimizer}'; choose from: {', '.join(OPTIMIZERS)}")
-    check_positive("lr", lr)
-    check_positive("steps", steps, integer=True)
-    R = next(iter(init.values())).shape[0]
-    best_loss = torch.full((R,), float("inf"), dtype=torch.float64)
-    best_state = OrderedDict((k, v.detach().clone()) for k, v in init.items())
-    diverged = torch.zeros(R, dtype=torch.bool)
-
-    def record(state: State, total: torch.Tensor, meas: torch.Tensor) -> None:
-        meas = meas.detach().cpu().to(torch.float64)
-        bad = ~torch.isfinite(meas) | ~torch.isfinite(total.detach().cpu())
-        diverged.logical_or_(bad)
-        better = (meas < best_loss) & ~diverged
-        if bool(better.any()):
-            best_loss[better] = meas[better]
-            idx = better.nonzero().flatten()
-            for k, v in state.items():
-                best_state[k][idx.to(v.device)] = v.detach()[idx.to(v.device)]
-
-    params = OrderedDict((k, v.detach().clone().requires_grad_(True)) for k, v in init.items())
-    cls = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
-    opt = cls(list(params.values()), lr=lr)
-    for step in range(1, steps + 1):
-        if lr_schedule is not None:
-            for group in opt.param_groups:
-                group["lr"] = lr * lr_schedule(step - 1)
-        opt.zero_grad(set_to_none=True)
-        total, meas = objective(params)
-        record(params, total, meas)
-        # a diverged restart must not poison the others: its loss is left out of the sum
-        finite = torch.isfinite(total.detach()) & torch.isfinite(meas.detach())
-        if not bool(finite.any()):
-            break
-        total[finite].sum().backward()
-        for v in params.values():
-            if v.grad is not None:
-                v.grad.nan_to_num_(0.0, 0.0, 0.0)
-        opt.step()
-        if project is not None:
-            with torch.no_grad():
-                for k, v in project(params).items():
-                    params[k].copy_(v)
-        if step == steps:
-            with torch.no_grad():
-                record(params, *objective(params))
-        if report is not None:
-            report(step, best_loss.clone(), diverged.clone())
-    best_loss[diverged] = float("nan")
-    return best_state, best_loss, diverged
+    best, losses, _, div = optimise_state(objective, init, optimizer=optimizer, lr=lr, steps=steps, report=report or (lambda *a: None),
+                                          lr_schedule=lr_schedule, project=project)
+    mask = torch.zeros(losses.shape[0], dtype=torch.bool)
+    mask[div] = True
+    return best, losses, mask
 
 
 def _check_config(config: ILOConfig, prior) -> tuple:

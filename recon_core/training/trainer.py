@@ -60,7 +60,6 @@ import json
 import math
 import os
 import random
-import sys
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
@@ -77,7 +76,7 @@ from ..events import Event, EventSink, null_sink
 from ..generators.checkpoints import build_adapter, checkpoint_bytes
 from ..images import atomic_write_bytes, atomic_write_text, make_grid, save_image
 from . import losses as L
-from .data import ImageSource, check_spec, load_source, natural_channels
+from .data import check_spec, load_source
 from .discriminators import build_discriminator, dcgan_init
 from .rtil import check_layers, dirichlet_flat, ilo_image, mgan_image, render
 
@@ -815,9 +814,9 @@ def _loop(t: Trainer) -> dict:
         t.last_stats = {k: round(v, 6) for k, v in stats.items()}
         extra = {**t.last_stats, "images_per_s": round(ips, 2), "images_seen": t.images_seen}
         if not all(math.isfinite(v) for v in stats.values()):
-            t.save(t.wall_before + time.perf_counter() - t0, False)
-            raise ReconError(f"training diverged at step {t.step} (non-finite loss: {t.last_stats}); "
-                             f"state saved, lower the learning rate or change the config")
+            # the last checkpoint (before the divergence) is kept: never overwrite it with NaNs
+            raise ReconError(f"training diverged at step {t.step} (non-finite loss: {t.last_stats}); the last checkpoint "
+                             f"is kept: lower the learning rate or change the config")
         if t.step % cfg.sample_every == 0 or t.step == cfg.steps:
             if t.rank == 0:
                 path = t.out / f"samples_{t.step:06d}.png"

@@ -159,8 +159,8 @@ def test_divergence_dropped_and_reported():
 def test_bad_settings():
     g = tiny_prior()
     pb, _ = _problem(g)
-    with pytest.raises(BadInput, match="unknown optimizer 'sgd'"):
-        csgm.solve(pb, g, csgm.CSGMConfig(optimizer="sgd"))
+    with pytest.raises(BadInput, match="unknown optimizer 'rmsprop'"):
+        csgm.solve(pb, g, csgm.CSGMConfig(optimizer="rmsprop"))
     with pytest.raises(BadInput, match="lr must be a positive number"):
         csgm.solve(pb, g, csgm.CSGMConfig(lr=-1))
     with pytest.raises(BadInput, match="steps must be a positive integer"):
