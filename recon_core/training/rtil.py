@@ -38,16 +38,10 @@ from ..generators.base import GeneratorAdapter, State
 Randn = Callable[[tuple], torch.Tensor]
 
 
-def advance(g: GeneratorAdapter, state: State, start: int, stop: int) -> State:
-    """The state entering cut ``stop`` from the state entering cut ``start`` (the adapter's
-    ``advance``; a no-op when start == stop)."""
-    return state if start == stop else g.advance(state, start, stop)
-
-
 def render(g: GeneratorAdapter, state: State, start: int) -> torch.Tensor:
     """Blocks start..end, native range mapped affinely (no clamp) to [-1, 1]: (N, C, R, R)."""
     last = len(g.blocks) - 1
-    raw = g.run_block(last, advance(g, state, start, last))["img"]
+    raw = g.run_block(last, g.advance(state, start, last))["img"]
     lo, hi = g.meta.native_range
     return (raw - lo) * (2.0 / (hi - lo)) - 1.0
 
@@ -86,7 +80,7 @@ def ilo_image(g: GeneratorAdapter, state: State, start: int, layers: Sequence[in
     ``layers`` empty gives the plain generator."""
     cur = start
     for l in layers:
-        state = perturb(g, advance(g, state, cur, l), l, sigma, randn)
+        state = perturb(g, g.advance(state, cur, l), l, sigma, randn)
         cur = l
     return render(g, state, cur)
 
@@ -112,4 +106,4 @@ def mix(states: State, n_codes: int, alpha: torch.Tensor) -> State:
 def mgan_image(g: GeneratorAdapter, states: State, start: int, layer: int, n_codes: int, alpha: torch.Tensor) -> torch.Tensor:
     """x = g1(sum_j alpha_j g0(z_j)): ``states`` is the code-major batch (N*B entries at ``start``),
     alpha (B, N). The N*B codes go through g0 as one batch. Returns [-1, 1] images (B, C, R, R)."""
-    return render(g, mix(advance(g, states, start, layer), n_codes, alpha), layer)
+    return render(g, mix(g.advance(states, start, layer), n_codes, alpha), layer)
