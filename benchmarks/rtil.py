@@ -58,15 +58,19 @@ ILO layers (0, 1, 2) optimise cut 2 but not cut 3).
 
 Budget: the protocol is 50 images x 3 seeds x 5 operators x 2 priors = 1500 solver runs per
 (pair, method), 3000 for the command above (6000 with ``--methods ilo,mgan``). A default ILO run
-is 600 Adam steps on a batch of 3 restarts; an mGANprior run is 2000 steps on 3 x 10 codes, i.e.
-~10x the generator evaluations of ILO. Measured per-step costs on one CPU thread, with the
-train-rtil default widths (random weights, 32 px; steps of the real solvers):
-ILO ~9 ms (StyleGAN2) / ~3 ms (PGGAN) per step, mGANprior ~30 ms (StyleGAN2) / ~10 ms (PGGAN).
-So, per (pair, method) at ``--steps-scale 1``: ILO/StyleGAN2 ~1500 x 600 x 9 ms ~ 2.3 h;
-mGANprior/PGGAN ~1500 x 2000 x 10 ms ~ 8 h (StyleGAN2: ~25 h) -- the command above is ~10 CPU
-hours at one thread. ``--steps-scale 0.25`` cuts that by 4 (a weaker solver for both priors
-alike; say so when reporting); ``--images``/``--seeds`` shrink the protocol (report what ran).
-``--smoke`` checks the script end to end in about a minute: two tiny random-weight DCGANs,
+is 600 Adam steps on a batch of 3 restarts; an mGANprior run is 2000 steps on 3 x 10 codes.
+Per-step costs measured at one CPU thread with the train-rtil default widths (32 px, random
+weights -- trained weights cost the same), on a 2-core machine with both cores busy with other jobs (an
+idle machine should be faster): ILO ~35 ms (StyleGAN2) / ~20 ms (PGGAN), mGANprior at layer 2
+~53 ms (StyleGAN2) / ~33 ms (PGGAN). Per (pair, method) at ``--steps-scale 1``:
+ILO/StyleGAN2 ~1500 x 600 x 35 ms ~ 9 CPU hours; mGANprior/PGGAN ~1500 x 2000 x 33 ms ~ 27 CPU
+hours (ILO/PGGAN ~5 h, mGANprior/StyleGAN2 ~44 h) -- the command above is ~36 CPU hours at one
+thread. Pairs and methods are independent: run them as separate processes (one ``--pair`` each,
+distinct ``--out``) to use several cores. ``--steps-scale 0.25`` divides the time by 4 (a weaker
+solver for both priors alike; the report records the scale); ``--images``/``--seeds`` shrink the
+protocol (the report says what ran).
+
+``--smoke`` checks the script end to end in about 20 s: two tiny random-weight DCGANs,
 4 images, seed 0, steps x 0.02, results in a temporary directory, then a second pass that must
 find every run done (resume).
 """
