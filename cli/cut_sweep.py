@@ -40,7 +40,9 @@ def cut_sweep(
     log_json: LogJsonOpt = False,
     debug: DebugOpt = False,
 ):
-    """Run Generator Surgery at every cut for every ratio and validation image; write sweep.json
+    """Choose Generator Surgery's cut on validation images (resumable sweep).
+
+    Runs Surgery at every cut for every ratio and validation image; writes sweep.json
     (per image, ratio, cut: PSNR, SSIM, LPIPS, residual, time), sweep.csv, sweep.png (mean PSNR vs
     cut, one line per ratio, std bands) and recommend a cut per ratio. Rerunning resumes: finished
     cells are skipped."""

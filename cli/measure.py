@@ -42,7 +42,9 @@ def measure(
     force: bool = typer.Option(False, help="Overwrite existing files."),
     debug: DebugOpt = False,
 ):
-    """Simulate measurements of IMAGE and write them, with the operator and noise specs, to an
+    """Simulate measurements y = A x + noise of IMAGE and save them (.npz).
+
+    Writes y with the operator and noise specs to an
     .npz file (plus a preview PNG beside it when the measurements can be shown as an image)."""
     from recon_core.errors import BadInput
     from recon_core.generators.zoo import prior_image_shape

@@ -297,7 +297,9 @@ def reconstruct(
     log_json: LogJsonOpt = False,
     debug: DebugOpt = False,
 ):
-    """Measure each IMAGE (or load --measurements) and reconstruct it; writes x_hat.png,
+    """Reconstruct images from measurements with a generative prior (one image or a batch).
+
+    Measures each IMAGE (or loads --measurements) and reconstructs it; writes x_hat.png,
     compare.png, metrics.json (and measurements.npz when measured here) into --out. Several
     images, a folder, a glob or --list make a batch: one subfolder per image plus summary.json
     and summary.csv; exit code 0 if all succeeded, 1 if any failed, 130 if interrupted."""

@@ -97,9 +97,11 @@ def train_rtil(
     log_json: bool = typer.Option(False, help="Progress as JSON lines on stderr."),
     debug: bool = typer.Option(False, help="Print tracebacks."),
 ):
-    """Train a generator of any architecture on a data source, vanilla or with RTIL
-    (regularised training of intermediate layers), and write its checkpoint, sample grids and
-    run.json into --out. Refuses a non-empty --out unless --resume or --force."""
+    """Train a prior (any architecture), vanilla or with RTIL; resumable.
+
+    Trains on a data source, plainly or with RTIL (regularised training of intermediate
+    layers), and writes its checkpoint, sample grids and run.json into --out. Refuses a non-empty
+    --out unless --resume or --force."""
     from recon_core.errors import BadInput
     from recon_core.training.trainer import TrainConfig, train
 
