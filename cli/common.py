@@ -72,8 +72,10 @@ def resolve_device(device: str) -> str:
 
 def set_threads(threads: int) -> None:
     """Set torch's intra-op CPU threads (0 keeps torch's default)."""
-    if threads < 0:
-        raise BadInput(f"--threads must be >= 0, got {threads}")
+    limit = 4 * (os.cpu_count() or 1)
+    if not 0 <= threads <= limit:
+        # an absurd count would make every later torch op spawn (and spin) that many threads
+        raise BadInput(f"--threads must be between 0 and {limit} (4 x the CPU cores), got {threads}")
     if threads:
         import torch
 

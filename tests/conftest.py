@@ -38,6 +38,14 @@ def tiny_prior(arch: str = "dcgan", seed: int = 0):
 
 
 @pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """In-process CLI runs may call torch.set_num_threads (--threads): undo it after each test."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
 def _run_in_tmp(tmp_path):
     """Every test runs in its own empty folder: default output paths never touch the repo.
     (os.chdir rather than monkeypatch, so tests' own monkeypatches are undone first.)"""

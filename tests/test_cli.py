@@ -97,7 +97,8 @@ def test_log_json_progress(tmp_path, face, tiny_ckpt):
         (["--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
         (["--lr", "-1"], "lr must be a positive number"),
         (["--fit", "squash"], "unknown fit mode 'squash'"),
-        (["--threads", "-1"], "--threads must be >= 0"),
+        (["--threads", "-1"], "--threads must be between 0 and"),
+        (["--threads", "100000"], "--threads must be between 0 and"),
     ],
 )
 def test_bad_options_exit_2(tmp_path, face, tiny_ckpt, args, message):
