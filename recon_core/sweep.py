@@ -179,6 +179,8 @@ def plot(doc: dict, path: Path) -> Path:
         std = [row[str(c)]["psnr_std"] for c in cuts]
         ax.plot(cuts, mean, marker="o", label=f"m/n = {ratio}" if doc["settings"]["op"].startswith("cs-") else f"frac = {ratio}")
         ax.fill_between(cuts, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2)
+    all_cuts = sorted({int(c) for row in doc["summary"]["table"].values() for c in row})
+    ax.set_xticks(all_cuts)
     ax.set_xlabel("cut index c (0 = no surgery)")
     ax.set_ylabel("mean PSNR (dB)")
     n_img = len({c["image"] for c in doc["cells"].values()})
