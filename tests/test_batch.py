@@ -140,13 +140,15 @@ def test_inputs_glob_list_and_shards(tmp_path, folder, tiny_ckpt):
 def test_sigint_mid_batch_then_resume(tmp_path, tiny_ckpt):
     d = tmp_path / "imgs"
     d.mkdir()
-    for i, x in enumerate(_photos() * 2):
+    for i, x in enumerate(_photos() + _photos()[:1]):
         save_image(x, d / f"img{i}.png")
     out = tmp_path / "out"
     recon = [sys.executable, "-m", "recon_cli", "reconstruct", str(d), "--prior", str(tiny_ckpt), "--out", str(out),
              "--restarts", "1", "--quiet", "--threads", "1"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([*recon, "--steps", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    # Adam steps are one evaluation each: every image takes a predictable ~1-3 s
+    slow = ["--optimizer", "adam", "--steps", "400"]
+    proc = subprocess.Popen([*recon, *slow], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     deadline = time.time() + 120
     while not (out / "img1" / "metrics.json").exists():
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else "timeout"
@@ -159,15 +161,15 @@ def test_sigint_mid_batch_then_resume(tmp_path, tiny_ckpt):
     leftovers = [p for p in out.rglob("*") if ".partial-" in str(p) or p.name.endswith(".tmp")]
     assert leftovers == []
     done = sorted(p.parent.name for p in out.glob("*/metrics.json"))
-    assert len(done) >= 2 and len(done) < 8
+    assert len(done) >= 2 and len(done) < 5
     for name in done:
         assert {p.name for p in (out / name).iterdir()} == {"x_hat.png", "compare.png", "metrics.json", "measurements.npz"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] is True
     before = {n: _digest(out / n) for n in done}
-    r = subprocess.run([*recon, "--steps", "60", "--resume"], capture_output=True, env=env, timeout=300)
+    r = subprocess.run([*recon, *slow, "--resume"], capture_output=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     assert {n: _digest(out / n) for n in done} == before
     rows = json.loads((out / "summary.json").read_text())["images"]
     assert sorted(Path(row["out"]).name for row in rows if row["status"] == "skipped") == done
-    assert all(row["status"] in ("ok", "skipped") for row in rows) and len(rows) == 8
+    assert all(row["status"] in ("ok", "skipped") for row in rows) and len(rows) == 5
