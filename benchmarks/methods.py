@@ -72,6 +72,8 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(ORDER))
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--out", default=str(RESULTS / "methods.json"))
+    ap.add_argument("--images", default="", help="comma-separated subset of the photo names (default: all)")
+    ap.add_argument("--merge", default="", help="comma-separated result JSONs of parallel runs (other --out) to fold into --out")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -84,8 +86,10 @@ def main() -> None:
     doc["machine"] = f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, CPU only"
     doc["budget"] = a.budget
     doc["configs"] = {m: asdict(cfgs[m]) for m in methods}
+    for other in filter(None, a.merge.split(",")):
+        doc["runs"].update(json.loads(Path(other).read_text())["runs"])
     G = load_prior("dcgan-faces-64")
-    imgs = photos(64)
+    imgs = [(n, x) for n, x in photos(64) if not a.images or n in a.images.split(",")]
     # image-major order: a partial run still covers every ratio for the images it reached
     for seed in seeds:
         for name, x in imgs:
