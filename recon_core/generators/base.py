@@ -123,11 +123,11 @@ class GeneratorAdapter(nn.Module):
         """An initial state at cut c for optimisation (Generator Surgery).
 
         init: "cn" censored normal clamp(N(0,1), -1, 1) (the paper's choice), "zero", "normal"
-        N(0,1), "uniform" U[-1,1]. At c = 0 with init "prior" the latent prior is sampled."""
+        N(0,1), "uniform" U[-1,1], or "prior": latents drawn from the prior and carried to cut c
+        by the first c blocks (a natural start for structured states such as StyleGAN2's w+)."""
         if init == "prior":
-            if c != 0:
-                raise BadInput("init 'prior' is only defined at cut 0")
-            return self.sample_latent(n, rng)
+            with torch.no_grad():
+                return self.head(self.sample_latent(n, rng), c)
         out = OrderedDict()
         for name, shape in self.state_shapes(c).items():
             size = (n,) + tuple(shape)
@@ -140,7 +140,7 @@ class GeneratorAdapter(nn.Module):
             elif init == "uniform":
                 t = torch.rand(size, generator=rng) * 2 - 1
             else:
-                raise BadInput(f"unknown init '{init}'; choose from: cn, zero, normal, uniform")
+                raise BadInput(f"unknown init '{init}'; choose from: cn, zero, normal, uniform, prior")
             out[name] = t.to(**self._placement())
         return out
 

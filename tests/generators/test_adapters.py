@@ -52,6 +52,15 @@ def test_bad_cut_and_init(arch):
         g.init_state(1, 1, "gauss")
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_prior_init_is_the_head_of_sampled_latents(arch):
+    g = tiny_prior(arch)
+    for c in g.cut_points:
+        st = g.init_state(c, 2, "prior", torch.Generator().manual_seed(3))
+        ref = g.head(g.sample_latent(2, torch.Generator().manual_seed(3)), c)
+        assert st.keys() == ref.keys() and all(torch.equal(st[k], ref[k]) for k in st)
+
+
 @pytest.mark.parametrize("init", ["cn", "zero", "normal", "uniform"])
 def test_init_distributions(init):
     g = tiny_prior("dcgan")
