@@ -9,6 +9,8 @@ import traceback
 from pathlib import Path
 
 
+from typing import Optional
+
 import typer
 from typing_extensions import Annotated
 
@@ -82,11 +84,21 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def prior_options(arch, prior_format, class_idx, truncation) -> dict:
+def prior_options(arch, prior_format, class_idx, truncation, prior_config: Optional[str] = None) -> dict:
     """Keyword arguments for ``resolve_prior`` from the --arch/--prior-format/--class/--truncation
-    options (only those given)."""
+    options (only those given) and --prior-config (a JSON object of adapter config overrides)."""
+    import json
+
+    extra = {}
+    if prior_config:
+        try:
+            extra = json.loads(prior_config)
+        except ValueError as e:
+            raise BadInput(f"--prior-config must be a JSON object: {e}") from None
+        if not isinstance(extra, dict):
+            raise BadInput("--prior-config must be a JSON object, e.g. '{\"native_range\": [0, 1]}'")
     opts = {"arch": arch, "fmt": prior_format, "class_idx": class_idx, "truncation": truncation}
-    return {k: v for k, v in opts.items() if v is not None}
+    return {**extra, **{k: v for k, v in opts.items() if v is not None}}
 
 
 def operator_params(op: str, ratio: float, frac: float, mask: str, factor: int, kernel_size: int) -> dict:

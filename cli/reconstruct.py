@@ -244,6 +244,7 @@ def reconstruct(
     prior_format: Optional[str] = typer.Option(None, help="Checkpoint format of a --prior PATH (recon|netG|rosinality|hf-biggan|pggan|vae-antixk).", show_default="detected"),
     class_idx: Optional[int] = typer.Option(None, "--class", help="BigGAN class index (ImageNet class for the public models).", show_default="random per restart"),
     truncation: Optional[float] = typer.Option(None, help="Truncation of BigGAN/StyleGAN2 priors loaded from a path.", show_default="checkpoint's"),
+    prior_config: Optional[str] = typer.Option(None, help="JSON object of adapter config overrides for a --prior PATH, e.g. '{\"native_range\": [0, 1]}' (AntixK VAEs) or '{\"fused_scale\": true}' (genforce PGGAN)."),
     method: str = typer.Option("surgery", help="Inversion method: csgm|surgery|ilo|mgan|iagan|deep-decoder|hybrid|lasso-dct|pinv."),
     cut: Optional[int] = typer.Option(None, help="Surgery cut index c (0 = CSGM).", show_default="paper's, 1 for DCGAN"),
     backproject: bool = typer.Option(False, help="Post-process any method's estimate with back-projection x + A^+(y - A x) (IAGAN eq. 10)."),
@@ -335,7 +336,7 @@ def reconstruct(
         op_params=operator_params(op, ratio, frac, mask, factor, kernel_size), noise_std=noise_std,
         noise_convention=noise_convention, fit=fit, seed=seed, device=dev, args=args,
         max_memory=None if budget is None else int(budget * 1e9),
-        prior_options=prior_options(arch, prior_format, class_idx, truncation), backproject=backproject,
+        prior_options=prior_options(arch, prior_format, class_idx, truncation, prior_config), backproject=backproject,
     )
     with EventRenderer(quiet=quiet, log_json=log_json) as renderer:
         if is_batch:

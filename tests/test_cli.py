@@ -240,3 +240,12 @@ def test_method_option_errors(tmp_path, face, tiny_ckpt):
     assert r.exit_code == 2 and "--n-codes does not apply to --method csgm" in r.stderr
     r = run("reconstruct", face, "--prior", tiny_ckpt, "--method", "surgery", "--restarts", "1", "--quiet", "--steps", "x")
     assert r.exit_code == 2 and "--steps must be an integer" in r.stderr
+
+
+def test_prior_config_overrides(tmp_path, face, tiny_ckpt):
+    r = run("reconstruct", face, "--prior", tiny_ckpt, "--prior-config", '{"nz": 5}', *FAST)
+    assert r.exit_code == 2 and "shape mismatch at 'main.0.weight'" in r.stderr  # the override reached the loader
+    r = run("reconstruct", face, "--prior", tiny_ckpt, "--prior-config", "{oops", *FAST)
+    assert r.exit_code == 2 and "--prior-config must be a JSON object" in r.stderr
+    r = run("reconstruct", face, "--prior", tiny_ckpt, "--prior-config", "[1]", *FAST)
+    assert r.exit_code == 2 and "--prior-config must be a JSON object" in r.stderr
