@@ -19,7 +19,7 @@ SUMMARY_SCHEMA = 1
 #: metrics.json "args" entries that change the result: a resumed folder must match them
 RESULT_ARGS = ("prior", "method", "cut", "lr", "steps", "restarts", "optimizer", "init", "z_reg", "op", "ratio", "frac",
                "layers", "radii", "loss", "lpips_weight", "n_codes", "layer", "csgm_steps", "width", "depth", "n_pre", "lam", "backproject",
-               "mask", "factor", "kernel_size", "noise_std", "noise_convention", "fit", "seed")
+               "mask", "factor", "kernel_size", "blur_boundary", "noise_std", "noise_convention", "fit", "seed")
 
 
 def expand_inputs(items: List[str], list_file: Optional[Path]) -> Tuple[List[Path], bool]:

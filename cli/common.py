@@ -101,7 +101,8 @@ def prior_options(arch, prior_format, class_idx, truncation, prior_config: Optio
     return {**extra, **{k: v for k, v in opts.items() if v is not None}}
 
 
-def operator_params(op: str, ratio: float, frac: float, mask: str, factor: int, kernel_size: int) -> dict:
+def operator_params(op: str, ratio: float, frac: float, mask: str, factor: int, kernel_size: int,
+                    boundary: str = "circular") -> dict:
     """The parameters of operator family ``op`` taken from the CLI options."""
     if op.startswith("cs-"):
         return {"ratio": ratio}
@@ -112,7 +113,7 @@ def operator_params(op: str, ratio: float, frac: float, mask: str, factor: int, 
     if op == "superres":
         return {"factor": factor}
     if op == "blur":
-        return {"kernel_size": kernel_size}
+        return {"kernel_size": kernel_size, "boundary": boundary}
     return {}
 
 
@@ -134,6 +135,7 @@ FracOpt = Annotated[float, typer.Option(help="Fraction of pixels kept (inpaint).
 MaskOpt = Annotated[str, typer.Option(help="Inpainting mask: random|box|PATH to a PNG (white = kept).")]
 FactorOpt = Annotated[int, typer.Option(help="Downsampling factor (superres, 2-16).")]
 KernelOpt = Annotated[int, typer.Option(help="Blur kernel size (blur, odd).")]
+BoundaryOpt = Annotated[str, typer.Option(help="Blur boundary: circular|reflect.")]
 NoiseStdOpt = Annotated[float, typer.Option(help="Noise level (see --noise-convention).")]
 NoiseConvOpt = Annotated[str, typer.Option(help="per-entry: std of each entry; cs-norm: sqrt(E||eta||^2) at 64 px, scaled.")]
 FitOpt = Annotated[str, typer.Option(help="Fit images to the prior: crop-resize|crop|resize|pad.")]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .common import DebugOpt, FactorOpt, FitOpt, FracOpt, KernelOpt, MaskOpt, NoiseConvOpt, NoiseStdOpt, OpOpt, RatioOpt  # noqa: E501
+from .common import BoundaryOpt, DebugOpt, FactorOpt, FitOpt, FracOpt, KernelOpt, MaskOpt, NoiseConvOpt, NoiseStdOpt, OpOpt, RatioOpt  # noqa: E501
 from .common import NOISE_CONVENTIONS, NOISE_SEED_OFFSET, check_free, handle_errors, operator_params
 
 
@@ -33,6 +33,7 @@ def measure(
     mask: MaskOpt = "random",
     factor: FactorOpt = 4,
     kernel_size: KernelOpt = 9,
+    blur_boundary: BoundaryOpt = "circular",
     noise_std: NoiseStdOpt = 0.0,
     noise_convention: NoiseConvOpt = "per-entry",
     prior: str = typer.Option("dcgan-faces-64", help="Prior whose resolution/channels the image is fitted to."),
@@ -62,7 +63,7 @@ def measure(
         raise BadInput(f"--size must be >= 0, got {size}")
     r = size or r
     x = fit_image(load_image(image, channels=c), r, fit)
-    A, y, noise = make_measurements(x, op, operator_params(op, ratio, frac, mask, factor, kernel_size), seed, noise_std, noise_convention)
+    A, y, noise = make_measurements(x, op, operator_params(op, ratio, frac, mask, factor, kernel_size, blur_boundary), seed, noise_std, noise_convention)
     output.parent.mkdir(parents=True, exist_ok=True)
     save_measurements(output, y, A, noise, image={"path": str(image), "fit": fit, "shape": list(x.shape[1:])})
     pv = A.preview(y)

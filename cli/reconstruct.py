@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import DebugOpt, DeviceOpt, FactorOpt, FitOpt, FracOpt, KernelOpt, LogJsonOpt, MaskOpt, NoiseConvOpt, NoiseStdOpt, OpOpt, QuietOpt, RatioOpt, ThreadsOpt  # noqa: E501
+from .common import BoundaryOpt, DebugOpt, DeviceOpt, FactorOpt, FitOpt, FracOpt, KernelOpt, LogJsonOpt, MaskOpt, NoiseConvOpt, NoiseStdOpt, OpOpt, QuietOpt, RatioOpt, ThreadsOpt  # noqa: E501
 from .common import (
     NOISE_CONVENTIONS, SOLVER_SEED_OFFSET, check_free, handle_errors, operator_params, prior_options, resolve_device, set_threads,
 )
@@ -286,6 +286,7 @@ def reconstruct(
     mask: MaskOpt = "random",
     factor: FactorOpt = 4,
     kernel_size: KernelOpt = 9,
+    blur_boundary: BoundaryOpt = "circular",
     noise_std: NoiseStdOpt = 0.0,
     noise_convention: NoiseConvOpt = "per-entry",
     fit: FitOpt = "crop-resize",
@@ -333,7 +334,7 @@ def reconstruct(
     }
     job_kwargs = dict(
         prior_name=prior, method=method, overrides=overrides, op=op,
-        op_params=operator_params(op, ratio, frac, mask, factor, kernel_size), noise_std=noise_std,
+        op_params=operator_params(op, ratio, frac, mask, factor, kernel_size, blur_boundary), noise_std=noise_std,
         noise_convention=noise_convention, fit=fit, seed=seed, device=dev, args=args,
         max_memory=None if budget is None else int(budget * 1e9),
         prior_options=prior_options(arch, prior_format, class_idx, truncation, prior_config), backproject=backproject,

@@ -249,3 +249,12 @@ def test_prior_config_overrides(tmp_path, face, tiny_ckpt):
     assert r.exit_code == 2 and "--prior-config must be a JSON object" in r.stderr
     r = run("reconstruct", face, "--prior", tiny_ckpt, "--prior-config", "[1]", *FAST)
     assert r.exit_code == 2 and "--prior-config must be a JSON object" in r.stderr
+
+
+def test_blur_boundary_option(tmp_path, face, tiny_ckpt):
+    r = run("reconstruct", face, "--prior", tiny_ckpt, "--op", "blur", "--kernel-size", "5", "--blur-boundary", "reflect",
+            "--out", tmp_path / "o", *FAST, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["operator"]["boundary"] == "reflect"
+    r = run("reconstruct", face, "--prior", tiny_ckpt, "--op", "blur", "--blur-boundary", "zero", *FAST)
+    assert r.exit_code == 2 and "boundary" in r.stderr
