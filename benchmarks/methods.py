@@ -73,6 +73,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--out", default=str(RESULTS / "methods.json"))
     ap.add_argument("--images", default="", help="comma-separated subset of the photo names (default: all)")
+    ap.add_argument("--report-only", action="store_true", help="only write methods.md/png from the results so far")
     ap.add_argument("--merge", default="", help="comma-separated result JSONs of parallel runs (other --out) to fold into --out")
     a = ap.parse_args()
     if a.threads:
@@ -89,7 +90,7 @@ def main() -> None:
     for other in filter(None, a.merge.split(",")):
         doc["runs"].update(json.loads(Path(other).read_text())["runs"])
     G = load_prior("dcgan-faces-64")
-    imgs = [(n, x) for n, x in photos(64) if not a.images or n in a.images.split(",")]
+    imgs = [] if a.report_only else [(n, x) for n, x in photos(64) if not a.images or n in a.images.split(",")]
     # image-major order: a partial run still covers every ratio for the images it reached
     for seed in seeds:
         for name, x in imgs:
@@ -119,11 +120,20 @@ def main() -> None:
                                         **({"alpha": res.extra.get("alpha"), "beta": res.extra.get("beta")} if method == "hybrid" else {})}
                     atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
                     print(f"{key}: PSNR {m['psnr']:.2f} ({wall:.1f} s)", flush=True)
+    atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
     report(doc, path.with_suffix(".md"), path.with_suffix(".png"), a)
 
 
 def report(doc: dict, md: Path, png: Path, a) -> None:
-    runs = list(doc["runs"].values())
+    allruns = list(doc["runs"].values())
+    names = {r["method"] for r in allruns}
+    # compare methods on identical problems only: keep (image, ratio, seed) cells every method finished
+    cells = {}
+    for r in allruns:
+        cells.setdefault((r["image"], r["ratio"], r["seed"]), []).append(r)
+    complete = {k for k, v in cells.items() if {r["method"] for r in v} == names}
+    runs = [r for r in allruns if (r["image"], r["ratio"], r["seed"]) in complete]
+    dropped = sorted(set(cells) - complete)
     ratios = sorted({r["ratio"] for r in runs})
     methods = [m for m in ORDER if any(r["method"] == m for r in runs)]
     seeds = sorted({r["seed"] for r in runs})
@@ -138,8 +148,12 @@ def report(doc: dict, md: Path, png: Path, a) -> None:
         "",
         f"Machine: {doc['machine']}; {time.strftime('%Y-%m-%d')}. Budget: `{doc['budget']}`"
         + (f" (shortened: {json.dumps(REDUCED)})" if doc["budget"] == "reduced" else " (paper settings)") + ".",
-        f"Images ({len(images)}): {', '.join(images)}. Seeds: {seeds}. Runs: {len(runs)}.",
-        f"Produced by `python benchmarks/methods.py --seeds {','.join(map(str, seeds))} --budget {doc['budget']}`.",
+        f"Images ({len(images)}): {', '.join(images)}. Seeds: {seeds}. Runs: {len(runs)} in {len(complete)} complete "
+        f"(image, m/n, seed) cells" + (f"; left out, unfinished: {', '.join(f'{i} m/n={r:g} seed {s}' for i, r, s in dropped)}" if dropped else "") + ".",
+        "Cells per m/n: " + ", ".join(f"{r:g}: {sum(1 for k in complete if k[1] == r)}" for r in sorted({k[1] for k in complete})) + ".",
+        f"Produced by `python benchmarks/methods.py --seeds {','.join(map(str, seeds))} --budget {doc['budget']} --threads 1` "
+        "(possibly several processes on --images subsets, folded together with --merge). Times are wall seconds per run "
+        "at 1 torch thread, with other jobs sharing the 2 cores.",
         "",
         "Mean PSNR (dB, mean of per-image PSNR) by m/n:",
         "",
