@@ -84,7 +84,8 @@ def main() -> None:
     cfgs = configs(a.budget)
     path = Path(a.out)
     doc = json.loads(path.read_text()) if path.exists() else {"runs": {}}
-    doc["machine"] = f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, CPU only"
+    if not a.report_only or "machine" not in doc:  # the machine line describes the runs, not the report
+        doc["machine"] = f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, CPU only"
     doc["budget"] = a.budget
     doc["configs"] = {m: asdict(cfgs[m]) for m in methods}
     for other in filter(None, a.merge.split(",")):
