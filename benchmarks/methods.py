@@ -84,6 +84,8 @@ def main() -> None:
     cfgs = configs(a.budget)
     path = Path(a.out)
     doc = json.loads(path.read_text()) if path.exists() else {"runs": {}}
+    if doc.get("budget") not in (None, a.budget) and doc["runs"]:
+        sys.exit(f"{path} holds runs with budget '{doc['budget']}'; use another --out for budget '{a.budget}'")
     if not a.report_only or "machine" not in doc:  # the machine line describes the runs, not the report
         doc["machine"] = f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, CPU only"
     doc["budget"] = a.budget
