@@ -72,6 +72,12 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def check_noise_convention(noise_convention: str) -> None:
+    """BadInput unless --noise-convention is one the CLI offers (checked before any heavy work)."""
+    if noise_convention not in NOISE_CONVENTIONS:
+        raise BadInput(f"--noise-convention must be one of {', '.join(NOISE_CONVENTIONS)}, got '{noise_convention}'")
+
+
 def set_threads(threads: int) -> None:
     """Set torch's intra-op CPU threads (0 keeps torch's default)."""
     limit = 4 * (os.cpu_count() or 1)

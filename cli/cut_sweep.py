@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from .common import DebugOpt, DeviceOpt, FitOpt, LogJsonOpt, QuietOpt, ThreadsOpt  # noqa: E501
-from .common import NOISE_CONVENTIONS, NOISE_SEED_OFFSET, handle_errors, prior_options, resolve_device, set_threads
+from .common import check_noise_convention, NOISE_SEED_OFFSET, handle_errors, prior_options, resolve_device, set_threads
 from .render import EventRenderer
 
 
@@ -57,8 +57,7 @@ def cut_sweep(
 
     if op not in RATIO_PARAM:
         raise BadInput(f"cut-sweep --ratios applies to {', '.join(RATIO_PARAM)}; got --op {op}")
-    if noise_convention not in NOISE_CONVENTIONS:
-        raise BadInput(f"--noise-convention must be one of {', '.join(NOISE_CONVENTIONS)}, got '{noise_convention}'")
+    check_noise_convention(noise_convention)
     dev = resolve_device(device)
     set_threads(threads)
     paths, _ = expand_inputs(images, None)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from .common import BoundaryOpt, DebugOpt, FactorOpt, FitOpt, FracOpt, KernelOpt, MaskOpt, NoiseConvOpt, NoiseStdOpt, OpOpt, RatioOpt  # noqa: E501
-from .common import NOISE_CONVENTIONS, NOISE_SEED_OFFSET, check_free, handle_errors, operator_params
+from .common import check_noise_convention, NOISE_SEED_OFFSET, check_free, handle_errors, operator_params
 
 
 def make_measurements(x, op, params, seed, noise_std, noise_convention, device="cpu", max_memory=None):
@@ -52,8 +52,7 @@ def measure(
     from recon_core.images import fit_image, load_image, save_image
     from recon_core.measurements import save_measurements
 
-    if noise_convention not in NOISE_CONVENTIONS:
-        raise BadInput(f"--noise-convention must be one of {', '.join(NOISE_CONVENTIONS)}, got '{noise_convention}'")
+    check_noise_convention(noise_convention)
     if output.suffix != ".npz":
         raise BadInput(f"--output must end in .npz, got '{output}'")
     preview_path = output.with_suffix(".png")

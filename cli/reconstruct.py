@@ -12,7 +12,7 @@ import typer
 
 from .common import BoundaryOpt, DebugOpt, DeviceOpt, FactorOpt, FitOpt, FracOpt, KernelOpt, LogJsonOpt, MaskOpt, NoiseConvOpt, NoiseStdOpt, OpOpt, QuietOpt, RatioOpt, ThreadsOpt  # noqa: E501
 from .common import (
-    NOISE_CONVENTIONS, SOLVER_SEED_OFFSET, check_free, handle_errors, operator_params, prior_options, resolve_device, set_threads,
+    SOLVER_SEED_OFFSET, check_noise_convention, check_free, handle_errors, operator_params, prior_options, resolve_device, set_threads,
 )
 from .render import EventRenderer, print_summary
 
@@ -78,11 +78,9 @@ class Job:
                  prior_options: Optional[dict] = None, backproject: bool = False):
         import torch
 
-        from recon_core.errors import BadInput
         from recon_core.generators.zoo import resolve_prior
 
-        if noise_convention not in NOISE_CONVENTIONS:
-            raise BadInput(f"--noise-convention must be one of {', '.join(NOISE_CONVENTIONS)}, got '{noise_convention}'")
+        check_noise_convention(noise_convention)
         torch.manual_seed(seed)
         self.prior_name, self.method, self.op, self.op_params = prior_name, method, op, op_params
         self.noise_std, self.noise_convention, self.fit, self.seed, self.device = noise_std, noise_convention, fit, seed, device
