@@ -16,6 +16,7 @@ def priors(
     debug: DebugOpt = False,
 ):
     """List the named priors (resolution, latent, cut points, provenance, installed or not)."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -33,12 +34,37 @@ def priors(
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
-    t = Table(title="recon priors")
-    for col in ("name", "arch", "res", "latent", "cuts", "source", "samples", "status"):
-        t.add_column(col)
+    # Narrow terminals (80 columns) must still show every name in full: the table keeps to short
+    # columns and never truncates a name; paths and provenance follow it one prior per line.
+    t = Table(title="recon priors", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    t.add_column("name", no_wrap=True, min_width=max((len(e["name"]) for e in rows), default=4))
+    for col in ("arch", "image", "cuts", "training", "status"):
+        t.add_column(col, no_wrap=True)
+    for e in rows:
+        t.add_row(e["name"], e["architecture"], f"{e['resolution']} {'RGB' if e.get('channels', 3) == 3 else 'grey'}",
+                  _cuts(e.get("cut_points", [])), _trained(e), "ok" if e["status"] == "installed" else "missing")
+    con = Console()
+    con.print(t)
     for e in rows:
         src = e["source"]
-        t.add_row(e["name"], e["architecture"], str(e["resolution"]), e.get("latent", ""),
-                  ",".join(map(str, e.get("cut_points", []))), src.get("package", src.get("path", "")),
-                  e.get("samples", ""), e["status"])
-    Console().print(t)
+        where = f"pip {src['package']}=={src.get('version', '')}" if "package" in src else f"weights/{src.get('path', '')}"
+        con.print(f"[bold]{e['name']}[/]: samples {e.get('samples', '-')}; weights {where}", soft_wrap=True, highlight=False)
+        if e["status"] != "installed":
+            con.print(f"  {e['status']}", soft_wrap=True, highlight=False)
+    con.print("Full provenance (licence, training command, sha256): recon priors --json", highlight=False)
+
+
+def _cuts(cuts) -> str:
+    """[0, 1, 2, 3] -> '0-3' (contiguous) or '0,2,5'."""
+    cuts = list(cuts)
+    if cuts and cuts == list(range(cuts[0], cuts[-1] + 1)) and len(cuts) > 2:
+        return f"{cuts[0]}-{cuts[-1]}"
+    return ",".join(map(str, cuts))
+
+
+def _trained(e: dict) -> str:
+    """Short provenance: '<mode> <steps>' (trained by this project) or 'upstream'."""
+    tr = e.get("training")
+    if tr:
+        return f"{tr.get('mode', 'vanilla')} {tr.get('steps', '?')}"
+    return "upstream"

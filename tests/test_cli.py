@@ -156,7 +156,19 @@ def test_priors_lists_zoo():
     r = run("priors", "--json")
     assert r.exit_code == 0
     rows = json.loads(r.stdout)
-    assert rows[0]["name"] == "dcgan-faces-64" and rows[0]["status"] == "installed"
+    by_name = {row["name"]: row for row in rows}
+    assert by_name["dcgan-faces-64"]["status"] == "installed" and all(row["status"] == "installed" for row in rows)
+
+
+def test_priors_table_shows_full_names_and_sample_paths_at_80_columns(monkeypatch):
+    from recon_core.generators import zoo
+
+    monkeypatch.setenv("COLUMNS", "80")
+    r = run("priors")
+    assert r.exit_code == 0, r.output
+    assert "…" not in r.stdout.split("samples")[0]  # nothing in the table is truncated
+    for name in zoo.list_priors():
+        assert f"\n {name} " in r.stdout and f"{name}: samples {zoo.entry(name)['samples']}" in r.stdout
 
 
 def test_issue_example_command_as_written(tmp_path, face, monkeypatch):
