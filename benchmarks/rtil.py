@@ -510,11 +510,19 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--out", default=str(RESULTS / "rtil.json"), help="results JSON (the .md and .png go next to it)")
+    ap.add_argument("--report-only", action="store_true", help="only write the .md and .png from the runs already in --out")
     ap.add_argument("--smoke", action="store_true", help="tiny random DCGANs, 4 images, 1 seed, steps x 0.02, temp results")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     command = shlex.join(["python", "benchmarks/rtil.py", *(sys.argv[1:] if argv is None else argv)])
+    if a.report_only:
+        # a run stopped part-way (time budget) is still reported: the JSON holds every finished run
+        out = Path(a.out)
+        if not out.exists():
+            ap.error(f"--report-only: {out} does not exist")
+        print(report(json.loads(out.read_text()), out.with_suffix(".md"), out.with_suffix(".png")))
+        return
     if a.smoke:
         tmp = smoke_setup(a)
         print(f"smoke: checkpoints and results in {tmp}", flush=True)

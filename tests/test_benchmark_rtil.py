@@ -1,0 +1,41 @@
+"""benchmarks/rtil.py end to end on tiny random priors (--smoke: run, resume check), and
+--report-only on the results it left."""
+
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_rtil():
+    spec = importlib.util.spec_from_file_location("bench_rtil", ROOT / "benchmarks" / "rtil.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_rtil_smoke_then_report_only(tmp_path, monkeypatch, capsys):
+    bench = load_rtil()
+    work = tmp_path / "smoke"
+    work.mkdir()
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda prefix="": str(work))
+    bench.main(["--smoke", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert "resume check passed" in out
+    results = work / "results" / "rtil.json"
+    md = results.with_suffix(".md")
+    assert results.is_file() and md.is_file()
+    md.unlink()
+    bench.main(["--report-only", "--out", str(results)])
+    assert md.is_file() and "smoke-dcgan" in md.read_text()
+
+
+def test_rtil_report_only_needs_results(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        load_rtil().main(["--report-only", "--out", str(tmp_path / "none.json")])
+    assert "does not exist" in capsys.readouterr().err
