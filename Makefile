@@ -16,6 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test,data]'
 	# Fashion-MNIST for `train-rtil --data fashion-mnist` (Debian package; skipped where apt is unavailable)
 	-dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; } || \
 		echo "note: could not install dataset-fashion-mnist (needs apt and root); its tests will be skipped"
 	touch $@
 

@@ -160,7 +160,7 @@ def report(doc: dict, md: Path, png: Path, a) -> None:
         "",
         "Mean PSNR (dB, mean of per-image PSNR) by m/n:",
         "",
-        "| method | " + " | ".join(f"m/n={r:g}" for r in ratios) + " | mean SSIM | mean LPIPS | s / image |",
+        "| method | " + " | ".join(f"m/n={r:g}" for r in ratios) + " | mean SSIM | mean LPIPS | s / run |",
         "|---|" + "---|" * (len(ratios) + 3),
     ]
     for m in methods:
