@@ -36,6 +36,8 @@ Output: every run is appended to ``benchmarks/results/rtil.json`` as it finishes
 and refuses to mix in runs made with other checkpoints (sha256) or other solver settings. Then
 ``rtil.md`` (table per pair, method and operator; machine; date; the exact commands) and
 ``rtil.png`` (PSNR, vanilla vs RTIL, per operator) are written from everything in the JSON.
+Parallel processes (say one per core, one pair each) write their own ``--out``; ``--merge
+a.json,b.json`` folds them into ``--out`` with the same checks, then reports.
 
 The issue's protocol -- first train the four models at equal budgets (same steps, batch, seed and
 widths within each pair; RTIL steps cost more wall time since every step runs the whole family of
@@ -196,6 +198,31 @@ def mgan_config(spec: str, cuts: List[int], training: dict, scale: float, notes:
 
 
 # ---- the benchmark -----------------------------------------------------------------------------
+def merge(doc: dict, other: dict, source: str) -> int:
+    """Fold the runs of ``other`` (the JSON of a parallel run with another --out) into ``doc``;
+    returns the number of runs added. Refuses (SystemExit) another protocol, another checkpoint
+    (sha256) or other solver settings under the same pair label, as a resumed run would."""
+    if doc.get("protocol", other.get("protocol")) != other.get("protocol"):
+        raise SystemExit(f"--merge {source}: another protocol ({other.get('protocol')}) than {doc['protocol']}")
+    doc["protocol"] = other["protocol"]
+    for label, rec in other["pairs"].items():
+        old = doc["pairs"].get(label)
+        if old is None:
+            doc["pairs"][label] = rec
+            continue
+        for model in MODELS:
+            if old[model]["sha256"] != rec[model]["sha256"]:
+                raise SystemExit(f"--merge {source}: pair '{label}' was run with another {model} checkpoint there")
+        for m, cfg in rec.get("configs", {}).items():
+            if old.get("configs", {}).get(m, cfg) != cfg:
+                raise SystemExit(f"--merge {source}: pair '{label}' method {m} was run with other settings there")
+        old["configs"] = {**old.get("configs", {}), **rec.get("configs", {})}
+    new = {k: v for k, v in other["runs"].items() if k not in doc["runs"]}
+    doc["runs"].update(new)
+    doc["invocations"] += [i for i in other["invocations"] if i not in doc["invocations"]]
+    return len(new)
+
+
 def machine_info(device: str) -> str:
     return (f"{platform.platform()}, {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
             f"with {torch.get_num_threads()} thread(s), device {device}, Python {platform.python_version()}")
@@ -511,11 +538,23 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--out", default=str(RESULTS / "rtil.json"), help="results JSON (the .md and .png go next to it)")
     ap.add_argument("--report-only", action="store_true", help="only write the .md and .png from the runs already in --out")
+    ap.add_argument("--merge", default="", metavar="JSON,...",
+                    help="fold the results of parallel runs (written with other --out) into --out, then report")
     ap.add_argument("--smoke", action="store_true", help="tiny random DCGANs, 4 images, 1 seed, steps x 0.02, temp results")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     command = shlex.join(["python", "benchmarks/rtil.py", *(sys.argv[1:] if argv is None else argv)])
+    if a.merge:
+        out = Path(a.out)
+        doc = json.loads(out.read_text()) if out.exists() else {"runs": {}, "pairs": {}, "invocations": []}
+        for src in filter(None, a.merge.split(",")):
+            if not Path(src).is_file():
+                ap.error(f"--merge: {src} does not exist")
+            print(f"merged {merge(doc, json.loads(Path(src).read_text()), src)} runs from {src}", flush=True)
+        atomic_write_text(out, json.dumps(doc, indent=1) + "\n")
+        print(report(doc, out.with_suffix(".md"), out.with_suffix(".png")))
+        return
     if a.report_only:
         # a run stopped part-way (time budget) is still reported: the JSON holds every finished run
         out = Path(a.out)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import tempfile
 from pathlib import Path
 
@@ -33,6 +34,27 @@ def test_rtil_smoke_then_report_only(tmp_path, monkeypatch, capsys):
     md.unlink()
     bench.main(["--report-only", "--out", str(results)])
     assert md.is_file() and "smoke-dcgan" in md.read_text()
+
+    # --merge: two halves of the runs, as two parallel processes would leave them, fold back into one
+    doc = json.loads(results.read_text())
+    keys = sorted(doc["runs"])
+    halves = []
+    for i, part in enumerate((keys[::2], keys[1::2])):
+        half = dict(doc, runs={k: doc["runs"][k] for k in part})
+        halves.append(tmp_path / f"half{i}.json")
+        halves[-1].write_text(json.dumps(half))
+    merged = tmp_path / "merged.json"
+    bench.main(["--out", str(merged), "--merge", ",".join(map(str, halves))])
+    assert json.loads(merged.read_text())["runs"] == doc["runs"]
+    assert (tmp_path / "merged.md").is_file()
+    # a half made with another checkpoint under the same label is refused, and --out is left alone
+    bad = json.loads(halves[1].read_text())
+    next(iter(bad["pairs"].values()))["rtil"]["sha256"] = "0" * 64
+    halves[1].write_text(json.dumps(bad))
+    before = merged.read_text()
+    with pytest.raises(SystemExit, match="another rtil checkpoint"):
+        bench.main(["--out", str(merged), "--merge", str(halves[1])])
+    assert merged.read_text() == before
 
 
 def test_rtil_report_only_needs_results(tmp_path, capsys):
