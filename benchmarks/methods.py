@@ -176,6 +176,14 @@ def report(doc: dict, md: Path, png: Path, a) -> None:
                       f"CSGM-BP > CSGM: {cell('csgm-bp', r) > c}; every generator method > pinv: "
                       f"{all(cell(m, r) > cell('pinv', r) for m in ('csgm', 'csgm-bp', 'surgery', 'ilo', 'mgan', 'iagan', 'hybrid') if m in methods)}")
     lines += ["", "Claims checked on these numbers (mean PSNR):", ""] + checks + [""]
+    if len(seeds) > 1:
+        # seeds may have run in different sessions under different load: show their times apart
+        lines += ["Mean wall seconds per run, by seed (each seed's runs were made together, at 1 torch thread):", "",
+                  "| method | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|" + "---|" * len(seeds)]
+        for m in methods:
+            lines.append(f"| {m} | " + " | ".join(
+                f"{statistics.mean(r['time_s'] for r in runs if r['method'] == m and r['seed'] == s):.1f}" for s in seeds) + " |")
+        lines.append("")
     atomic_write_text(md, "\n".join(lines))
     import io
 
