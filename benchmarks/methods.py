@@ -12,7 +12,8 @@ with the lowest measurement loss.
     python benchmarks/methods.py --seeds 0 --budget reduced   # what fits in a session
 
 --budget paper uses every method's paper settings; --budget reduced shortens the slow methods
-(listed in the output) and says so in the report.
+(listed in the output) and says so in the report; --budget smoke runs a few steps of each method
+(the script's own test, tests/test_benchmark_methods.py).
 """
 
 from __future__ import annotations
@@ -51,31 +52,37 @@ REDUCED = {
     "hybrid": {"n_pre": 200, "steps": 1500},
 }
 
+#: --budget smoke: a few steps of everything, to test the script end to end (not a result)
+SMOKE = {
+    "lasso-dct": {"steps": 3}, "csgm": {"steps": 3}, "surgery": {"steps": 1, "lbfgs_max_iter": 2},
+    "ilo": {"steps": (2, 2, 2)}, "mgan": {"steps": 3}, "iagan": {"csgm_steps": 3, "steps": 2},
+    "deep-decoder": {"steps": 3}, "hybrid": {"n_pre": 2, "steps": 3},
+}
+BUDGETS = {"paper": {}, "reduced": REDUCED, "smoke": SMOKE}
+
 
 def configs(budget: str) -> dict:
+    """Method name -> solver config: the paper settings, with the budget's shortened step counts."""
     out = {}
     for name in ORDER:
         base = "csgm" if name == "csgm-bp" else name
-        cfg_cls, _ = METHODS[base]
-        cfg = cfg_cls()
-        if budget == "reduced" and base in REDUCED:
-            cfg = replace(cfg, **REDUCED[base])
-        out[name] = cfg
+        cfg = METHODS[base][0]()
+        out[name] = replace(cfg, **BUDGETS[budget].get(base, {}))
     return out
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--ratios", default="0.05,0.1,0.2,0.4")
-    ap.add_argument("--budget", choices=["paper", "reduced"], default="paper")
+    ap.add_argument("--budget", choices=list(BUDGETS), default="paper")
     ap.add_argument("--methods", default=",".join(ORDER))
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--out", default=str(RESULTS / "methods.json"))
     ap.add_argument("--images", default="", help="comma-separated subset of the photo names (default: all)")
     ap.add_argument("--report-only", action="store_true", help="only write methods.md/png from the results so far")
     ap.add_argument("--merge", default="", help="comma-separated result JSONs of parallel runs (other --out) to fold into --out")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     seeds = [int(s) for s in a.seeds.split(",")]
@@ -150,7 +157,8 @@ def report(doc: dict, md: Path, png: Path, a) -> None:
         "# All methods: noiseless cs-gaussian, dcgan-faces-64, 64 px real photos",
         "",
         f"Machine: {doc['machine']}; {time.strftime('%Y-%m-%d')}. Budget: `{doc['budget']}`"
-        + (f" (shortened: {json.dumps(REDUCED)})" if doc["budget"] == "reduced" else " (paper settings)") + ".",
+        + {"paper": " (paper settings)", "reduced": f" (shortened: {json.dumps(REDUCED)})",
+           "smoke": " (smoke test: a few steps per method, NOT a result)"}[doc["budget"]] + ".",
         f"Images ({len(images)}): {', '.join(images)}. Seeds: {seeds}. Runs: {len(runs)} in {len(complete)} complete "
         f"(image, m/n, seed) cells" + (f"; left out, unfinished: {', '.join(f'{i} m/n={r:g} seed {s}' for i, r, s in dropped)}" if dropped else "") + ".",
         "Cells per m/n: " + ", ".join(f"{r:g}: {sum(1 for k in complete if k[1] == r)}" for r in sorted({k[1] for k in complete})) + ".",
