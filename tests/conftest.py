@@ -32,6 +32,18 @@ TINY_CONFIGS = {
 }
 
 
+def load_benchmark(name: str):
+    """Import benchmarks/NAME.py as a module (the benchmarks folder is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def tiny_prior(arch: str = "dcgan", seed: int = 0):
     """A tiny random-weight adapter (eval mode)."""
     torch.manual_seed(seed)

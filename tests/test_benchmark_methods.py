@@ -3,25 +3,16 @@ m/n): every method runs on the real prior, results resume, and the report is wri
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_methods():
-    spec = importlib.util.spec_from_file_location("bench_methods", ROOT / "benchmarks" / "methods.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.conftest import load_benchmark
 
 
 def test_methods_smoke_resume_and_report(tmp_path, capsys):
     pytest.importorskip("skimage")
-    bench = load_methods()
+    bench = load_benchmark("methods")
     out = tmp_path / "m.json"
     args = ["--budget", "smoke", "--images", "astronaut_face", "--ratios", "0.1", "--seeds", "0", "--threads", "1", "--out", str(out)]
     bench.main(args)

@@ -3,25 +3,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import tempfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import load_benchmark
 
-
-def load_rtil():
-    spec = importlib.util.spec_from_file_location("bench_rtil", ROOT / "benchmarks" / "rtil.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_rtil_smoke_then_report_only(tmp_path, monkeypatch, capsys):
-    bench = load_rtil()
+    bench = load_benchmark("rtil")
     work = tmp_path / "smoke"
     work.mkdir()
     monkeypatch.setattr(tempfile, "mkdtemp", lambda prefix="": str(work))
@@ -59,5 +52,5 @@ def test_rtil_smoke_then_report_only(tmp_path, monkeypatch, capsys):
 
 def test_rtil_report_only_needs_results(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        load_rtil().main(["--report-only", "--out", str(tmp_path / "none.json")])
+        load_benchmark("rtil").main(["--report-only", "--out", str(tmp_path / "none.json")])
     assert "does not exist" in capsys.readouterr().err
