@@ -3,10 +3,9 @@ two CPU processes (gloo), data sources, and `recon train-rtil` end to end."""
 
 from __future__ import annotations
 
-import shutil
-
 import gzip
 import json
+import shutil
 import socket
 import struct
 from collections import OrderedDict
