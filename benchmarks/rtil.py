@@ -58,19 +58,29 @@ Add ``--methods ilo,mgan`` to run both methods on both pairs, ``--ilo-layers tra
 ILO over the layers RTIL regularised (StyleGAN2's default training layers are 2,3: the default
 ILO layers (0, 1, 2) optimise cut 2 but not cut 3).
 
+Batching: ``--batch-images K`` (default 10) solves K consecutive images of one (pair, model,
+method, operator, seed) as one batch (``ilo.solve_batch`` / ``mgan.solve_batch``: K x restarts
+rows per generator call, one operator per image through ``StackedOperator``). Image i keeps the
+solver seed it has alone, so a batched run computes what a single run computes up to float
+rounding in the batched kernels -- but these solvers are chaotic in such rounding: on the
+StyleGAN2 pair (seed 0, images 0-9, steps x 0.5) batched runs of 2026-12-01 and the single runs
+of 2026-11-22 (older code, same seeds) differed per cell by a median 0.15 dB and up to 9 dB,
+with a mean difference of -0.003 dB over the 100 cells; single runs of today's and that code
+differ too (PGGAN, 1 of 10 cells by 3.6 dB, the rest by < 0.1 dB). Single cells are noisy
+samples of the solver; compare means. ``time_s`` of a
+batched run is the batch's wall time divided by its images (``batch`` records K).
+
 Budget: the protocol is 50 images x 3 seeds x 5 operators x 2 priors = 1500 solver runs per
 (pair, method), 3000 for the command above (6000 with ``--methods ilo,mgan``). A default ILO run
 is 600 Adam steps on a batch of 3 restarts; an mGANprior run is 2000 steps on 3 x 10 codes.
-Per-step costs measured at one CPU thread with the train-rtil default widths (32 px, random
-weights -- trained weights cost the same), on a 2-core machine with both cores busy with other jobs (an
-idle machine should be faster): ILO ~35 ms (StyleGAN2) / ~20 ms (PGGAN), mGANprior at layer 2
-~53 ms (StyleGAN2) / ~33 ms (PGGAN). Per (pair, method) at ``--steps-scale 1``:
-ILO/StyleGAN2 ~1500 x 600 x 35 ms ~ 9 CPU hours; mGANprior/PGGAN ~1500 x 2000 x 33 ms ~ 27 CPU
-hours (ILO/PGGAN ~5 h, mGANprior/StyleGAN2 ~44 h) -- the command above is ~36 CPU hours at one
-thread. Pairs and methods are independent: run them as separate processes (one ``--pair`` each,
-distinct ``--out``) to use several cores. ``--steps-scale 0.25`` divides the time by 4 (a weaker
-solver for both priors alike; the report records the scale); ``--images``/``--seeds`` shrink the
-protocol (the report says what ran).
+Measured on the 2-core machine of this project at one thread per process, two processes
+running, with the zoo models at ``--steps-scale 0.5``: ILO/StyleGAN2 ~16 s per run alone,
+~2.8 s per run in batches of 10 (~1.2 CPU hours per 1500 runs); mGANprior/PGGAN (layer 2) ~17
+s alone, ~15 s batched (its 10 codes per restart already fill the generator's batch: ~6 CPU
+hours per 1500 runs). ``--steps-scale 1`` doubles these. Pairs and methods are independent: run
+them as separate processes (one ``--pair`` each, or split ``--seeds``, distinct ``--out``) to
+use several cores, then ``--merge``. ``--images``/``--seeds`` shrink the protocol (the report
+says what ran).
 
 ``--smoke`` checks the script end to end in about 20 s: two tiny random-weight DCGANs,
 4 images, seed 0, steps x 0.02, results in a temporary directory, then a second pass that must
@@ -106,7 +116,7 @@ from recon_core.images import atomic_write_bytes, atomic_write_text  # noqa: E40
 from recon_core.metrics import compute_metrics  # noqa: E402
 from recon_core.operators import build  # noqa: E402
 from recon_core.operators.noise import NoiseSpec, add_noise  # noqa: E402
-from recon_core.solvers import METHODS, Problem  # noqa: E402
+from recon_core.solvers import METHODS, Problem, ilo, mgan  # noqa: E402
 from recon_core.training.data import load_source  # noqa: E402
 
 #: (name in the results, operator family, its parameters)
@@ -119,6 +129,7 @@ OPERATORS = [
 ]
 MODELS = ("vanilla", "rtil")
 METHOD_NAMES = ("ilo", "mgan")
+BATCH_SOLVERS = {"ilo": ilo.solve_batch, "mgan": mgan.solve_batch}
 #: solver seeds are offset from the operator seeds so that the two random streams differ
 SOLVER_SEED_OFFSET = 2_000_006
 METRICS = ("psnr", "ssim", "lpips")
@@ -304,51 +315,91 @@ def run(a, out: Path, command: str) -> dict:
         if a.images > len(src):
             raise SystemExit(f"--images {a.images} exceeds the {len(src)} images of the {a.data} test split")
 
-    todo = [(label, priors, m, cfg, op, seed, i, model)
-            for seed in seeds for i in range(a.images) for label, priors, m, cfg in jobs
-            for op in OPERATORS for model in MODELS
-            if f"{label}|{model}|{m}|{op[0]}|{seed}|{i}" not in doc["runs"]]
+    def missing(label, model, m, op_name, seed, i):
+        return f"{label}|{model}|{m}|{op_name}|{seed}|{i}" not in doc["runs"]
+
+    # batches: images in chunks of --batch-images; within a chunk every (pair, method, op, model)
+    # solves its missing images as runs of consecutive indices (problem j of a batch then has
+    # the solver seed a single run of that image would have), so early images get every cell first
+    K = max(1, int(a.batch_images))
+    batches = []  # (label, priors, m, cfg, op, seed, model, [image indices])
+    for seed in seeds:
+        for c0 in range(0, a.images, K):
+            for label, priors, m, cfg in jobs:
+                for op in OPERATORS:
+                    for model in MODELS:
+                        run_ = []
+                        for i in range(c0, min(c0 + K, a.images)):
+                            if missing(label, model, m, op[0], seed, i):
+                                run_.append(i)
+                            elif run_:
+                                batches.append((label, priors, m, cfg, op, seed, model, run_))
+                                run_ = []
+                        if run_:
+                            batches.append((label, priors, m, cfg, op, seed, model, run_))
+    n_todo = sum(len(b[-1]) for b in batches)
     total = len(seeds) * a.images * len(jobs) * len(OPERATORS) * len(MODELS)
-    print(f"{total - len(todo)} of {total} runs already in {out}; {len(todo)} to do", flush=True)
+    print(f"{total - n_todo} of {total} runs already in {out}; {n_todo} to do, in {len(batches)} batches of up to {K} images",
+          flush=True)
     inv = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(a.device),
-           "new_runs": 0, "notes": notes}
+           "new_runs": 0, "notes": notes, "batch_images": K}
     doc["invocations"].append(inv)
     atomic_write_text(out, json.dumps(doc, indent=1) + "\n")
-    t_start = time.perf_counter()
-    for k, (label, priors, m, cfg, (op_name, kind, params), seed, i, model) in enumerate(todo):
+    t_start, done = time.perf_counter(), 0
+    for label, priors, m, cfg, (op_name, kind, params), seed, model, images in batches:
         G = priors[model]
         C, R = G.meta.channels, G.meta.resolution
-        x, y_label = sources[(R, C)].get([i])
+        x, y_label = sources[(R, C)].get(images)
         x = x.to(a.device)
-        op_seed = seed * 100_003 + i  # same operator (and noise) for both priors of a pair
-        A = build(kind, (C, R, R), seed=op_seed, device=a.device, **params)
-        y = A.A(x)
-        if a.noise_std > 0:
-            y = add_noise(y, NoiseSpec(convention="per-entry", value=a.noise_std, seed=op_seed + 1), A)
-        problem = Problem(A, y, noise_std=a.noise_std)
-        key = f"{label}|{model}|{m}|{op_name}|{seed}|{i}"
-        rec = {"pair": label, "model": model, "method": m, "op": op_name, "seed": seed, "image": i,
-               "class": int(y_label[0]), "op_seed": op_seed, "solver_seed": op_seed + SOLVER_SEED_OFFSET}
+        problems, recs = [], []
+        for j, i in enumerate(images):
+            op_seed = seed * 100_003 + i  # same operator (and noise) for both priors of a pair
+            A = build(kind, (C, R, R), seed=op_seed, device=a.device, **params)
+            y = A.A(x[j : j + 1])
+            if a.noise_std > 0:
+                y = add_noise(y, NoiseSpec(convention="per-entry", value=a.noise_std, seed=op_seed + 1), A)
+            problems.append(Problem(A, y, noise_std=a.noise_std))
+            recs.append({"pair": label, "model": model, "method": m, "op": op_name, "seed": seed, "image": i,
+                         "class": int(y_label[j]), "op_seed": op_seed, "solver_seed": op_seed + SOLVER_SEED_OFFSET})
+        solve_batch = BATCH_SOLVERS[m]
         t0 = time.perf_counter()
         try:
-            res = METHODS[m][1](problem, G, cfg, seed=op_seed + SOLVER_SEED_OFFSET)
-        except SolverDiverged as e:
-            rec.update({"error": str(e), "time_s": time.perf_counter() - t0})
-            print(f"[{k + 1}/{len(todo)}] {key}: FAILED ({e})", flush=True)
-        else:
-            met = compute_metrics(x, res.x_hat.to(x.device), y, A)
-            rec.update({"psnr": met["psnr"], "ssim": met["ssim"], "lpips": met["lpips"], "mse": met["mse"],
-                        "residual": met["residual"], "time_s": time.perf_counter() - t0, "best_restart": res.best_restart,
-                        **({"best_round": res.extra.get("best_round"), "cut": res.extra.get("cut")} if m == "ilo" else {})})
-            if met["lpips"] is None:
-                rec["lpips_reason"] = met.get("lpips_reason")
-            eta = (time.perf_counter() - t_start) / (k + 1) * (len(todo) - k - 1)
-            print(f"[{k + 1}/{len(todo)}] {key}: PSNR {met['psnr']:.2f} SSIM {met['ssim']:.3f} "
-                  f"LPIPS {met['lpips'] if met['lpips'] is None else round(met['lpips'], 3)} ({rec['time_s']:.1f} s, ETA {eta / 60:.0f} min)",
-                  flush=True)
-        doc["runs"][key] = rec
-        inv["new_runs"] += 1
+            results = solve_batch(problems, G, cfg, seed=recs[0]["solver_seed"])
+            share = (time.perf_counter() - t0) / len(images)
+        except SolverDiverged:
+            # one problem's restarts all diverged: solve each alone, so the others are still kept
+            results, share = [], None
+            for pb, rec in zip(problems, recs):
+                t1 = time.perf_counter()
+                try:
+                    results.append(solve_batch([pb], G, cfg, seed=rec["solver_seed"])[0])
+                except SolverDiverged as e:
+                    results.append(e)
+                rec["time_s"] = time.perf_counter() - t1
+        for j, (res, rec) in enumerate(zip(results, recs)):
+            key = f"{label}|{model}|{m}|{op_name}|{seed}|{rec['image']}"
+            if share is not None:
+                # wall time of the batch, shared equally by its images
+                rec.update({"time_s": share, "batch": len(images)})
+            if isinstance(res, SolverDiverged):
+                rec["error"] = str(res)
+                print(f"{key}: FAILED ({res})", flush=True)
+            else:
+                met = compute_metrics(x[j : j + 1], res.x_hat.to(x.device), problems[j].y, problems[j].A)
+                rec.update({"psnr": met["psnr"], "ssim": met["ssim"], "lpips": met["lpips"], "mse": met["mse"],
+                            "residual": met["residual"], "best_restart": res.best_restart,
+                            **({"best_round": res.extra.get("best_round"), "cut": res.extra.get("cut")} if m == "ilo" else {})})
+                if met["lpips"] is None:
+                    rec["lpips_reason"] = met.get("lpips_reason")
+            doc["runs"][key] = rec
+        done += len(images)
+        inv["new_runs"] += len(images)
         atomic_write_text(out, json.dumps(doc, indent=1) + "\n")
+        ok = [r["psnr"] for r in recs if "psnr" in r]
+        eta = (time.perf_counter() - t_start) / done * (n_todo - done)
+        print(f"[{done}/{n_todo}] {label}|{model}|{m}|{op_name}|seed {seed}|images {images[0]}-{images[-1]}: "
+              f"mean PSNR {statistics.fmean(ok) if ok else float('nan'):.2f} ({sum(r['time_s'] for r in recs):.1f} s, "
+              f"ETA {eta / 60:.0f} min)", flush=True)
     return doc
 
 
@@ -534,6 +585,8 @@ def main(argv=None) -> None:
     ap.add_argument("--mgan-layer", default="trained", help="trained (the RTIL checkpoint's mixing layer) | a cut index")
     ap.add_argument("--data", default="fashion-mnist", help="test split of this source (default fashion-mnist)")
     ap.add_argument("--noise-std", type=float, default=0.0, help="per-entry measurement noise std (default 0: noiseless)")
+    ap.add_argument("--batch-images", type=int, default=10,
+                    help="solve up to N images as one batch (default 10; 1 = one at a time; same results up to float rounding)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     ap.add_argument("--out", default=str(RESULTS / "rtil.json"), help="results JSON (the .md and .png go next to it)")
@@ -571,6 +624,8 @@ def main(argv=None) -> None:
         ap.error("--steps-scale must be a positive number")
     if a.images < 1:
         ap.error("--images must be >= 1")
+    if a.batch_images < 1:
+        ap.error("--batch-images must be >= 1")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -27,6 +27,16 @@ def test_rtil_smoke_then_report_only(tmp_path, monkeypatch, capsys):
     bench.main(["--report-only", "--out", str(results)])
     assert md.is_file() and "smoke-dcgan" in md.read_text()
 
+    # one image at a time gives the batched runs' results (same seeds; float rounding aside)
+    single = tmp_path / "single.json"
+    bench.main(["--threads", "1", "--pair", f"smoke-dcgan:{work / 'vanilla.pt'},{work / 'rtil.pt'}", "--methods", "ilo,mgan",
+                "--images", "4", "--seeds", "0", "--steps-scale", "0.02", "--batch-images", "1", "--out", str(single)])
+    runs1 = json.loads(single.read_text())["runs"]
+    runs = json.loads(results.read_text())["runs"]
+    assert sorted(runs1) == sorted(runs) and len(runs) == 4 * 5 * 2 * 2
+    assert all(runs[k]["batch"] == 4 and runs1[k]["batch"] == 1 for k in runs)
+    assert [runs1[k]["psnr"] for k in sorted(runs)] == pytest.approx([runs[k]["psnr"] for k in sorted(runs)], abs=0.05)
+
     # --merge: two halves of the runs, as two parallel processes would leave them, fold back into one
     doc = json.loads(results.read_text())
     keys = sorted(doc["runs"])
@@ -47,6 +57,12 @@ def test_rtil_smoke_then_report_only(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit, match="another rtil checkpoint"):
         bench.main(["--out", str(merged), "--merge", str(halves[1])])
     assert merged.read_text() == before
+
+
+def test_rtil_refuses_zero_batch(capsys):
+    with pytest.raises(SystemExit):
+        load_benchmark("rtil").main(["--smoke", "--batch-images", "0"])
+    assert "--batch-images must be >= 1" in capsys.readouterr().err
 
 
 def test_rtil_report_only_needs_results(tmp_path, capsys):

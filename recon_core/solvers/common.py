@@ -14,11 +14,11 @@ import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from ..errors import BadInput, SolverDiverged
+from ..errors import BadInput, OperatorError, SolverDiverged
 from ..events import Event, EventSink, null_sink
 from ..operators.base import LinearOperator
 
@@ -315,6 +315,63 @@ def pick_best(best_state: State, best_loss: torch.Tensor, diverged: List[int], l
         raise SolverDiverged(f"every restart diverged (loss became NaN/Inf); try a smaller learning rate than {lr}")
     i = int(torch.nan_to_num(best_loss, nan=float("inf")).argmin())
     return i, OrderedDict((k, v[i : i + 1].detach().clone()) for k, v in best_state.items())
+
+
+def stack_problems(problems: Sequence[Problem]) -> tuple:
+    """B problems as one batch: (operator over B equal groups of rows, y (B, *meas), B).
+
+    The operator is the problems' own when they share one object, else a StackedOperator of
+    theirs (group j = problem j); shapes must agree. Used by the solvers' ``solve_batch``."""
+    from ..operators.stacked import StackedOperator
+
+    problems = list(problems)
+    if not problems or not all(isinstance(p, Problem) for p in problems):
+        raise BadInput("solve_batch needs a non-empty list of Problem objects")
+    A0 = problems[0].A
+    try:
+        A = A0 if all(p.A is A0 for p in problems) else StackedOperator([p.A for p in problems])
+    except OperatorError as e:
+        raise BadInput(f"problems solved as one batch must have operators of one shape: {e}") from None
+    y = torch.cat([p.y for p in problems])
+    return A, y, len(problems)
+
+
+def rows_of(y: torch.Tensor, restarts: int) -> torch.Tensor:
+    """Measurements (B, *meas) -> one row per restart (B*restarts, *meas), image-major; (1, *meas)
+    is returned as is (it broadcasts)."""
+    return y if y.shape[0] == 1 else y.repeat_interleave(restarts, 0)
+
+
+def grouped_init(prior, cut: int, count: int, groups: int, init: str, seed: int) -> State:
+    """``count`` initial states per problem for ``groups`` problems, stacked image-major; problem j
+    draws from seed + j, so problem j of a batch starts where a single solve with seed + j would."""
+    parts = [prior.init_state(cut, count, init=init, rng=seeded_rng(seed + j)) for j in range(groups)]
+    if groups == 1:
+        return parts[0]
+    return OrderedDict((k, torch.cat([p[k] for p in parts])) for k in parts[0])
+
+
+def best_per_group(losses: torch.Tensor, groups: int, lr: float) -> List[int]:
+    """Row index of the lowest measurement loss within each of ``groups`` equal consecutive
+    groups of ``losses`` (NaN = diverged). Raises SolverDiverged when a group diverged entirely."""
+    L = torch.nan_to_num(losses.reshape(groups, -1), nan=float("inf"))
+    R = L.shape[1]
+    out = []
+    for j in range(groups):
+        if not bool(torch.isfinite(L[j]).any()):
+            which = "every restart" if groups == 1 else f"every restart of problem {j}"
+            raise SolverDiverged(f"{which} diverged (loss became NaN/Inf); try a smaller learning rate than {lr}")
+        out.append(j * R + int(L[j].argmin()))
+    return out
+
+
+def group_history(history: List[dict], best: torch.Tensor, bad: torch.Tensor, groups: int, entry: dict) -> None:
+    """Append to each group's history (``history[j]``) ``entry`` plus its best loss over the
+    group's non-diverged rows (NaN when none is left)."""
+    b = torch.where(bad, torch.full_like(best, float("inf")), best).reshape(groups, -1).min(1).values
+    for j in range(groups):
+        v = float(b[j])
+        history[j].append({**entry, "loss": v if math.isfinite(v) else float("nan")})
 
 
 def timer() -> Callable[[], float]:

@@ -35,13 +35,14 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import List
+from typing import List, Sequence
 
 import torch
 
-from ..errors import BadInput, SolverDiverged
+from ..errors import BadInput
 from ..events import Event, EventSink, null_sink
-from .common import Problem, Result, State, check_positive, frozen, seeded_rng, timer
+from .common import (Problem, Result, State, best_per_group, check_positive, frozen, group_history, grouped_init, rows_of,
+                     stack_problems, timer)
 from .ilo import OPTIMIZERS, optimise_tracked
 from .losses import lpips_loss, measurement_consistent_reference
 
@@ -111,10 +112,21 @@ def solve(problem: Problem, prior, config: MGANConfig = MGANConfig(), on_event: 
     """Invert ``prior`` with N codes composed at ``config.layer``; returns the restart with the
     lowest measurement loss. Result.state: that restart's codes (1, N, *latent) and importances
     "alpha:<entry>" (1, N, *alpha_shape). Result.extra: layer, n_codes, optimizer."""
+    return solve_batch([problem], prior, config, on_event, seed)[0]
+
+
+def solve_batch(problems: Sequence[Problem], prior, config: MGANConfig = MGANConfig(), on_event: EventSink = null_sink,
+                seed: int = 0) -> List[Result]:
+    """mGANprior on B independent problems at once (B x restarts x N codes through the generator
+    per step). Problem j gets what ``solve(problems[j], seed=seed + j)`` would compute (Adam and
+    the selection act row by row), up to floating-point reassociation in batched kernels.
+    Returns one Result per problem (wall_time: the whole batch's; extra["batch"] = B)."""
     clock = timer()
     _check_config(config, prior)
-    A, y = problem.A, problem.y
+    A, y, B = stack_problems(problems)
     R, N, layer = int(config.restarts), int(config.n_codes), config.layer
+    RB = R * B
+    y_rows = rows_of(y, R)
     m = A.m
     use_lpips = config.lpips_weight > 0
     if use_lpips:
@@ -127,45 +139,48 @@ def solve(problem: Problem, prior, config: MGANConfig = MGANConfig(), on_event: 
     clash = [k for k in layer_shapes if ALPHA_PREFIX + k in latent_keys]
     if clash:
         raise BadInput(f"latent entry names clash with the importances of {clash}")
-    z0 = prior.init_state(0, R * N, init=config.init, rng=seeded_rng(seed))
+    z0 = grouped_init(prior, 0, R * N, B, config.init, seed)
     init = OrderedDict()
     for k in latent_keys:
-        init[k] = z0[k].reshape((R, N) + tuple(z0[k].shape[1:]))
+        init[k] = z0[k].reshape((RB, N) + tuple(z0[k].shape[1:]))
     place = {"device": z0[latent_keys[0]].device, "dtype": z0[latent_keys[0]].dtype}
     for k, s in layer_shapes.items():
         # alpha = 1/N: the composed feature starts as the mean of the N codes' features
-        init[ALPHA_PREFIX + k] = torch.full((R, N) + alpha_shape(s), 1.0 / N, **place)
+        init[ALPHA_PREFIX + k] = torch.full((RB, N) + alpha_shape(s), 1.0 / N, **place)
 
     def objective(params: State):
-        x = compose(prior, params, layer, R, N)
-        r = A.A(x) - y
-        meas = r.reshape(R, -1).pow(2).sum(1)
+        x = compose(prior, params, layer, RB, N)
+        r = A.A(x) - y_rows
+        meas = r.reshape(RB, -1).pow(2).sum(1)
         total = meas / m  # = losses.mse_loss (the reference's F.mse_loss is a mean too)
         if use_lpips:
-            total = total + config.lpips_weight * lpips_loss(x, measurement_consistent_reference(A, y, x))
+            total = total + config.lpips_weight * lpips_loss(x, measurement_consistent_reference(A, y_rows, x))
         return total, meas
 
-    history: List[dict] = []
+    history: List[List[dict]] = [[] for _ in range(B)]
 
     def report(step, best, div):
+        group_history(history, best, div, B, {"step": step})
         ok = best[~div]
         loss = float(ok.min()) if ok.numel() else float("nan")
-        history.append({"step": step, "loss": loss})
         on_event(Event(phase="mgan", step=step, total=config.steps, loss=loss, extra={"diverged": int(div.sum())}))
 
     with frozen(prior):
         best, losses, div = optimise_tracked(
             objective, init, optimizer=config.optimizer, lr=config.lr, steps=config.steps, report=report,
         )
-        bad = div.nonzero().flatten().tolist()
-        if len(bad) == R:
-            raise SolverDiverged(f"every restart diverged (loss became NaN/Inf); try a smaller learning rate than {config.lr}")
-        i = int(torch.nan_to_num(losses, nan=float("inf")).argmin())
-        state = OrderedDict((k, v[i : i + 1].detach().clone()) for k, v in best.items())
-        with torch.no_grad():
-            x_hat = compose(prior, state, layer, 1, N)
-    return Result(
-        x_hat=x_hat.detach(), state=state, losses=[float(v) for v in losses], best_restart=i, history=history,
-        wall_time=clock(), diverged=bad,
-        extra={"layer": layer, "n_codes": N, "optimizer": config.optimizer},
-    )
+        results = []
+        for j, i in enumerate(best_per_group(losses, B, config.lr)):
+            rows = slice(j * R, (j + 1) * R)
+            state = OrderedDict((k, v[i : i + 1].detach().clone()) for k, v in best.items())
+            with torch.no_grad():
+                x_hat = compose(prior, state, layer, 1, N)
+            results.append(Result(
+                x_hat=x_hat.detach(), state=state, losses=[float(v) for v in losses[rows]], best_restart=i - j * R,
+                history=history[j], diverged=div[rows].nonzero().flatten().tolist(),
+                extra={"layer": layer, "n_codes": N, "optimizer": config.optimizer, **({"batch": B} if B > 1 else {})},
+            ))
+    wall = clock()
+    for r in results:
+        r.wall_time = wall
+    return results
