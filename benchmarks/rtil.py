@@ -476,7 +476,8 @@ def report(doc: dict, md_path: Path, png_path: Path) -> str:
         "LPIPS: AlexNet, lower is better); Δ = RTIL − vanilla, ± its standard error over images × seeds, and in "
         "parentheses the SE over per-image means (seeds averaged first; images × seeds are not independent, so "
         "trust the larger); 'RTIL better' counts cells where RTIL has the higher PSNR; "
-        "'PSNR(mean MSE)' = 10 log10(1 / mean MSE), vanilla / RTIL.",
+        "'PSNR(mean MSE)' = 10 log10(1 / mean MSE), vanilla / RTIL; 's/run': solver wall time per run (runs solved "
+        "in batches of K images, `--batch-images`: the batch's wall time / K).",
         "",
     ]
     for label, p in doc["pairs"].items():
