@@ -78,8 +78,8 @@ running, with the zoo models at ``--steps-scale 0.5``: ILO/StyleGAN2 ~16 s per r
 ~2.8 s per run in batches of 10 (~1.2 CPU hours per 1500 runs); mGANprior/PGGAN (layer 2) ~17
 s alone, ~15 s batched (its 10 codes per restart already fill the generator's batch: ~6 CPU
 hours per 1500 runs). ``--steps-scale 1`` doubles these. Pairs and methods are independent: run
-them as separate processes (one ``--pair`` each, or split ``--seeds``, distinct ``--out``) to
-use several cores, then ``--merge``. ``--images``/``--seeds`` shrink the protocol (the report
+them as separate processes (one ``--pair`` each, or split ``--seeds``, or split the images with
+``--images A:B`` = test images A..B-1; distinct ``--out``) to use several cores, then ``--merge``. ``--images``/``--seeds`` shrink the protocol (the report
 says what ran).
 
 ``--smoke`` checks the script end to end in about 20 s: two tiny random-weight DCGANs,
@@ -159,6 +159,18 @@ def load_prior(path: Path, device: str) -> tuple:
     training = obj.get("training") if isinstance(obj, dict) and isinstance(obj.get("training"), dict) else {}
     model = from_object(obj, source=f"'{path}'").to(device)
     return model, training, sha256(path)
+
+
+def parse_images(text: str) -> tuple:
+    """'N' -> (0, N); 'A:B' -> (A, B), the test images A..B-1. ValueError unless 0 <= A < B."""
+    lo, sep, hi = text.partition(":")
+    try:
+        lo, hi = (int(lo), int(hi)) if sep else (0, int(lo))
+    except ValueError:
+        raise ValueError(f"--images must be N or A:B (integers), got {text!r}") from None
+    if not 0 <= lo < hi:
+        raise ValueError(f"--images must be N >= 1 or A:B with 0 <= A < B, got {text!r}")
+    return lo, hi
 
 
 def scaled(n: int, scale: float) -> int:
@@ -312,7 +324,7 @@ def run(a, out: Path, command: str) -> dict:
     resolutions = {(p["vanilla"].meta.resolution, p["vanilla"].meta.channels) for _, p, _, _ in jobs}
     sources = {rc: load_source(a.data, rc[0], rc[1], split="test") for rc in resolutions}
     for src in sources.values():
-        if a.images > len(src):
+        if a.image_hi > len(src):
             raise SystemExit(f"--images {a.images} exceeds the {len(src)} images of the {a.data} test split")
 
     def missing(label, model, m, op_name, seed, i):
@@ -324,12 +336,12 @@ def run(a, out: Path, command: str) -> dict:
     K = max(1, int(a.batch_images))
     batches = []  # (label, priors, m, cfg, op, seed, model, [image indices])
     for seed in seeds:
-        for c0 in range(0, a.images, K):
+        for c0 in range(a.image_lo, a.image_hi, K):
             for label, priors, m, cfg in jobs:
                 for op in OPERATORS:
                     for model in MODELS:
                         run_ = []
-                        for i in range(c0, min(c0 + K, a.images)):
+                        for i in range(c0, min(c0 + K, a.image_hi)):
                             if missing(label, model, m, op[0], seed, i):
                                 run_.append(i)
                             elif run_:
@@ -338,7 +350,7 @@ def run(a, out: Path, command: str) -> dict:
                         if run_:
                             batches.append((label, priors, m, cfg, op, seed, model, run_))
     n_todo = sum(len(b[-1]) for b in batches)
-    total = len(seeds) * a.images * len(jobs) * len(OPERATORS) * len(MODELS)
+    total = len(seeds) * (a.image_hi - a.image_lo) * len(jobs) * len(OPERATORS) * len(MODELS)
     print(f"{total - n_todo} of {total} runs already in {out}; {n_todo} to do, in {len(batches)} batches of up to {K} images",
           flush=True)
     inv = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(a.device),
@@ -577,7 +589,8 @@ def main(argv=None) -> None:
     ap.add_argument("--pair", action="append", default=[], metavar="LABEL:VANILLA,RTIL",
                     help="a pair of checkpoints: label, vanilla checkpoint, RTIL checkpoint (repeatable)")
     ap.add_argument("--methods", default="auto", help="'auto' (ilo for rtil-ilo pairs, mgan for rtil-mgan pairs) or e.g. ilo,mgan")
-    ap.add_argument("--images", type=int, default=50, help="the first N images of the test split (default 50)")
+    ap.add_argument("--images", default="50",
+                    help="N: the first N images of the test split (default 50); A:B: images A..B-1 (to split work between processes)")
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     ap.add_argument("--steps-scale", type=float, default=1.0,
                     help="budget knob: multiplies every step count of the method configs (default 1 = the solvers' defaults)")
@@ -623,8 +636,10 @@ def main(argv=None) -> None:
         ap.error("give at least one --pair LABEL:VANILLA,RTIL (or --smoke)")
     if not (a.steps_scale > 0 and math.isfinite(a.steps_scale)):
         ap.error("--steps-scale must be a positive number")
-    if a.images < 1:
-        ap.error("--images must be >= 1")
+    try:
+        a.image_lo, a.image_hi = parse_images(str(a.images))
+    except ValueError as e:
+        ap.error(str(e))
     if a.batch_images < 1:
         ap.error("--batch-images must be >= 1")
     out = Path(a.out)

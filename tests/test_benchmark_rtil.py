@@ -29,8 +29,10 @@ def test_rtil_smoke_then_report_only(tmp_path, monkeypatch, capsys):
 
     # one image at a time gives the batched runs' results (same seeds; float rounding aside)
     single = tmp_path / "single.json"
-    bench.main(["--threads", "1", "--pair", f"smoke-dcgan:{work / 'vanilla.pt'},{work / 'rtil.pt'}", "--methods", "ilo,mgan",
-                "--images", "4", "--seeds", "0", "--steps-scale", "0.02", "--batch-images", "1", "--out", str(single)])
+    for part in ("2:4", "4"):  # a range first (as a second process would run), then the rest
+        bench.main(["--threads", "1", "--pair", f"smoke-dcgan:{work / 'vanilla.pt'},{work / 'rtil.pt'}", "--methods", "ilo,mgan",
+                    "--images", part, "--seeds", "0", "--steps-scale", "0.02", "--batch-images", "1", "--out", str(single)])
+    assert [i["new_runs"] for i in json.loads(single.read_text())["invocations"]] == [40, 40]
     runs1 = json.loads(single.read_text())["runs"]
     runs = json.loads(results.read_text())["runs"]
     assert sorted(runs1) == sorted(runs) and len(runs) == 4 * 5 * 2 * 2
@@ -59,10 +61,13 @@ def test_rtil_smoke_then_report_only(tmp_path, monkeypatch, capsys):
     assert merged.read_text() == before
 
 
-def test_rtil_refuses_zero_batch(capsys):
+@pytest.mark.parametrize("args,message", [(["--batch-images", "0"], "--batch-images must be >= 1"),
+                                          (["--images", "5:3"], "--images must be N >= 1 or A:B with 0 <= A < B"),
+                                          (["--images", "x"], "--images must be N or A:B")])
+def test_rtil_refuses_bad_options(args, message, capsys):
     with pytest.raises(SystemExit):
-        load_benchmark("rtil").main(["--smoke", "--batch-images", "0"])
-    assert "--batch-images must be >= 1" in capsys.readouterr().err
+        load_benchmark("rtil").main(["--pair", "a:v.pt,r.pt", *args])
+    assert message in capsys.readouterr().err
 
 
 def test_rtil_report_only_needs_results(tmp_path, capsys):
