@@ -551,12 +551,18 @@ def plot(rows: List[dict], png_path: Path) -> None:
         for x, r in zip(xs, rs):
             top = max(r["psnr"]["vanilla"], r["psnr"]["rtil"])
             if not math.isnan(top):
-                ax.annotate(f"{r['psnr']['diff']:+.2f}", (x, top), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=7)
+                se = max((v for v in (r["psnr"]["se"], r["psnr"]["se_by_image"]) if not math.isnan(v)), default=float("nan"))
+                ax.annotate(f"{r['psnr']['diff']:+.2f}\n±{fmt(se)}", (x, top), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=7)
         ax.set_xticks(list(xs))
         ax.set_xticklabels([r["op"] for r in rs], rotation=20, fontsize=8)
         ax.set_ylabel("mean PSNR (dB) ± SE")
-        n = max((r["n"] for r in rs), default=0)
-        ax.set_title(f"{label}, {m} (n = {n} per bar)", fontsize=9)
+        ns = sorted({r["n"] for r in rs})
+        n = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+        ax.set_title(f"{label}, {m}: n = {n} cells (image x seed) per bar\nlabels: Δ ± paired SE (the larger)", fontsize=9)
+        tops = [max(r["psnr"]["vanilla"], r["psnr"]["rtil"]) for r in rs]
+        tops = [t for t in tops if not math.isnan(t)]
+        if tops:
+            ax.set_ylim(0, max(tops) * 1.18)  # room for the labels
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     fig.suptitle("Vanilla vs RTIL prior: PSNR on held-out Fashion-MNIST (Δ = RTIL − vanilla)", fontsize=10)
