@@ -311,9 +311,9 @@ def pick_best(best_state: State, best_loss: torch.Tensor, diverged: List[int], l
     """Index of the restart with the lowest measurement loss, and its state (batch 1).
 
     Raises SolverDiverged when every restart diverged."""
-    if len(diverged) == best_loss.numel():
-        raise SolverDiverged(f"every restart diverged (loss became NaN/Inf); try a smaller learning rate than {lr}")
-    i = int(torch.nan_to_num(best_loss, nan=float("inf")).argmin())
+    loss = best_loss.clone()
+    loss[diverged] = float("nan")
+    i = best_per_group(loss, 1, lr)[0]
     return i, OrderedDict((k, v[i : i + 1].detach().clone()) for k, v in best_state.items())
 
 
