@@ -67,8 +67,8 @@ StyleGAN2 pair (seed 0, images 0-9, steps x 0.5) batched runs of 2026-12-01 and 
 of 2026-11-22 (older code, same seeds) differed per cell by a median 0.15 dB and up to 9 dB,
 with a mean difference of -0.003 dB over the 100 cells; single runs of today's and that code
 differ too (PGGAN, 1 of 10 cells by 3.6 dB, the rest by < 0.1 dB). Single cells are noisy
-samples of the solver; compare means. ``time_s`` of a
-batched run is the batch's wall time divided by its images (``batch`` records K).
+samples of the solver; compare means. ``time_s`` of a batched run is the batch's wall time
+divided by its images (``batch`` records K).
 
 Budget: the protocol is 50 images x 3 seeds x 5 operators x 2 priors = 1500 solver runs per
 (pair, method), 3000 for the command above (6000 with ``--methods ilo,mgan``). A default ILO run
@@ -79,8 +79,8 @@ running, with the zoo models at ``--steps-scale 0.5``: ILO/StyleGAN2 ~16 s per r
 s alone, ~15 s batched (its 10 codes per restart already fill the generator's batch: ~6 CPU
 hours per 1500 runs). ``--steps-scale 1`` doubles these. Pairs and methods are independent: run
 them as separate processes (one ``--pair`` each, or split ``--seeds``, or split the images with
-``--images A:B`` = test images A..B-1; distinct ``--out``) to use several cores, then ``--merge``. ``--images``/``--seeds`` shrink the protocol (the report
-says what ran).
+``--images A:B`` = test images A..B-1; distinct ``--out``) to use several cores, then
+``--merge``. ``--images``/``--seeds`` shrink the protocol (the report says what ran).
 
 ``--smoke`` checks the script end to end in about 20 s: two tiny random-weight DCGANs,
 4 images, seed 0, steps x 0.02, results in a temporary directory, then a second pass that must
@@ -92,6 +92,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import itertools
 import json
 import math
 import os
@@ -171,6 +172,17 @@ def parse_images(text: str) -> tuple:
     if not 0 <= lo < hi:
         raise ValueError(f"--images must be N >= 1 or A:B with 0 <= A < B, got {text!r}")
     return lo, hi
+
+
+def consecutive_runs(indices: List[int]) -> List[List[int]]:
+    """Sorted indices split into runs of consecutive values: [0, 1, 3, 4, 5] -> [[0, 1], [3, 4, 5]]."""
+    runs: List[List[int]] = []
+    for i in indices:
+        if runs and runs[-1][-1] == i - 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
 
 
 def scaled(n: int, scale: float) -> int:
@@ -333,22 +345,14 @@ def run(a, out: Path, command: str) -> dict:
     # batches: images in chunks of --batch-images; within a chunk every (pair, method, op, model)
     # solves its missing images as runs of consecutive indices (problem j of a batch then has
     # the solver seed a single run of that image would have), so early images get every cell first
-    K = max(1, int(a.batch_images))
+    K = a.batch_images
     batches = []  # (label, priors, m, cfg, op, seed, model, [image indices])
     for seed in seeds:
         for c0 in range(a.image_lo, a.image_hi, K):
-            for label, priors, m, cfg in jobs:
-                for op in OPERATORS:
-                    for model in MODELS:
-                        run_ = []
-                        for i in range(c0, min(c0 + K, a.image_hi)):
-                            if missing(label, model, m, op[0], seed, i):
-                                run_.append(i)
-                            elif run_:
-                                batches.append((label, priors, m, cfg, op, seed, model, run_))
-                                run_ = []
-                        if run_:
-                            batches.append((label, priors, m, cfg, op, seed, model, run_))
+            for (label, priors, m, cfg), op, model in itertools.product(jobs, OPERATORS, MODELS):
+                todo = [i for i in range(c0, min(c0 + K, a.image_hi)) if missing(label, model, m, op[0], seed, i)]
+                for images in consecutive_runs(todo):
+                    batches.append((label, priors, m, cfg, op, seed, model, images))
     n_todo = sum(len(b[-1]) for b in batches)
     total = len(seeds) * (a.image_hi - a.image_lo) * len(jobs) * len(OPERATORS) * len(MODELS)
     print(f"{total - n_todo} of {total} runs already in {out}; {n_todo} to do, in {len(batches)} batches of up to {K} images",

@@ -74,3 +74,9 @@ def test_rtil_report_only_needs_results(tmp_path, capsys):
     with pytest.raises(SystemExit):
         load_benchmark("rtil").main(["--report-only", "--out", str(tmp_path / "none.json")])
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_rtil_batches_are_consecutive_runs():
+    runs = load_benchmark("rtil").consecutive_runs
+    assert runs([0, 1, 3, 4, 5, 9]) == [[0, 1], [3, 4, 5], [9]]
+    assert runs([]) == []

@@ -337,17 +337,14 @@ def stack_problems(problems: Sequence[Problem]) -> tuple:
 
 
 def rows_of(y: torch.Tensor, restarts: int) -> torch.Tensor:
-    """Measurements (B, *meas) -> one row per restart (B*restarts, *meas), image-major; (1, *meas)
-    is returned as is (it broadcasts)."""
-    return y if y.shape[0] == 1 else y.repeat_interleave(restarts, 0)
+    """Measurements (B, *meas) -> one row per restart (B*restarts, *meas), image-major."""
+    return y.repeat_interleave(restarts, 0)
 
 
 def grouped_init(prior, cut: int, count: int, groups: int, init: str, seed: int) -> State:
     """``count`` initial states per problem for ``groups`` problems, stacked image-major; problem j
     draws from seed + j, so problem j of a batch starts where a single solve with seed + j would."""
     parts = [prior.init_state(cut, count, init=init, rng=seeded_rng(seed + j)) for j in range(groups)]
-    if groups == 1:
-        return parts[0]
     return OrderedDict((k, torch.cat([p[k] for p in parts])) for k in parts[0])
 
 

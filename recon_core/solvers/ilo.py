@@ -312,8 +312,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
             state = OrderedDict((key, v[i : i + 1].detach().clone()) for key, v in round_states[kb].items())
             with torch.no_grad():
                 x_hat = prior.tail(state, cut_b)
-            mine = [{**info, "best_losses": info["best_losses"][rows],
-                     **({"range_residual": info["range_residual"][rows]} if "range_residual" in info else {})}
+            mine = [{k: v[rows] if k in ("best_losses", "range_residual") else v for k, v in info.items()}
                     for info in rounds_info]
             results.append(Result(
                 x_hat=x_hat.detach(), state=state, losses=[float(v) for v in final[rows]], best_restart=i - j * R,
