@@ -74,10 +74,10 @@ Budget: the protocol is 50 images x 3 seeds x 5 operators x 2 priors = 1500 solv
 (pair, method), 3000 for the command above (6000 with ``--methods ilo,mgan``). A default ILO run
 is 600 Adam steps on a batch of 3 restarts; an mGANprior run is 2000 steps on 3 x 10 codes.
 Measured on the 2-core machine of this project at one thread per process, two processes
-running, with the zoo models at ``--steps-scale 0.5``: ILO/StyleGAN2 ~16 s per run alone,
-~2.8 s per run in batches of 10 (~1.2 CPU hours per 1500 runs); mGANprior/PGGAN (layer 2) ~17
-s alone, ~15 s batched (its 10 codes per restart already fill the generator's batch: ~6 CPU
-hours per 1500 runs). ``--steps-scale 1`` doubles these. Pairs and methods are independent: run
+running, with the zoo models at ``--steps-scale 0.5``, in batches of 10: ILO/StyleGAN2 ~3 s
+per run (~1.2 CPU hours per 1500 runs), mGANprior/PGGAN (layer 2) ~17 s per run (~7 CPU hours
+per 1500 runs). Batching gains little on a CPU (1.3-1.5x for these two:
+``benchmarks/batch_speed.py``). ``--steps-scale 1`` doubles these. Pairs and methods are independent: run
 them as separate processes (one ``--pair`` each, or split ``--seeds``, or split the images with
 ``--images A:B`` = test images A..B-1; distinct ``--out``) to use several cores, then
 ``--merge``. ``--images``/``--seeds`` shrink the protocol (the report says what ran).
@@ -117,7 +117,8 @@ from recon_core.images import atomic_write_bytes, atomic_write_text  # noqa: E40
 from recon_core.metrics import compute_metrics  # noqa: E402
 from recon_core.operators import build  # noqa: E402
 from recon_core.operators.noise import NoiseSpec, add_noise  # noqa: E402
-from recon_core.solvers import METHODS, Problem, ilo, mgan  # noqa: E402
+from recon_core.solvers import BATCH_METHODS, METHODS, Problem, Result  # noqa: E402
+from recon_core.solvers.common import solve_isolated  # noqa: E402
 from recon_core.training.data import load_source  # noqa: E402
 
 #: (name in the results, operator family, its parameters)
@@ -130,7 +131,6 @@ OPERATORS = [
 ]
 MODELS = ("vanilla", "rtil")
 METHOD_NAMES = ("ilo", "mgan")
-BATCH_SOLVERS = {"ilo": ilo.solve_batch, "mgan": mgan.solve_batch}
 #: solver seeds are offset from the operator seeds so that the two random streams differ
 SOLVER_SEED_OFFSET = 2_000_006
 METRICS = ("psnr", "ssim", "lpips")
@@ -377,26 +377,16 @@ def run(a, out: Path, command: str) -> dict:
             problems.append(Problem(A, y, noise_std=a.noise_std))
             recs.append({"pair": label, "model": model, "method": m, "op": op_name, "seed": seed, "image": i,
                          "class": int(y_label[j]), "op_seed": op_seed, "solver_seed": op_seed + SOLVER_SEED_OFFSET})
-        solve_batch = BATCH_SOLVERS[m]
         t0 = time.perf_counter()
-        try:
-            results = solve_batch(problems, G, cfg, seed=recs[0]["solver_seed"])
-            share = (time.perf_counter() - t0) / len(images)
-        except SolverDiverged:
-            # one problem's restarts all diverged: solve each alone, so the others are still kept
-            results, share = [], None
-            for pb, rec in zip(problems, recs):
-                t1 = time.perf_counter()
-                try:
-                    results.append(solve_batch([pb], G, cfg, seed=rec["solver_seed"])[0])
-                except SolverDiverged as e:
-                    results.append(e)
-                rec["time_s"] = time.perf_counter() - t1
+        results = solve_isolated(BATCH_METHODS[m], problems, G, cfg, seed=[r["solver_seed"] for r in recs])
+        wall = time.perf_counter() - t0
+        together = all(isinstance(r, Result) and r.extra.get("batch", 1) == len(images) for r in results)
         for j, (res, rec) in enumerate(zip(results, recs)):
             key = f"{label}|{model}|{m}|{op_name}|{seed}|{rec['image']}"
-            if share is not None:
-                # wall time of the batch, shared equally by its images
-                rec.update({"time_s": share, "batch": len(images)})
+            if together:  # wall time of the batch, shared equally by its images
+                rec.update({"time_s": res.wall_time / len(images), "batch": len(images)})
+            else:  # re-solved alone after a diverged batch: its own time (a failed one: a share)
+                rec["time_s"] = res.wall_time if isinstance(res, Result) else wall / len(images)
             if isinstance(res, SolverDiverged):
                 rec["error"] = str(res)
                 print(f"{key}: FAILED ({res})", flush=True)
@@ -475,6 +465,26 @@ def fmt_diff(s: dict, nd: int) -> str:
     return f"{s['diff']:+.{nd}f} ± {fmt(s['se'], nd)} ({fmt(s['se_by_image'], nd)})"
 
 
+def compact_table(rows: List[dict]) -> str:
+    """One markdown row per (pair, method), one column per operator: mean PSNR vanilla -> RTIL
+    (RTIL - vanilla +- the larger of its two standard errors; n cells)."""
+    ops = [o[0] for o in OPERATORS]
+    heads = {"cs-0.05": "cs 0.05", "cs-0.1": "cs 0.1", "cs-0.2": "cs 0.2", "inpaint-0.1": "inpaint 10 %", "superres-x4": "superres x4"}
+    out = ["| pair, method | " + " | ".join(heads.get(o, o) for o in ops) + " |", "|---|" + "---|" * len(ops)]
+    for label, m in sorted({(r["pair"], r["method"]) for r in rows}):
+        cells = []
+        for o in ops:
+            r = next((r for r in rows if (r["pair"], r["method"], r["op"]) == (label, m, o)), None)
+            p = r["psnr"] if r else None
+            if not p or not p["n"]:
+                cells.append("n/a")
+                continue
+            se = max((v for v in (p["se"], p["se_by_image"]) if not math.isnan(v)), default=float("nan"))
+            cells.append(f"{fmt(p['vanilla'])} -> {fmt(p['rtil'])} ({p['diff']:+.2f} +- {fmt(se)}; n {p['n']})")
+        out.append(f"| {label}, `{m}` | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def report(doc: dict, md_path: Path, png_path: Path) -> str:
     rows = summarise(doc)
     inv = doc["invocations"]
@@ -522,6 +532,7 @@ def report(doc: dict, md_path: Path, png_path: Path) -> str:
             f"{r['failed']} | {fmt(r['time_s']['vanilla'], 1)} / {fmt(r['time_s']['rtil'], 1)} |")
     if not rows:
         lines.append("| (no finished runs) |" + " |" * 16)
+    lines += ["", "Summary (the README's table): PSNR vanilla -> RTIL (Δ ± the larger SE; n cells).", "", compact_table(rows)]
     notes = sorted({n for i in inv for n in i.get("notes", [])})
     if notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import List, Optional
 
@@ -69,6 +69,34 @@ def build_config(method: str, arch: str, overrides: dict, cut_points=None):
     return cfg, solve
 
 
+@dataclass
+class Task:
+    """One image (or measurements file) of a run, measured and ready to solve; ``seconds``: the
+    time taken to load and measure it."""
+
+    image: Optional[Path]
+    measurements: Optional[Path]
+    x: Optional[object]
+    A: object
+    y: object
+    noise: object
+    image_info: Optional[dict]
+    problem: object
+    seconds: float
+
+
+def wall_time(result, other_seconds: float) -> dict:
+    """metrics.json "wall_time": solve = this image's seconds of solving (its share of a batch:
+    the batch's wall time / images, with "batch" and "batch_solve" recorded), total = solve +
+    ``other_seconds`` (loading, measuring, writing)."""
+    batch = result.extra.get("batch")
+    solve = result.wall_time / batch if batch else result.wall_time
+    out = {"solve": solve, "total": solve + other_seconds}
+    if batch:
+        out.update(batch=batch, batch_solve=result.wall_time)
+    return out
+
+
 class Job:
     """Everything shared by the images of one `recon reconstruct` call: the loaded prior, the
     method config and the measurement settings."""
@@ -94,20 +122,20 @@ class Job:
             truth: Optional[Path] = None, on_event=None) -> dict:
         """Reconstruct one image (or one measurements file) into the folder ``out`` (written
         whole: see batch.staged). Returns the metrics.json record."""
-        from .batch import staged
+        task = self.prepare(image=image, measurements=measurements, truth=truth)
+        result = self.solve_all([task], on_event)[0]
+        if isinstance(result, Exception):
+            raise result
+        return self.write(out, task, result)
 
-        return staged(out, lambda stage: self._write(stage, image, measurements, truth, on_event))
-
-    def _write(self, out: Path, image, measurements, truth, on_event) -> dict:
-        import torch
-
-        from recon_core import __version__
+    def prepare(self, *, image: Optional[Path] = None, measurements: Optional[Path] = None,
+                truth: Optional[Path] = None) -> "Task":
+        """Load ``image`` (fitted to the prior) and measure it, or load ``measurements`` (and
+        the optional ``truth``): the problem to solve and what the outputs need."""
         from recon_core.errors import BadInput
-        from recon_core.images import atomic_write_text, fit_image, load_image, make_grid, save_image
-        from recon_core.measurements import load_measurements, save_measurements
-        from recon_core.metrics import compute_metrics
+        from recon_core.images import fit_image, load_image
+        from recon_core.measurements import load_measurements
         from recon_core.solvers import Problem
-        from recon_core.solvers.common import config_dict
 
         from .measure import make_measurements
 
@@ -127,13 +155,56 @@ class Job:
                 raise BadInput(f"measurements are of {tuple(A.img_shape)} images but prior '{self.prior_name}' makes {(c, r, r)}")
             if truth is not None:
                 x = fit_image(load_image(truth, channels=c), r, self.fit).to(device)
-        problem = Problem(A, y, noise.std(A))
-        result = self.solve(problem, prior, self.cfg, on_event=on_event, seed=self.seed + SOLVER_SEED_OFFSET)
-        if self.backproject and not result.extra.get("backprojected"):
+        return Task(image=image, measurements=measurements, x=x, A=A, y=y, noise=noise, image_info=image_info,
+                    problem=Problem(A, y, noise.std(A)), seconds=time.perf_counter() - t0)
+
+    def solve_all(self, tasks: List["Task"], on_event=None) -> list:
+        """Solve the tasks' problems, as one batch when there are several (methods in
+        BATCH_METHODS only; each image gets the solver seed a single run would). Returns one
+        Result, or the SolverDiverged of that image, per task."""
+        from recon_core.errors import SolverDiverged
+        from recon_core.events import null_sink
+        from recon_core.solvers import BATCH_METHODS
+        from recon_core.solvers.common import solve_isolated
+
+        seed = self.seed + SOLVER_SEED_OFFSET
+        problems = [t.problem for t in tasks]
+        if len(tasks) > 1:
+            results = solve_isolated(BATCH_METHODS[self.method], problems, self.prior, self.cfg, on_event or null_sink,
+                                     [seed] * len(tasks))
+        else:
+            try:
+                results = [self.solve(problems[0], self.prior, self.cfg, on_event=on_event, seed=seed)]
+            except SolverDiverged as e:
+                results = [e]
+        if self.backproject:
             from recon_core.solvers.postprocess import backproject
 
-            result = backproject(result, problem)
+            results = [r if isinstance(r, Exception) or r.extra.get("backprojected") else backproject(r, p)
+                       for r, p in zip(results, problems)]
+        return results
 
+    def write(self, out: Path, task: "Task", result) -> dict:
+        """Write the outputs of one solved task into ``out`` (staged: all or nothing) and return
+        its metrics.json record."""
+        from .batch import staged
+
+        return staged(out, lambda stage: self._write(stage, task, result))
+
+    def _write(self, out: Path, task: "Task", result) -> dict:
+        import torch
+
+        from recon_core import __version__
+        from recon_core.images import atomic_write_text, make_grid, save_image
+        from recon_core.measurements import save_measurements
+        from recon_core.metrics import compute_metrics
+        from recon_core.solvers.common import config_dict
+
+        t0 = time.perf_counter()
+        prior, device = self.prior, self.device
+        r = prior.meta.resolution
+        x, A, y, noise, image, measurements, image_info = (task.x, task.A, task.y, task.noise, task.image, task.measurements,
+                                                           task.image_info)
         x_hat = result.x_hat.clamp(0, 1)
         save_image(x_hat, out / "x_hat.png")
         panels = [p.cpu() for p in (x, A.preview(y), x_hat) if p is not None]
@@ -170,7 +241,7 @@ class Job:
             "restarts": {"losses": result.losses, "best": result.best_restart, "diverged": result.diverged},
             "metrics": metrics,
             "extra": result.extra,
-            "wall_time": {"solve": result.wall_time, "total": time.perf_counter() - t0},
+            "wall_time": wall_time(result, task.seconds + time.perf_counter() - t0),
             "history": result.history,
             "outputs": {**outputs, "metrics": "metrics.json"},
         }
@@ -179,43 +250,84 @@ class Job:
 
 
 def run_batch(job: Job, inputs: List[Path], names: List[str], root: Path, *, force: bool, resume: bool,
-              shard, renderer, quiet: bool) -> int:
+              shard, renderer, quiet: bool, batch_images: int = 1) -> int:
     """Reconstruct every input into root/<name>/, recording each outcome; a failure never stops
-    the batch. Writes the summary files (also on Ctrl-C). Returns the exit code: 0 all ok or
-    skipped, 1 some failed, 130 interrupted."""
+    the batch. With ``batch_images`` K > 1, every K images that loaded are solved as one batch
+    (same results as one by one, up to float rounding). Writes the summary files (also on Ctrl-C).
+    Returns the exit code: 0 all ok or skipped, 1 some failed, 130 interrupted."""
     from recon_core.errors import ReconError
 
     from .batch import complete_record, write_summary
 
-    rows = []
-    interrupted = False
-    for path, name in zip(inputs, names):
-        out = root / name
-        row = {"input": str(path), "out": str(out), "status": "ok", "reason": None, "metrics": None, "time_s": None}
-        t0 = time.perf_counter()
-        try:
-            rec, why = complete_record(out, job.args) if (resume and not force) else (None, None)
-            if rec is not None:
-                row.update(status="skipped", reason="complete (--resume)", metrics=rec.get("metrics"))
-            elif why is not None:
-                row.update(status="failed", reason=why)
-            else:
-                if not force and not resume:
-                    check_free([out / f for f in OUTPUT_FILES], force=False)
-                row["metrics"] = job.run(out, image=path, on_event=renderer)["metrics"]
-        except KeyboardInterrupt:
-            interrupted = True
-            row.update(status="failed", reason="interrupted")
-            rows.append(row)
-            break
-        except ReconError as e:
-            row.update(status="failed", reason=str(e))
-        except Exception as e:  # never lose the batch to one bad image
-            row.update(status="failed", reason=" ".join(f"internal error: {type(e).__name__}: {e}".split()))
-        row["time_s"] = round(time.perf_counter() - t0, 3)
-        rows.append(row)
+    def failure(e: Exception) -> str:
+        if isinstance(e, ReconError):
+            return str(e)
+        return " ".join(f"internal error: {type(e).__name__}: {e}".split())  # never lose the batch to one bad image
+
+    rows = {}  # input index -> summary row; listed in input order
+
+    def finish(i: int, row: dict, t0: float, share: float = 0.0) -> None:
+        row["time_s"] = round(time.perf_counter() - t0 + share, 3)
+        rows[i] = row
         if not quiet:
-            typer.echo(f"[{len(rows)}/{len(inputs)}] {row['status']}: {path}" + (f" ({row['reason']})" if row["reason"] else ""), err=True)
+            typer.echo(f"[{len(rows)}/{len(inputs)}] {row['status']}: {inputs[i]}" + (f" ({row['reason']})" if row["reason"] else ""), err=True)
+
+    interrupted = False
+    todo, chunk = [], []
+    try:
+        # first the images that need no solve (complete, refused), then the rest K at a time
+        for i, (path, name) in enumerate(zip(inputs, names)):
+            out = root / name
+            row = {"input": str(path), "out": str(out), "status": "ok", "reason": None, "metrics": None, "time_s": None}
+            t0 = time.perf_counter()
+            try:
+                rec, why = complete_record(out, job.args) if (resume and not force) else (None, None)
+                if rec is not None:
+                    row.update(status="skipped", reason="complete (--resume)", metrics=rec.get("metrics"))
+                elif why is not None:
+                    row.update(status="failed", reason=why)
+                else:
+                    if not force and not resume:
+                        check_free([out / f for f in OUTPUT_FILES], force=False)
+                    todo.append((i, out, row))
+                    continue
+            except Exception as e:
+                row.update(status="failed", reason=failure(e))
+            finish(i, row, t0)
+        def solve_chunk():
+            t_solve = time.perf_counter()
+            try:
+                results = job.solve_all([t[3] for t in chunk], on_event=renderer)
+            except Exception as e:  # the whole batch failed (not one image's divergence)
+                results = [e] * len(chunk)
+            share = (time.perf_counter() - t_solve) / len(chunk)
+            for (i, out, row, task), result in zip(chunk, results):
+                t1 = time.perf_counter()
+                try:
+                    if isinstance(result, Exception):
+                        raise result
+                    row["metrics"] = job.write(out, task, result)["metrics"]
+                except Exception as e:
+                    row.update(status="failed", reason=failure(e))
+                finish(i, row, t1, share + task.seconds)
+            chunk.clear()
+
+        for n, (i, out, row) in enumerate(todo):
+            t0 = time.perf_counter()
+            try:
+                chunk.append((i, out, row, job.prepare(image=inputs[i])))
+            except Exception as e:
+                row.update(status="failed", reason=failure(e))
+                finish(i, row, t0)
+            if chunk and (len(chunk) == batch_images or n == len(todo) - 1):
+                solve_chunk()
+    except KeyboardInterrupt:
+        interrupted = True
+        for i, _, row, _ in chunk:
+            if i not in rows:
+                row.update(status="failed", reason="interrupted")
+                rows[i] = row
+    rows = [rows[i] for i in sorted(rows)]
     jpath, _ = write_summary(root, rows, shard, interrupted)
     done = [r["input"] for r in rows if r["status"] in ("ok", "skipped")]
     failed = [r for r in rows if r["status"] == "failed"]
@@ -236,6 +348,7 @@ def reconstruct(
     out: Optional[Path] = typer.Option(None, help="Output folder (a batch gets one subfolder per image).", show_default="recon_out/<name>, or recon_out for a batch"),
     resume: bool = typer.Option(False, help="Batch: skip images whose outputs are complete; redo the others."),
     shard: Optional[str] = typer.Option(None, help="Batch: process only share K of N (K/N, 1-based, deterministic)."),
+    batch_images: int = typer.Option(1, help="Batch, --method ilo|mgan: solve K images at a time as one batch (same results up to float rounding; faster for small priors on a CPU)."),
     max_memory: float = typer.Option(0.0, help="Memory budget in GB for operators (0 = a quarter of the RAM); larger dense operators are refused."),
     prior: str = typer.Option("dcgan-faces-64", help="Zoo name (see `recon priors`) or path to a checkpoint."),
     arch: Optional[str] = typer.Option(None, help="Architecture of a --prior PATH when its format does not say (dcgan|began|vae|stylegan2|pggan|biggan)."),
@@ -306,6 +419,8 @@ def reconstruct(
     args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}
     from recon_core.errors import BadInput
 
+    from recon_core.solvers import BATCH_METHODS, METHODS
+
     from .batch import expand_inputs, output_names, parse_shard
 
     dev = resolve_device(device)
@@ -318,6 +433,10 @@ def reconstruct(
         raise BadInput("give either an IMAGE or --measurements FILE (not both, not neither)")
     if (resume or shard_kn) and not is_batch:
         raise BadInput("--resume and --shard apply to batches (several images, a folder, a glob or --list)")
+    if batch_images < 1:
+        raise BadInput(f"--batch-images must be >= 1, got {batch_images}")
+    if batch_images > 1 and method in METHODS and method not in BATCH_METHODS:
+        raise BadInput(f"--batch-images applies to the methods with a batched solver ({', '.join(BATCH_METHODS)}), not --method {method}")
     budget = None if max_memory == 0 else max_memory
     if budget is not None and not (budget > 0):
         raise BadInput(f"--max-memory must be > 0 GB (or 0 for the default), got {max_memory}")
@@ -346,7 +465,8 @@ def reconstruct(
                 keep = [i for i in range(len(inputs)) if i % n == k - 1]
                 inputs, names = [inputs[i] for i in keep], [names[i] for i in keep]
             job = Job(**job_kwargs)
-            code = run_batch(job, inputs, names, root, force=force, resume=resume, shard=shard_kn, renderer=renderer, quiet=quiet)
+            code = run_batch(job, inputs, names, root, force=force, resume=resume, shard=shard_kn, renderer=renderer, quiet=quiet,
+                             batch_images=batch_images)
             if code:
                 raise typer.Exit(code)
             return

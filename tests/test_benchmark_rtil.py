@@ -26,6 +26,13 @@ def test_rtil_smoke_then_report_only(tmp_path, monkeypatch, capsys):
     md.unlink()
     bench.main(["--report-only", "--out", str(results)])
     assert md.is_file() and "smoke-dcgan" in md.read_text()
+    # the README's compact table: one row per (pair, method), a PSNR cell per operator from summarise()
+    rows = bench.summarise(json.loads(results.read_text()))
+    table = bench.compact_table(rows).splitlines()
+    assert table[0].startswith("| pair, method | cs 0.05 |") and len(table) == 2 + len({(r["pair"], r["method"]) for r in rows})
+    r = rows[0]
+    assert f"{r['psnr']['vanilla']:.2f} -> {r['psnr']['rtil']:.2f} ({r['psnr']['diff']:+.2f} +- " in table[2]
+    assert table[2].split(" | ")[1].endswith(f"n {r['n']})") and table[2] in md.read_text()
 
     # one image at a time gives the batched runs' results (same seeds; float rounding aside)
     single = tmp_path / "single.json"

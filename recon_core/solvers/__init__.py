@@ -24,6 +24,11 @@ METHODS = {
 }
 
 
+#: methods with a batched solver ``solve_batch(problems, prior, config, on_event, seed)``: several
+#: images as one batch (see common.solve_isolated)
+BATCH_METHODS = {"ilo": ilo.solve_batch, "mgan": mgan.solve_batch}
+
+
 def get_method(name: str):
     """(ConfigClass, solve) of method ``name``; UnknownName with a suggestion otherwise."""
     if name not in METHODS:

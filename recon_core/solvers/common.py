@@ -341,11 +341,45 @@ def rows_of(y: torch.Tensor, restarts: int) -> torch.Tensor:
     return y.repeat_interleave(restarts, 0)
 
 
-def grouped_init(prior, cut: int, count: int, groups: int, init: str, seed: int) -> State:
-    """``count`` initial states per problem for ``groups`` problems, stacked image-major; problem j
-    draws from seed + j, so problem j of a batch starts where a single solve with seed + j would."""
-    parts = [prior.init_state(cut, count, init=init, rng=seeded_rng(seed + j)) for j in range(groups)]
+def problem_seeds(seed, groups: int) -> List[int]:
+    """Per-problem seeds of a batch of ``groups`` problems: an int gives seed + j to problem j
+    (what single solves with seed + j would use); a sequence gives its own seed to each problem
+    (so several images can be solved exactly as single solves with one common seed)."""
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        return [seed + j for j in range(groups)]
+    seeds = list(seed) if isinstance(seed, (list, tuple)) else None
+    if seeds is None or len(seeds) != groups or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise BadInput(f"a batch of {groups} problems needs an int seed or {groups} int seeds, got {seed!r}")
+    return seeds
+
+
+def grouped_init(prior, cut: int, count: int, seeds: Sequence[int], init: str) -> State:
+    """``count`` initial states per problem for ``len(seeds)`` problems, stacked image-major;
+    problem j draws from seeds[j], so it starts where a single solve with that seed would."""
+    parts = [prior.init_state(cut, count, init=init, rng=seeded_rng(s)) for s in seeds]
     return OrderedDict((k, torch.cat([p[k] for p in parts])) for k in parts[0])
+
+
+def solve_isolated(solve_batch: Callable, problems: Sequence[Problem], prior, config, on_event: EventSink = null_sink,
+                   seed=0) -> list:
+    """``solve_batch(problems, prior, config, on_event, seed)``, but one problem whose restarts
+    all diverge does not take the others down: the batch is then solved again problem by problem
+    (with the seeds the batch gave them). Returns one Result, or the SolverDiverged raised for
+    it, per problem (never raises SolverDiverged); a Result's wall_time is the batch's when
+    extra["batch"] is set, else its own solve's."""
+    seeds = problem_seeds(seed, len(problems))
+    try:
+        return list(solve_batch(problems, prior, config, on_event, seeds))
+    except SolverDiverged as e:
+        if len(problems) == 1:
+            return [e]
+    out = []
+    for pb, s in zip(problems, seeds):
+        try:
+            out.append(solve_batch([pb], prior, config, on_event, [s])[0])
+        except SolverDiverged as e:
+            out.append(e)
+    return out
 
 
 def best_per_group(losses: torch.Tensor, groups: int, lr: float) -> List[int]:

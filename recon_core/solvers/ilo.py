@@ -56,14 +56,14 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Sequence, Tuple, Union
 
 import torch
 
 from ..errors import BadInput
 from ..events import Event, EventSink, null_sink
 from .common import (Problem, Result, State, best_per_group, check_positive, frozen, group_history, grouped_init,
-                     optimise_state, rows_of, seeded_rng, stack_problems, timer)
+                     optimise_state, problem_seeds, rows_of, seeded_rng, stack_problems, timer)
 from .losses import geodesic_loss, lpips_loss, measurement_consistent_reference
 from .projections import project_state_l1
 
@@ -200,12 +200,13 @@ def solve(problem: Problem, prior, config: ILOConfig = ILOConfig(), on_event: Ev
 
 
 def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfig(), on_event: EventSink = null_sink,
-                seed: int = 0) -> List[Result]:
+                seed: Union[int, Sequence[int]] = 0) -> List[Result]:
     """ILO on B independent problems at once (B x restarts rows through the generator per step:
     several times the throughput of B single solves on a CPU for small generators). Problem j
-    gets what ``solve(problems[j], seed=seed + j)`` would compute -- Adam, the l1 projections and
-    the selections act row by row -- up to floating-point reassociation in batched kernels; with
-    ``sna_std`` > 0 the noise is drawn for the whole batch, so it differs from single solves.
+    gets what ``solve(problems[j], seed=seeds[j])`` would compute -- Adam, the l1 projections and
+    the selections act row by row -- up to floating-point reassociation in batched kernels; seeds:
+    ``seed`` + j for an int ``seed``, else ``seed[j]`` (common.problem_seeds). With ``sna_std`` > 0
+    the noise is drawn for the whole batch (from seeds[0]), so it differs from single solves.
     Returns one Result per problem (wall_time: the whole batch's; extra["batch"] = B)."""
     clock = timer()
     layers, steps, radii = _check_config(config, prior)
@@ -219,7 +220,8 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
         from ..metrics import get_lpips_net
 
         get_lpips_net(y.device)  # fail now (MissingWeights), not after round 0
-    sna_rng = seeded_rng(seed + SNA_SEED_OFFSET) if config.sna_std > 0 else None
+    seeds = problem_seeds(seed, B)
+    sna_rng = seeded_rng(seeds[0] + SNA_SEED_OFFSET) if config.sna_std > 0 else None
 
     def make_objective(cut: int):
         def objective(state: State):
@@ -252,7 +254,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
     done_steps = 0
 
     with frozen(prior):
-        start = grouped_init(prior, 0, R, B, config.init, seed)
+        start = grouped_init(prior, 0, R, seeds, config.init)
         z_hat = None  # latest latent estimate (project_range)
         for k, (cut, n_steps) in enumerate(zip(layers, steps)):
             radius = None if k == 0 else radii[k - 1]

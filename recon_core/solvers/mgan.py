@@ -35,14 +35,14 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List, Sequence, Union
 
 import torch
 
 from ..errors import BadInput
 from ..events import Event, EventSink, null_sink
-from .common import (Problem, Result, State, best_per_group, check_positive, frozen, group_history, grouped_init, rows_of,
-                     stack_problems, timer)
+from .common import (Problem, Result, State, best_per_group, check_positive, frozen, group_history, grouped_init,
+                     problem_seeds, rows_of, stack_problems, timer)
 from .ilo import OPTIMIZERS, optimise_tracked
 from .losses import lpips_loss, measurement_consistent_reference
 
@@ -116,10 +116,11 @@ def solve(problem: Problem, prior, config: MGANConfig = MGANConfig(), on_event: 
 
 
 def solve_batch(problems: Sequence[Problem], prior, config: MGANConfig = MGANConfig(), on_event: EventSink = null_sink,
-                seed: int = 0) -> List[Result]:
+                seed: Union[int, Sequence[int]] = 0) -> List[Result]:
     """mGANprior on B independent problems at once (B x restarts x N codes through the generator
-    per step). Problem j gets what ``solve(problems[j], seed=seed + j)`` would compute (Adam and
-    the selection act row by row), up to floating-point reassociation in batched kernels.
+    per step). Problem j gets what ``solve(problems[j], seed=seeds[j])`` would compute (Adam and
+    the selection act row by row), up to floating-point reassociation in batched kernels; seeds:
+    ``seed`` + j for an int ``seed``, else ``seed[j]`` (common.problem_seeds).
     Returns one Result per problem (wall_time: the whole batch's; extra["batch"] = B)."""
     clock = timer()
     _check_config(config, prior)
@@ -139,7 +140,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: MGANConfig = MGANCon
     clash = [k for k in layer_shapes if ALPHA_PREFIX + k in latent_keys]
     if clash:
         raise BadInput(f"latent entry names clash with the importances of {clash}")
-    z0 = grouped_init(prior, 0, R * N, B, config.init, seed)
+    z0 = grouped_init(prior, 0, R * N, problem_seeds(seed, B), config.init)
     init = OrderedDict()
     for k in latent_keys:
         init[k] = z0[k].reshape((RB, N) + tuple(z0[k].shape[1:]))

@@ -9,7 +9,7 @@ import torch
 from recon_core.errors import BadInput, OperatorError, SolverDiverged
 from recon_core.operators import StackedOperator, build
 from recon_core.solvers import Problem, ilo, mgan
-from recon_core.solvers.common import best_per_group
+from recon_core.solvers.common import best_per_group, problem_seeds, solve_isolated
 from tests.conftest import tiny_prior
 
 CONFIGS = {
@@ -105,3 +105,32 @@ def test_stacked_operator_errors():
         StackedOperator([a, "cs"])
     with pytest.raises(OperatorError, match="does not split into 2 equal groups"):
         StackedOperator([a, a]).A(torch.rand(3, 1, 8, 8))
+
+
+@pytest.mark.parametrize("method", sorted(CONFIGS))
+def test_solve_isolated_keeps_the_others_when_one_diverges(method):
+    mod, cfg = CONFIGS[method]
+    g = tiny_prior()
+    problems = _problems("cs-gaussian", 3, False, ratio=0.3)
+    orig = problems[1].A._A
+    problems[1].A._A = lambda x: orig(x) * float("nan")
+    with pytest.raises(SolverDiverged, match="every restart of problem 1 diverged"):
+        mod.solve_batch(problems, g, cfg, seed=[4, 4, 4])
+    out = solve_isolated(mod.solve_batch, problems, g, cfg, seed=[4, 4, 4])
+    assert isinstance(out[1], SolverDiverged) and "every restart diverged" in str(out[1])
+    for j in (0, 2):
+        alone = mod.solve(problems[j], g, cfg, seed=4)
+        torch.testing.assert_close(out[j].x_hat, alone.x_hat)
+        assert "batch" not in out[j].extra
+    assert isinstance(solve_isolated(mod.solve_batch, problems[1:2], g, cfg, seed=0)[0], SolverDiverged)
+    fine = solve_isolated(mod.solve_batch, [problems[0], problems[2]], g, cfg, seed=[4, 4])
+    assert [r.extra["batch"] for r in fine] == [2, 2]
+    torch.testing.assert_close(fine[1].x_hat, out[2].x_hat, atol=2e-4, rtol=1e-3)
+
+
+def test_problem_seeds():
+    assert problem_seeds(5, 3) == [5, 6, 7]
+    assert problem_seeds([9, 9], 2) == [9, 9]
+    for bad in ([1], [1, "2"], True):
+        with pytest.raises(BadInput, match="needs an int seed or 2 int seeds"):
+            problem_seeds(bad, 2)
