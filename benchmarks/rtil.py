@@ -76,7 +76,7 @@ is 600 Adam steps on a batch of 3 restarts; an mGANprior run is 2000 steps on 3 
 Measured on the 2-core machine of this project at one thread per process, two processes
 running, with the zoo models at ``--steps-scale 0.5``, in batches of 10: ILO/StyleGAN2 ~3 s
 per run (~1.2 CPU hours per 1500 runs), mGANprior/PGGAN (layer 2) ~17 s per run (~7 CPU hours
-per 1500 runs). Batching gains little on a CPU (1.3-1.5x for these two:
+per 1500 runs). Batching gains little on a CPU (1.2-1.6x for these two:
 ``benchmarks/batch_speed.py``). ``--steps-scale 1`` doubles these. Pairs and methods are independent: run
 them as separate processes (one ``--pair`` each, or split ``--seeds``, or split the images with
 ``--images A:B`` = test images A..B-1; distinct ``--out``) to use several cores, then

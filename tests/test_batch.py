@@ -148,7 +148,10 @@ def test_sigint_mid_batch_then_resume(tmp_path, tiny_ckpt):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # Adam steps are one evaluation each: every image takes a predictable ~1-3 s
     slow = ["--optimizer", "adam", "--steps", "400"]
-    proc = subprocess.Popen([*recon, *slow], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    # a shell's background job inherits SIGINT ignored (and Python keeps it so): give the child
+    # the default disposition, so Python installs its KeyboardInterrupt handler as in a terminal
+    proc = subprocess.Popen([*recon, *slow], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (out / "img1" / "metrics.json").exists():
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else "timeout"
