@@ -77,8 +77,6 @@ class Task:
     image: Optional[Path]
     measurements: Optional[Path]
     x: Optional[object]
-    A: object
-    y: object
     noise: object
     image_info: Optional[dict]
     problem: object
@@ -155,7 +153,7 @@ class Job:
                 raise BadInput(f"measurements are of {tuple(A.img_shape)} images but prior '{self.prior_name}' makes {(c, r, r)}")
             if truth is not None:
                 x = fit_image(load_image(truth, channels=c), r, self.fit).to(device)
-        return Task(image=image, measurements=measurements, x=x, A=A, y=y, noise=noise, image_info=image_info,
+        return Task(image=image, measurements=measurements, x=x, noise=noise, image_info=image_info,
                     problem=Problem(A, y, noise.std(A)), seconds=time.perf_counter() - t0)
 
     def solve_all(self, tasks: List["Task"], on_event=None) -> list:
@@ -203,8 +201,8 @@ class Job:
         t0 = time.perf_counter()
         prior, device = self.prior, self.device
         r = prior.meta.resolution
-        x, A, y, noise, image, measurements, image_info = (task.x, task.A, task.y, task.noise, task.image, task.measurements,
-                                                           task.image_info)
+        x, noise, image, measurements, image_info = task.x, task.noise, task.image, task.measurements, task.image_info
+        A, y = task.problem.A, task.problem.y
         x_hat = result.x_hat.clamp(0, 1)
         save_image(x_hat, out / "x_hat.png")
         panels = [p.cpu() for p in (x, A.preview(y), x_hat) if p is not None]
@@ -265,6 +263,7 @@ def run_batch(job: Job, inputs: List[Path], names: List[str], root: Path, *, for
         return " ".join(f"internal error: {type(e).__name__}: {e}".split())  # never lose the batch to one bad image
 
     rows = {}  # input index -> summary row; listed in input order
+    chunk = []  # (i, out, row, task) of the loaded images waiting to be solved together
 
     def finish(i: int, row: dict, t0: float, share: float = 0.0) -> None:
         row["time_s"] = round(time.perf_counter() - t0 + share, 3)
@@ -272,8 +271,26 @@ def run_batch(job: Job, inputs: List[Path], names: List[str], root: Path, *, for
         if not quiet:
             typer.echo(f"[{len(rows)}/{len(inputs)}] {row['status']}: {inputs[i]}" + (f" ({row['reason']})" if row["reason"] else ""), err=True)
 
+    def solve_chunk():
+        t_solve = time.perf_counter()
+        try:
+            results = job.solve_all([t[3] for t in chunk], on_event=renderer)
+        except Exception as e:  # the whole batch failed (not one image's divergence)
+            results = [e] * len(chunk)
+        share = (time.perf_counter() - t_solve) / len(chunk)
+        for (i, out, row, task), result in zip(chunk, results):
+            t1 = time.perf_counter()
+            try:
+                if isinstance(result, Exception):
+                    raise result
+                row["metrics"] = job.write(out, task, result)["metrics"]
+            except Exception as e:
+                row.update(status="failed", reason=failure(e))
+            finish(i, row, t1, share + task.seconds)
+        chunk.clear()
+
     interrupted = False
-    todo, chunk = [], []
+    todo = []
     try:
         # first the images that need no solve (complete, refused), then the rest K at a time
         for i, (path, name) in enumerate(zip(inputs, names)):
@@ -294,24 +311,6 @@ def run_batch(job: Job, inputs: List[Path], names: List[str], root: Path, *, for
             except Exception as e:
                 row.update(status="failed", reason=failure(e))
             finish(i, row, t0)
-        def solve_chunk():
-            t_solve = time.perf_counter()
-            try:
-                results = job.solve_all([t[3] for t in chunk], on_event=renderer)
-            except Exception as e:  # the whole batch failed (not one image's divergence)
-                results = [e] * len(chunk)
-            share = (time.perf_counter() - t_solve) / len(chunk)
-            for (i, out, row, task), result in zip(chunk, results):
-                t1 = time.perf_counter()
-                try:
-                    if isinstance(result, Exception):
-                        raise result
-                    row["metrics"] = job.write(out, task, result)["metrics"]
-                except Exception as e:
-                    row.update(status="failed", reason=failure(e))
-                finish(i, row, t1, share + task.seconds)
-            chunk.clear()
-
         for n, (i, out, row) in enumerate(todo):
             t0 = time.perf_counter()
             try:
