@@ -17,7 +17,7 @@ from recon_core.errors import BadInput
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm", ".pbm"}
 SUMMARY_SCHEMA = 1
 #: metrics.json "args" entries that change the result: a resumed folder must match them
-RESULT_ARGS = ("prior", "method", "cut", "lr", "steps", "restarts", "optimizer", "init", "z_reg", "op", "ratio", "frac",
+RESULT_ARGS = ("prior", "method", "preset", "prune_after", "stop_tol", "cut", "lr", "steps", "restarts", "optimizer", "init", "z_reg", "op", "ratio", "frac",
                "layers", "radii", "loss", "lpips_weight", "n_codes", "layer", "csgm_steps", "width", "depth", "n_pre", "lam", "backproject",
                "mask", "factor", "kernel_size", "blur_boundary", "noise_std", "noise_convention", "fit", "seed")
 

@@ -41,25 +41,20 @@ def _coerce(name: str, value, default):
     return value
 
 
-def build_config(method: str, arch: str, overrides: dict, cut_points=None):
-    """The method's config: its paper defaults (per architecture where the paper gives them),
-    then every option the user set. An option the method does not have is a BadInput."""
-    import dataclasses
-
+def build_config(method: str, arch: str, overrides: dict, cut_points=None, preset: str = "fast"):
+    """The method's config: ``preset`` on its paper defaults (per architecture where the paper
+    gives them), then every option the user set. An option the method does not have is a
+    BadInput."""
     from recon_core.errors import BadInput
-    from recon_core.solvers import get_method, iagan
-    from recon_core.solvers.surgery import PAPER_SETTINGS
+    from recon_core.solvers import get_method, make_config
 
-    cfg_cls, solve = get_method(method)
-    cfg = cfg_cls()
-    if method == "surgery" and arch in PAPER_SETTINGS:
-        cfg.lr, cfg.cut = PAPER_SETTINGS[arch]
-        if cut_points is not None and cfg.cut not in cut_points:
-            # the paper's cut is for its full-size model; a smaller config has fewer blocks
-            cfg.cut = min(1, cut_points[-1])
-    if method == "iagan" and arch in iagan.PAPER_SETTINGS:
-        cfg = dataclasses.replace(cfg, **iagan.PAPER_SETTINGS[arch])
+    cfg = make_config(method, preset, arch, cut_points)
+    solve = get_method(method)[1]
     names = {f.name for f in fields(cfg)}
+    if overrides.get("optimizer") not in (None, getattr(cfg, "optimizer", None)) and overrides.get("steps") is None:
+        # a preset's step count belongs to its optimiser (lbfgs-ls counts evaluations): another
+        # optimiser gets the paper's steps unless --steps is given
+        cfg.steps = make_config(method, "paper", arch, cut_points).steps
     for k, v in overrides.items():
         if v is None:
             continue
@@ -101,7 +96,7 @@ class Job:
 
     def __init__(self, *, prior_name: str, method: str, overrides: dict, op: str, op_params: dict, noise_std: float,
                  noise_convention: str, fit: str, seed: int, device: str, args: dict, max_memory: Optional[int] = None,
-                 prior_options: Optional[dict] = None, backproject: bool = False):
+                 prior_options: Optional[dict] = None, backproject: bool = False, preset: str = "fast"):
         import torch
 
         from recon_core.generators.zoo import resolve_prior
@@ -112,7 +107,10 @@ class Job:
         self.noise_std, self.noise_convention, self.fit, self.seed, self.device = noise_std, noise_convention, fit, seed, device
         self.args, self.max_memory, self.backproject = args, max_memory, backproject
         self.prior = resolve_prior(prior_name, device=device, **(prior_options or {}))
-        self.cfg, self.solve = build_config(method, self.prior.meta.architecture, overrides, self.prior.cut_points)
+        from recon_core.solvers import effective_preset
+
+        self.preset = effective_preset(method, preset)
+        self.cfg, self.solve = build_config(method, self.prior.meta.architecture, overrides, self.prior.cut_points, preset)
         if hasattr(self.cfg, "cut"):
             self.prior.check_cut(self.cfg.cut)
 
@@ -235,7 +233,8 @@ class Job:
             "operator": A.spec(),
             "noise": noise.to_dict(A),
             "measurements": {"m": A.m, "n": A.n, "ratio": A.m / A.n, "file": str(measurements) if measurements else "measurements.npz"},
-            "method": {"name": self.method, "config": config_dict(self.cfg)},
+            "method": {"name": self.method, "preset": self.preset, "config": config_dict(self.cfg)},
+            "solve": {"evaluations": result.extra.get("evaluations"), "stop": result.extra.get("stop")},
             "restarts": {"losses": result.losses, "best": result.best_restart, "diverged": result.diverged},
             "metrics": metrics,
             "extra": result.extra,
@@ -356,6 +355,7 @@ def reconstruct(
     truncation: Optional[float] = typer.Option(None, help="Truncation of BigGAN/StyleGAN2 priors loaded from a path.", show_default="checkpoint's"),
     prior_config: Optional[str] = typer.Option(None, help="JSON object of adapter config overrides for a --prior PATH, e.g. '{\"native_range\": [0, 1]}' (AntixK VAEs) or '{\"fused_scale\": true}' (genforce PGGAN)."),
     method: str = typer.Option("surgery", help="Inversion method: csgm|surgery|ilo|mgan|iagan|deep-decoder|hybrid|lasso-dct|pinv."),
+    preset: str = typer.Option("fast", help="Settings preset: fast (surgery: line-search L-BFGS with restart pruning and stopping rules) or paper (the papers' schedules exactly). Methods without a fast schedule that keeps their quality run their paper one."),
     cut: Optional[int] = typer.Option(None, help="Surgery cut index c (0 = CSGM).", show_default="paper's, 1 for DCGAN"),
     backproject: bool = typer.Option(False, help="Post-process any method's estimate with back-projection x + A^+(y - A x) (IAGAN eq. 10)."),
     layers: Optional[str] = typer.Option(None, help="ILO: cut points of the rounds, starting at 0.", show_default="0,1,2"),
@@ -385,11 +385,13 @@ def reconstruct(
     tol: Optional[float] = typer.Option(None, help="Lasso-DCT: relative change to stop FISTA.", show_default="1e-6"),
     adaptive_restart: Optional[bool] = typer.Option(None, "--adaptive-restart/--no-adaptive-restart", help="Lasso-DCT: FISTA momentum restart.", show_default="on"),
     lr: Optional[float] = typer.Option(None, help="Learning rate.", show_default="method's, 0.1 for csgm and DCGAN surgery"),
-    steps: Optional[str] = typer.Option(None, help="Optimiser steps; ILO: per round, e.g. 300,200,100.", show_default="csgm 500, surgery 25, ilo 300,200,100, mgan 2000, iagan 600 after 1600 CSGM, deep-decoder and hybrid 5000, lasso-dct 1000"),
+    steps: Optional[str] = typer.Option(None, help="Optimiser steps (lbfgs-ls: batched evaluations); ILO: per round, e.g. 300,200,100.", show_default="surgery 150 evaluations (fast) or 25 (paper), csgm 500, ilo 300,200,100, mgan 2000, iagan 600 after 1600 CSGM, deep-decoder and hybrid 5000, lasso-dct 1000"),
     restarts: Optional[int] = typer.Option(None, help="Random restarts, run as one batch.", show_default="3"),
-    optimizer: Optional[str] = typer.Option(None, help="adam|sgd|lbfgs.", show_default="csgm adam, surgery lbfgs"),
+    optimizer: Optional[str] = typer.Option(None, help="adam|sgd|lbfgs; csgm and surgery also lbfgs-ls (line search; --steps then counts evaluations).", show_default="csgm adam; surgery lbfgs-ls (fast), lbfgs (paper)"),
     init: Optional[str] = typer.Option(None, help="Initial state: prior|cn|zero|normal|uniform.", show_default="csgm prior, surgery cn"),
     z_reg: Optional[float] = typer.Option(None, help="CSGM lambda in lambda ||z||^2.", show_default="0"),
+    prune_after: Optional[float] = typer.Option(None, help="csgm/surgery with lbfgs-ls: share of the evaluation budget after which only the best restart goes on (0 = never prune).", show_default="0.3"),
+    stop_tol: Optional[float] = typer.Option(None, help="csgm/surgery with lbfgs-ls: stop a restart when its loss falls by less than this (relative) over 5 iterations (0 = off).", show_default="1e-3"),
     op: OpOpt = "cs-gaussian",
     ratio: RatioOpt = 0.1,
     frac: FracOpt = 0.1,
@@ -441,6 +443,7 @@ def reconstruct(
         raise BadInput(f"--max-memory must be > 0 GB (or 0 for the default), got {max_memory}")
     overrides = {
         "cut": cut, "lr": lr, "steps": steps, "restarts": restarts, "optimizer": optimizer, "init": init, "z_reg": z_reg,
+        "prune_after": prune_after, "stop_tol": stop_tol,
         "layers": layers, "radii": radii, "lr_rampup": lr_rampup, "lr_rampdown": lr_rampdown, "loss": loss,
         "lpips_weight": lpips_weight, "geodesic_weight": geodesic_weight, "sna_std": sna_std, "project_range": project_range,
         "range_steps": range_steps, "range_lr": range_lr, "n_codes": n_codes, "layer": layer, "csgm_lr": csgm_lr,
@@ -454,6 +457,7 @@ def reconstruct(
         noise_convention=noise_convention, fit=fit, seed=seed, device=dev, args=args,
         max_memory=None if budget is None else int(budget * 1e9),
         prior_options=prior_options(arch, prior_format, class_idx, truncation, prior_config), backproject=backproject,
+        preset=preset,
     )
     with EventRenderer(quiet=quiet, log_json=log_json) as renderer:
         if is_batch:

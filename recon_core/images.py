@@ -395,8 +395,6 @@ def make_grid(images, nrow: int, pad: int = 2, pad_value: float = 1.0) -> torch.
     ``images``: an (N, C, H, W) tensor or a sequence of (1, C, H, W) / (C, H, W) tensors.
     Grey images become RGB when any image is RGB. Smaller images are scaled up to the largest
     size with nearest neighbour, so low-resolution measurements show their pixels."""
-    from torchvision.utils import make_grid as tv_make_grid  # torchvision is slow to import
-
     if isinstance(images, torch.Tensor):
         if images.ndim == 3:
             images = images.unsqueeze(0)
@@ -415,9 +413,14 @@ def make_grid(images, nrow: int, pad: int = 2, pad_value: float = 1.0) -> torch.
             p = F.interpolate(p, size=(h, w), mode="nearest-exact")
         fixed.append(p)
     batch = torch.cat(fixed).clamp(0.0, 1.0)
-    grid = tv_make_grid(batch, nrow=nrow, padding=pad, pad_value=pad_value)
-    if c == 1:
-        grid = grid[:1]  # torchvision turns a 1-channel batch into 3 identical channels
+    # torchvision.utils.make_grid's layout, written out: importing torchvision costs seconds
+    n = batch.shape[0]
+    cols = min(nrow, n)
+    rows = -(-n // cols)
+    grid = torch.full((c, rows * (h + pad) + pad, cols * (w + pad) + pad), float(pad_value))
+    for k in range(n):
+        y0, x0 = (k // cols) * (h + pad) + pad, (k % cols) * (w + pad) + pad
+        grid[:, y0 : y0 + h, x0 : x0 + w] = batch[k]
     return grid.unsqueeze(0)
 
 

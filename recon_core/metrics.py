@@ -296,6 +296,21 @@ def _check_lpips_input(x: torch.Tensor, x_hat: torch.Tensor):
     return x, x_hat
 
 
+def _alexnet_features() -> nn.Sequential:
+    """torchvision's ``alexnet().features[:12]`` (conv1..relu5, same indices and shapes), built on
+    the meta device. Written out because importing torchvision.models pulls in torch._dynamo
+    (seconds of start-up on every run) and its constructor spends more than a second on a random
+    initialisation that the loaded weights replace anyway."""
+    with torch.device("meta"):
+        return nn.Sequential(
+            nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+            nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True),
+        )
+
+
 class LPIPSNet(nn.Module):
     """LPIPS v0.1 with the AlexNet trunk (Zhang et al. 2018), frozen, always in eval mode.
 
@@ -304,12 +319,9 @@ class LPIPSNet(nn.Module):
 
     def __init__(self, backbone_state: Dict[str, torch.Tensor], lin_weights: List[torch.Tensor]):
         super().__init__()
-        from torchvision.models import alexnet
-
-        # weights=None: build the architecture only, torchvision must never download.
-        # features[:12] ends at relu5 (the last max-pool is never tapped).
-        self.features = alexnet(weights=None).features[:12]
-        self.features.load_state_dict(backbone_state, strict=True)
+        self.features = _alexnet_features()
+        # assign=True: the meta-device parameters become the loaded tensors (no random init)
+        self.features.load_state_dict(backbone_state, strict=True, assign=True)
         self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in LPIPS_CHANNELS)
         for lin, w in zip(self.lins, lin_weights):
             lin.weight.data.copy_(w)

@@ -29,6 +29,40 @@ METHODS = {
 BATCH_METHODS = {"ilo": ilo.solve_batch, "mgan": mgan.solve_batch}
 
 
+#: settings presets: ``paper`` (each config's defaults: its paper's schedule) and ``fast`` (a
+#: faster schedule at equal quality, see benchmarks/speed.py). Methods listed in FAST_METHODS have
+#: one; for the others ``fast`` is their paper schedule (recorded as such, see effective_preset).
+PRESET_NAMES = ("fast", "paper")
+FAST_METHODS = ("surgery",)
+
+
+def effective_preset(method: str, preset: str) -> str:
+    """The preset a run of ``method`` really uses: ``fast`` only where the method has one."""
+    if preset not in PRESET_NAMES:
+        raise UnknownName("preset", preset, PRESET_NAMES)
+    return "fast" if preset == "fast" and method in FAST_METHODS else "paper"
+
+
+def make_config(method: str, preset: str = "paper", arch: str = "", cut_points=None):
+    """The config of ``method`` with ``preset`` applied on top of its paper settings for the
+    architecture ``arch`` (Surgery's lr and cut, IAGAN's lrs and steps; when ``cut_points`` of a
+    smaller model lack the paper's cut, cut 1 or the last one)."""
+    import dataclasses
+
+    cfg_cls, _ = get_method(method)
+    cfg = cfg_cls()
+    if method == "surgery" and arch in surgery.PAPER_SETTINGS:
+        cfg.lr, cfg.cut = surgery.PAPER_SETTINGS[arch]
+        if cut_points is not None and cfg.cut not in cut_points:
+            # the paper's cut is for its full-size model; a smaller config has fewer blocks
+            cfg.cut = min(1, cut_points[-1])
+    if method == "iagan" and arch in iagan.PAPER_SETTINGS:
+        cfg = dataclasses.replace(cfg, **iagan.PAPER_SETTINGS[arch])
+    if effective_preset(method, preset) == "fast":
+        cfg = dataclasses.replace(cfg, **surgery.PRESETS["fast"])
+    return cfg
+
+
 def get_method(name: str):
     """(ConfigClass, solve) of method ``name``; UnknownName with a suggestion otherwise."""
     if name not in METHODS:

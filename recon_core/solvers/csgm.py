@@ -1,4 +1,11 @@
-"""CSGM (Bora et al. 2017): min_z ||y - A G(z)||^2 + lambda ||z||^2 over the latent z."""
+"""CSGM (Bora et al. 2017): min_z ||y - A G(z)||^2 + lambda ||z||^2 over the latent z.
+
+Presets (``PRESETS``): only ``paper`` (the dataclass defaults: Adam lr 0.1, 500 steps, 3 restarts),
+also under the CLI's default ``--preset fast``. The fast schedule of csgm's sibling Generator
+Surgery (``optimizer="lbfgs-ls"``, common.FAST_SCHEDULE) runs here too, but on the latent it stops
+in worse local minima than Adam's long exploration: 0.3-1 dB below the paper schedule on the
+tuning images (benchmarks/results/tune_fast.jsonl) and on the report set (speed.md), so it is not
+a default; no shorter Adam schedule tried kept the quality either."""
 
 from __future__ import annotations
 
@@ -11,7 +18,9 @@ from .common import Problem, Result, invert_at_cut
 @dataclass
 class CSGMConfig:
     """CSGM settings (Bora et al.: Adam lr 0.1, a few hundred steps, restarts; z drawn from the
-    prior). z_reg is lambda in lambda ||z||^2 (0 = off)."""
+    prior). z_reg is lambda in lambda ||z||^2 (0 = off; restarts are still selected on the
+    measurement loss). optimizer adam|sgd|lbfgs|lbfgs-ls; with lbfgs-ls, ``steps`` is a budget of
+    batched evaluations, and prune_after / stop_tol apply (see SurgeryConfig)."""
 
     lr: float = 0.1
     steps: int = 500
@@ -20,6 +29,12 @@ class CSGMConfig:
     init: str = "prior"
     z_reg: float = 0.0
     lbfgs_max_iter: int = 20
+    prune_after: float = 0.3
+    stop_tol: float = 1e-3
+
+
+#: named settings: ``paper`` = the dataclass defaults (no fast preset: see the module docstring)
+PRESETS = {"paper": {}}
 
 
 def solve(problem: Problem, prior, config: CSGMConfig = CSGMConfig(), on_event: EventSink = null_sink, seed: int = 0) -> Result:
@@ -27,5 +42,6 @@ def solve(problem: Problem, prior, config: CSGMConfig = CSGMConfig(), on_event: 
     return invert_at_cut(
         problem, prior, cut=0, init=config.init, optimizer=config.optimizer, lr=config.lr,
         steps=config.steps, restarts=config.restarts, seed=seed, phase="csgm", on_event=on_event,
-        z_reg=config.z_reg, lbfgs_max_iter=config.lbfgs_max_iter,
+        z_reg=config.z_reg, lbfgs_max_iter=config.lbfgs_max_iter, prune_after=config.prune_after,
+        stop_tol=config.stop_tol,
     )

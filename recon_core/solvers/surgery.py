@@ -4,6 +4,8 @@ input of block c (features, skips, conditioning) with the CSGM loss.
 Defaults are the paper's DCGAN settings (L-BFGS, lr 0.1, 25 steps of up to 20 inner iterations as
 in the reference code, 3 restarts, censored-normal init CN(0,1), c = 1). ``PAPER_SETTINGS`` holds
 the paper's per-architecture lr and cut. Cut 0 runs exactly the CSGM code path on the latent.
+Presets (``PRESETS``): ``paper`` is the above; ``fast`` (the CLI's default) swaps the schedule
+for the line-search L-BFGS of linesearch.py (see benchmarks/speed.py for what it costs and gains).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..events import EventSink, null_sink
-from .common import Problem, Result, invert_at_cut
+from .common import FAST_SCHEDULE, Problem, Result, invert_at_cut
 
 #: Table 3 of the paper: architecture -> (lr, cut) for compressed sensing
 PAPER_SETTINGS = {"dcgan": (0.1, 1), "began": (1.0, 2), "vae": (1.0, 1), "biggan": (1.5, 7)}
@@ -19,7 +21,12 @@ PAPER_SETTINGS = {"dcgan": (0.1, 1), "began": (1.0, 2), "vae": (1.0, 1), "biggan
 
 @dataclass
 class SurgeryConfig:
-    """Generator Surgery settings; init in cn|zero|normal|uniform, optimizer lbfgs|adam."""
+    """Generator Surgery settings; init in cn|zero|normal|uniform, optimizer lbfgs|adam|lbfgs-ls.
+
+    With lbfgs-ls, ``steps`` is a budget of batched evaluations, lr is unused (the line search
+    picks each step), restarts are pruned to the best after ``prune_after`` of the budget, and a
+    restart stops when its loss changes by less than ``stop_tol`` over 5 iterations or reaches
+    the noise level."""
 
     cut: int = 1
     lr: float = 0.1
@@ -28,6 +35,12 @@ class SurgeryConfig:
     optimizer: str = "lbfgs"
     init: str = "cn"
     lbfgs_max_iter: int = 20
+    prune_after: float = 0.3
+    stop_tol: float = 1e-3
+
+
+#: named settings: ``paper`` = the dataclass defaults; ``fast`` = the fast schedule
+PRESETS = {"paper": {}, "fast": dict(FAST_SCHEDULE)}
 
 
 def solve(problem: Problem, prior, config: SurgeryConfig = SurgeryConfig(), on_event: EventSink = null_sink, seed: int = 0) -> Result:
@@ -36,5 +49,5 @@ def solve(problem: Problem, prior, config: SurgeryConfig = SurgeryConfig(), on_e
         problem, prior, cut=config.cut, init=config.init, optimizer=config.optimizer, lr=config.lr,
         steps=config.steps, restarts=config.restarts, seed=seed,
         phase="csgm" if config.cut == 0 else f"surgery:c{config.cut}", on_event=on_event,
-        lbfgs_max_iter=config.lbfgs_max_iter,
+        lbfgs_max_iter=config.lbfgs_max_iter, prune_after=config.prune_after, stop_tol=config.stop_tol,
     )

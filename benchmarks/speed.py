@@ -1,0 +1,375 @@
+"""Speed at equal quality: the papers' recipes written plainly vs recon's paper preset vs recon's
+fast defaults, side by side in one process (issue 14).
+
+Arms, each on the same measurements and restart seeds:
+- ``recipe``: the paper's recipe as its reference code runs it, written here with plain torch:
+  restarts one after another at batch 1 (Surgery: ``torch.optim.LBFGS(lr=0.1)`` without line
+  search, 25 steps of up to 20 iterations; CSGM: ``torch.optim.Adam(lr=0.1)``, 500 steps), the
+  restart with the lowest measurement loss kept;
+- ``paper``: recon with ``preset="paper"`` (restarts batched, same schedule);
+- ``fast``: recon's default fast preset (line-search L-BFGS, restart pruning, stopping rules).
+
+Protocol: the 6 real photos of benchmarks/data/photos (64 px) x seeds x operators {cs-gaussian
+m/n 0.05, 0.1, 0.2 with the papers' noise ||eta|| = 0.1 (cs-norm), inpaint 10 % of pixels, superres
+x4 (both noiseless)}, prior dcgan-faces-64. Arms run interleaved cell by cell (so machine load
+hits all arms alike). The same run measures this machine's sgemm GFLOP/s and memory bandwidth.
+The fast settings were tuned on other images (benchmarks/tune_fast.py). Results are appended to
+``--out`` after every run (rerun to resume) and summarised in speed.md / speed.png.
+
+    python benchmarks/speed.py                          # the full protocol
+    python benchmarks/speed.py --report-only            # rebuild speed.md / speed.png from speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from recon_core.operators import NoiseSpec, add_noise, build  # noqa: E402
+from recon_core.solvers import Problem  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+#: operator label -> (kind, params, noise convention, noise value)
+OPERATORS = {
+    "cs-0.05": ("cs-gaussian", {"ratio": 0.05}, "cs-norm", 0.1),
+    "cs-0.1": ("cs-gaussian", {"ratio": 0.1}, "cs-norm", 0.1),
+    "cs-0.2": ("cs-gaussian", {"ratio": 0.2}, "cs-norm", 0.1),
+    "inpaint-0.1": ("inpaint", {"frac": 0.1}, "per-entry", 0.0),
+    "superres-4": ("superres", {"factor": 4}, "per-entry", 0.0),
+}
+#: the seed offsets of `recon reconstruct --seed` (operator seed, noise seed + 1000003, solver + 2000006)
+NOISE_OFFSET, SOLVER_OFFSET = 1_000_003, 2_000_006
+
+
+def measure(x: torch.Tensor, op: str, seed: int) -> Problem:
+    """The problem of image x (1, 3, 64, 64) under operator label ``op`` with ``seed``, as
+    `recon reconstruct --seed` would build it."""
+    kind, params, conv, value = OPERATORS[op]
+    A = build(kind, tuple(x.shape[1:]), seed=seed, **params)
+    noise = NoiseSpec(conv, value, seed=seed + NOISE_OFFSET)
+    return Problem(A, add_noise(A.A(x), noise, A), noise.std(A))
+
+
+# ---------------------------------------------------------------------------------------------
+# the recipes, written plainly (sequential restarts at batch 1, torch's own optimisers)
+
+
+def _init_rows(G, cut: int, restarts: int, init: str, seed: int) -> list:
+    """The restarts' initial states, drawn exactly as recon draws them (same seed), one per row."""
+    from recon_core.solvers.common import seeded_rng
+
+    s = G.init_state(cut, restarts, init=init, rng=seeded_rng(seed))
+    return [{k: v[r : r + 1].clone() for k, v in s.items()} for r in range(restarts)]
+
+
+def recipe(method: str, problem: Problem, G, seed: int, restarts: int = 3) -> dict:
+    """The paper's recipe for ``method`` (surgery: LBFGS lr 0.1, 25 x up to 20 iterations, cut 1,
+    CN init; csgm: Adam lr 0.1 x 500, z ~ N(0, I)), restarts one after another; the restart with
+    the lowest final measurement loss is kept. Returns {"x_hat", "evaluations", "seconds"}."""
+    A, y = problem.A, problem.y
+    cut, init = (1, "cn") if method == "surgery" else (0, "prior")
+    evals = 0
+    best = (math.inf, None)
+    t0 = time.perf_counter()
+    for p in G.parameters():
+        p.requires_grad_(False)
+    for s in _init_rows(G, cut, restarts, init, seed):
+        params = [v.requires_grad_(True) for v in s.values()]
+
+        def loss():
+            nonlocal evals
+            evals += 1
+            return (A.A(G.tail(s, cut)) - y).pow(2).sum()
+
+        if method == "surgery":
+            opt = torch.optim.LBFGS(params, lr=0.1)
+
+            def closure():
+                opt.zero_grad()
+                value = loss()
+                value.backward()
+                return value
+
+            for _ in range(25):
+                opt.step(closure)
+        else:
+            opt = torch.optim.Adam(params, lr=0.1)
+            for _ in range(500):
+                opt.zero_grad()
+                loss().backward()
+                opt.step()
+        with torch.no_grad():
+            x = G.tail(s, cut)
+            f = float((A.A(x) - y).pow(2).sum())
+        if f < best[0]:
+            best = (f, x)
+    return {"x_hat": best[1], "evaluations": evals, "seconds": time.perf_counter() - t0}
+
+
+def recon_arm(method: str, preset: str, problem: Problem, G, seed: int) -> dict:
+    """recon's solver for ``method`` with ``preset`` (paper | fast)."""
+    from dataclasses import replace
+
+    from recon_core.solvers import get_method, make_config
+    from recon_core.solvers.common import FAST_SCHEDULE
+
+    cfg = make_config(method, preset, G.meta.architecture)
+    if preset == "fast" and method == "csgm":  # csgm's candidate fast schedule (not its default: see csgm.py)
+        cfg = replace(cfg, **FAST_SCHEDULE)
+    t0 = time.perf_counter()
+    r = get_method(method)[1](problem, G, cfg, seed=seed)
+    return {"x_hat": r.x_hat, "evaluations": r.extra["evaluations"], "seconds": time.perf_counter() - t0,
+            "stop": r.extra.get("stop")}
+
+
+# ---------------------------------------------------------------------------------------------
+# the machine's physical limits, measured in the same run
+
+
+def machine_limits() -> dict:
+    """sgemm GFLOP/s (2048 x 2048 float32 matmul) and memory bandwidth GB/s (copying 400 MB),
+    best of 5 with torch's current thread count."""
+    def best(f, k=5):
+        f()
+        ts = []
+        for _ in range(k):
+            t0 = time.perf_counter()
+            f()
+            ts.append(time.perf_counter() - t0)
+        return min(ts)
+
+    a = torch.randn(2048, 2048)
+    gflops = 2 * 2048 ** 3 / best(lambda: a @ a) / 1e9
+    big = torch.randn(50_000_000)
+    out = torch.empty_like(big)
+    gbs = 2 * big.numel() * 4 / best(lambda: out.copy_(big)) / 1e9
+    return {"sgemm_gflops": gflops, "copy_gbs": gbs, "threads": torch.get_num_threads()}
+
+
+def cost_model(G, problem: Problem, rows: int) -> dict:
+    """Seconds of one batched evaluation (generator forward + backward at cut 1 and the operator
+    with its adjoint) for ``rows`` restarts, and the floor set by the machine: the dense operator
+    must read its matrix twice per evaluation, the generator does ``flops`` multiply-adds."""
+    from recon_core.solvers.common import seeded_rng
+
+    s = G.init_state(1, rows, init="cn", rng=seeded_rng(0))
+    s = {k: v.requires_grad_(True) for k, v in s.items()}
+
+    def ev():
+        (problem.A.A(G.tail(s, 1)) - problem.y).pow(2).sum().backward()
+
+    ev()
+    t0 = time.perf_counter()
+    for _ in range(10):
+        ev()
+    return {"rows": rows, "eval_s": (time.perf_counter() - t0) / 10}
+
+
+# ---------------------------------------------------------------------------------------------
+# the protocol
+
+
+ARMS = ("recipe", "paper", "fast")
+METHODS = ("surgery", "csgm")
+
+
+def photos_64() -> list:
+    """[(name, (1, 3, 64, 64))] the six report photos (benchmarks/data/photos)."""
+    from recon_core.images import load_image
+
+    d = ROOT / "benchmarks" / "data" / "photos"
+    return [(p.stem, load_image(p, channels=3)) for p in sorted(d.glob("*.png"))]
+
+
+def _load(path: Path) -> dict:
+    if path.exists():
+        return json.loads(path.read_text())
+    return {"runs": {}, "machine": [], "cost": []}
+
+
+def _save(path: Path, doc: dict) -> None:
+    from recon_core.images import atomic_write_text
+
+    atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+
+
+def run(out: Path, seeds, images, ops, methods, arms) -> dict:
+    """Run every missing (seed, image, op, method, arm) run; seeds outermost so a partial run
+    covers whole seeds of every image first."""
+    from recon_core.generators.zoo import load_prior
+    from recon_core.metrics import compute_metrics
+
+    doc = _load(out)
+    doc["host"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                   "threads": torch.get_num_threads()}
+    doc["machine"].append({"when": time.strftime("%Y-%m-%d %H:%M:%S"), **machine_limits()})
+    G = load_prior("dcgan-faces-64")
+    pics = [(n, x) for n, x in photos_64() if n in images]
+    for seed in seeds:
+        for name, x in pics:
+            for op in ops:
+                problem = measure(x, op, seed)
+                if op == "cs-0.1" and seed == seeds[0] and name == pics[0][0]:
+                    doc["cost"].append({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "op": op,
+                                        "evals": [cost_model(G, problem, r) for r in (1, 3)]})
+                for method in methods:
+                    for arm in arms:
+                        key = f"{name}|{op}|{seed}|{method}|{arm}"
+                        if key in doc["runs"]:
+                            continue
+                        solver_seed = seed + SOLVER_OFFSET
+                        res = recipe(method, problem, G, solver_seed) if arm == "recipe" else \
+                            recon_arm(method, arm, problem, G, solver_seed)
+                        m = compute_metrics(x, res["x_hat"].clamp(0, 1), problem.y, problem.A)
+                        doc["runs"][key] = {"image": name, "op": op, "seed": seed, "method": method, "arm": arm,
+                                            "psnr": m["psnr"], "ssim": m["ssim"], "lpips": m["lpips"],
+                                            "seconds": res["seconds"], "evaluations": res["evaluations"],
+                                            "stop": res.get("stop"), "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+                        _save(out, doc)
+                        print(key, f"{m['psnr']:.2f} dB {res['seconds']:.1f} s {res['evaluations']} evals", flush=True)
+    return doc
+
+
+def _mean_se(v: list) -> tuple:
+    m = statistics.mean(v)
+    se = statistics.stdev(v) / math.sqrt(len(v)) if len(v) > 1 else float("nan")
+    return m, se
+
+
+def complete_cells(doc: dict, method: str, arms=ARMS) -> dict:
+    """(image, op, seed) -> {arm: run} for the cells where every arm of ``method`` finished."""
+    cells = {}
+    for r in doc["runs"].values():
+        if r["method"] == method:
+            cells.setdefault((r["image"], r["op"], r["seed"]), {})[r["arm"]] = r
+    return {k: v for k, v in cells.items() if all(a in v for a in arms)}
+
+
+def summary(doc: dict) -> list:
+    """One row per (method, op, arm) over the complete cells: n, mean +- SE of PSNR, SSIM, LPIPS,
+    mean seconds, mean evaluations, and the mean of per-cell time ratios arm / recipe."""
+    rows = []
+    for method in METHODS:
+        cells = complete_cells(doc, method)
+        for op in OPERATORS:
+            cs = [v for (i, o, s), v in cells.items() if o == op]
+            if not cs:
+                continue
+            for arm in ARMS:
+                runs = [c[arm] for c in cs]
+                row = {"method": method, "op": op, "arm": arm, "n": len(runs)}
+                for k in ("psnr", "ssim", "lpips"):
+                    row[k], row[k + "_se"] = _mean_se([r[k] for r in runs])
+                row["seconds"] = statistics.mean(r["seconds"] for r in runs)
+                row["evaluations"] = statistics.mean(r["evaluations"] for r in runs)
+                row["time_ratio"] = statistics.mean(c[arm]["seconds"] / c["recipe"]["seconds"] for c in cs)
+                row["psnr_vs_paper"], row["psnr_vs_paper_se"] = _mean_se([c[arm]["psnr"] - c["paper"]["psnr"] for c in cs])
+                rows.append(row)
+    return rows
+
+
+def report(doc: dict, out_md: Path, out_png: Path) -> str:
+    """speed.md (tables from the raw runs) and speed.png (PSNR vs seconds per arm)."""
+    rows = summary(doc)
+    lim = doc["machine"]
+    cost = doc.get("cost", [])
+    n_runs = len(doc["runs"])
+    lines = [
+        "# Speed: paper recipe vs recon paper preset vs recon fast preset",
+        "",
+        f"Produced by `python benchmarks/speed.py` ({n_runs} runs; host: {doc['host']['platform']}, "
+        f"{doc['host']['cpus']} CPUs, torch {doc['host']['torch']}, {doc['host']['threads']} threads). Prior dcgan-faces-64; "
+        "the 6 photos of benchmarks/data/photos at 64 px; operators as in the script's docstring. Only cells where all "
+        "three arms finished are counted (n = images x seeds). PSNR/SSIM/LPIPS: mean +- standard error; seconds: mean "
+        "wall time of the solve alone (no start-up, loading or writing); ratio: mean over cells of arm time / recipe time, "
+        "measured side by side in one process. The fast settings were tuned on other images (benchmarks/tune_fast.py).",
+        "",
+        "Machine limits measured in the same run(s): " + "; ".join(
+            f"{m['when']}: sgemm {m['sgemm_gflops']:.0f} GFLOP/s, copy {m['copy_gbs']:.1f} GB/s ({m['threads']} threads)" for m in lim),
+        "",
+    ]
+    if cost:
+        c = cost[-1]
+        lines += ["One batched evaluation (generator forward + backward at cut 1, the dense operator and its adjoint, "
+                  "cs-gaussian m/n 0.1): " + ", ".join(f"{e['rows']} row(s) {1000 * e['eval_s']:.1f} ms" for e in c["evals"]) + ".", ""]
+    for method in METHODS:
+        mr = [r for r in rows if r["method"] == method]
+        if not mr:
+            continue
+        lines += [f"## {method}", "",
+                  "| operator | arm | n | PSNR (dB) | SSIM | LPIPS | PSNR - paper | seconds | evaluations | time / recipe |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in mr:
+            lines.append(f"| {r['op']} | {r['arm']} | {r['n']} | {r['psnr']:.2f} +- {r['psnr_se']:.2f} | {r['ssim']:.3f} | "
+                         f"{r['lpips']:.3f} | {r['psnr_vs_paper']:+.2f} +- {r['psnr_vs_paper_se']:.2f} | {r['seconds']:.2f} | "
+                         f"{r['evaluations']:.0f} | {r['time_ratio']:.3f} |")
+        lines.append("")
+    extra = doc.get("throughput")
+    if extra:
+        lines += ["## Throughput and fixed cost", ""] + [f"- {line}" for line in extra.get("lines", [])] + [""]
+    text = "\n".join(lines)
+    from recon_core.images import atomic_write_text
+
+    atomic_write_text(out_md, text + "\n")
+    _plot(rows, out_png)
+    return text
+
+
+def _plot(rows: list, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(METHODS), figsize=(6 * len(METHODS), 4.2), squeeze=False)
+    colours = {"recipe": "tab:grey", "paper": "tab:blue", "fast": "tab:red"}
+    for ax, method in zip(axes[0], METHODS):
+        for arm in ARMS:
+            pts = [r for r in rows if r["method"] == method and r["arm"] == arm]
+            ax.scatter([r["seconds"] for r in pts], [r["psnr"] for r in pts], c=colours[arm], label=arm)
+            for r in pts:
+                ax.annotate(r["op"], (r["seconds"], r["psnr"]), fontsize=6, alpha=0.7)
+        ax.set_xscale("log")
+        ax.set_xlabel("seconds per image (solve, log scale)")
+        ax.set_ylabel("mean PSNR (dB)")
+        ax.set_title(method)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=RESULTS / "speed.json")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--images", default="astronaut_face,camera,chelsea,coffee,immunohistochemistry,rocket")
+    ap.add_argument("--ops", default=",".join(OPERATORS))
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--report-only", action="store_true")
+    a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    for op in a.ops.split(","):
+        if op not in OPERATORS:
+            ap.error(f"unknown operator label {op!r}; choose from {', '.join(OPERATORS)}")
+    if not a.report_only:
+        run(a.out, [int(s) for s in a.seeds.split(",")], a.images.split(","), a.ops.split(","), a.methods.split(","), ARMS)
+    print(report(_load(a.out), a.out.with_suffix(".md"), a.out.with_suffix(".png")))
+
+
+if __name__ == "__main__":
+    main()

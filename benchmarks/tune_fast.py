@@ -1,0 +1,126 @@
+"""Tune the fast schedule (optimizer lbfgs-ls) of csgm and surgery on images that are NOT in the
+speed report set: two real LFW faces (scikit-image's lfw_subset, 25 px, enlarged) and two other
+scikit-image photos (motorcycle_left, hubble_deep_field). Same operators and noise as
+benchmarks/speed.py. Each line of the output (JSON lines, appended; rerun to resume) is one run:
+method, variant (paper, or fast budget / prune_after), image, operator, PSNR, evaluations, time.
+
+    python benchmarks/tune_fast.py --out benchmarks/results/tune_fast.jsonl [--images 0:2]
+    python benchmarks/tune_fast.py --out benchmarks/results/tune_fast.jsonl --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from speed import OPERATORS, measure  # noqa: E402
+
+from recon_core.generators.zoo import load_prior  # noqa: E402
+from recon_core.images import fit_image  # noqa: E402
+from recon_core.metrics import psnr  # noqa: E402
+from recon_core.solvers import csgm, surgery  # noqa: E402
+
+#: variant -> config overrides on the paper config (fast-B: lbfgs-ls with a budget of B evaluations)
+LS = {"optimizer": "lbfgs-ls"}
+VARIANTS = {
+    "fast-60": {**LS, "steps": 60}, "fast-100": {**LS, "steps": 100}, "fast-150": {**LS, "steps": 150},
+    "fast-100-noprune": {**LS, "steps": 100, "prune_after": 0.0},
+    "fast-100-r10": {**LS, "steps": 100, "restarts": 10}, "fast-150-r10": {**LS, "steps": 150, "restarts": 10},
+    "fast-120-r10-p15": {**LS, "steps": 120, "restarts": 10, "prune_after": 0.15},
+    "adam-150": {"optimizer": "adam", "steps": 150}, "adam-200-r6": {"optimizer": "adam", "steps": 200, "restarts": 6},
+}
+
+
+def tuning_images(size: int = 64):
+    """[(name, (1, 3, size, size))]: lfw_subset faces 0 and 1, motorcycle_left, hubble_deep_field."""
+    import numpy as np
+    import skimage.data
+
+    out = []
+    faces = np.load(Path(skimage.data.__file__).parent / "lfw_subset.npy")
+    for i in (0, 1):
+        x = torch.from_numpy(faces[i].astype("float32"))[None, None].repeat(1, 3, 1, 1)
+        out.append((f"lfw{i}", fit_image(x, size)))
+    for name in ("motorcycle_left", "hubble_deep_field"):
+        from skimage import io
+
+        a = io.imread(Path(skimage.data.__file__).parent / (name + (".png" if name.startswith("motor") else ".jpg")))
+        x = torch.from_numpy(a[..., :3].copy()).float().div(255).permute(2, 0, 1)[None]
+        out.append((name, fit_image(x, size)))
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--images", default="0:4")
+    ap.add_argument("--ops", default=",".join(OPERATORS))
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--report", action="store_true")
+    ap.add_argument("--methods", default="surgery,csgm")
+    ap.add_argument("--variants", default=",".join(["paper", *VARIANTS]))
+    a = ap.parse_args(argv)
+    if a.report:
+        return report(a.out)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    lo, hi = (int(v) for v in a.images.split(":"))
+    done = set()
+    if a.out.exists():
+        for line in a.out.read_text().splitlines():
+            r = json.loads(line)
+            done.add((r["method"], r["variant"], r["image"], r["op"]))
+    G = load_prior("dcgan-faces-64")
+    for name, x in tuning_images()[lo:hi]:
+        for op in a.ops.split(","):
+            problem = measure(x, op, seed=0)
+            for method, mod, cfg in (("surgery", surgery, surgery.SurgeryConfig()), ("csgm", csgm, csgm.CSGMConfig())):
+                for variant in a.variants.split(","):
+                    if (method, variant, name, op) in done or method not in a.methods.split(","):
+                        continue
+                    c = cfg
+                    if variant != "paper":
+                        c = replace(cfg, **VARIANTS[variant])
+                    t0 = time.perf_counter()
+                    r = mod.solve(problem, G, c, seed=2_000_006)
+                    dt = time.perf_counter() - t0
+                    rec = {"method": method, "variant": variant, "image": name, "op": op,
+                           "psnr": float(psnr(x, r.x_hat.clamp(0, 1))), "evaluations": r.extra["evaluations"],
+                           "stop": r.extra["stop"], "seconds": dt}
+                    with a.out.open("a") as f:
+                        f.write(json.dumps(rec) + "\n")
+                    print(rec, flush=True)
+
+
+def report(path: Path):
+    """Per method and operator: each variant's mean PSNR difference to the paper schedule over
+    the cells (image) where both ran, its mean seconds, and n."""
+    import statistics
+
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    by = {(r["method"], r["variant"], r["image"], r["op"]): r for r in rows}
+    for method in ("surgery", "csgm"):
+        for op in OPERATORS:
+            line = []
+            for v in VARIANTS:
+                pairs = [(r, by[(method, "paper", r["image"], op)]) for k, r in by.items()
+                         if k[0] == method and k[1] == v and k[3] == op and (method, "paper", r["image"], op) in by]
+                if pairs:
+                    d = statistics.mean(a["psnr"] - b["psnr"] for a, b in pairs)
+                    ratio = statistics.mean(a["seconds"] / b["seconds"] for a, b in pairs)
+                    line.append(f"{v} {d:+.2f} dB x{ratio:.2f} time (n{len(pairs)})")
+            if line:
+                print(method, op, "vs paper:", " | ".join(line))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""The fast schedule: batched L-BFGS with a per-restart backtracking line search, restart pruning
+and stopping rules that never look at the ground truth.
+
+Why not ``torch.optim.LBFGS(line_search_fn="strong_wolfe")``: it keeps one history and one step
+size for all parameters, which would couple restarts that run as one batch (and it cannot drop a
+losing restart from the batch). Here each restart (row) has its own curvature history, its own
+Armijo backtracking step, and its own stopping rule; rows that stop leave the batch, so later
+generator evaluations get cheaper.
+
+Stopping, per restart, checked after every accepted iteration:
+- ``noise``: the measurement loss reached the expected noise energy m sigma^2 (the discrepancy
+  principle; only when the noise level is known);
+- ``converged``: the loss fell by less than ``stop_tol`` (relative) over the last ``window``
+  iterations;
+- ``pruned``: after ``prune_after`` of the budget, every restart but the one with the lowest loss
+  leaves the batch;
+- ``line_search``: no step along the direction decreased the loss (a stationary point);
+- ``budget``: ``max_evals`` batched evaluations were spent;
+- ``diverged``: the loss was not finite at the start.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Callable, List
+
+import torch
+
+from ..errors import BadInput
+from ..events import Event, EventSink, null_sink
+
+State = "OrderedDict[str, torch.Tensor]"
+STOP_REASONS = ("noise", "converged", "pruned", "line_search", "budget", "diverged")
+
+
+def _flat(state) -> torch.Tensor:
+    return torch.cat([v.reshape(v.shape[0], -1) for v in state.values()], 1)
+
+
+def _unflat(vec: torch.Tensor, like) -> "OrderedDict[str, torch.Tensor]":
+    out, i = OrderedDict(), 0
+    for k, v in like.items():
+        n = v[0].numel()
+        out[k] = vec[:, i : i + n].reshape((vec.shape[0],) + tuple(v.shape[1:]))
+        i += n
+    return out
+
+
+def _split(out) -> tuple:
+    return out if isinstance(out, tuple) else (out, out)
+
+
+def _two_loop(g: torch.Tensor, mem: list, h_diag: torch.Tensor) -> torch.Tensor:
+    """L-BFGS direction -H g for rows g (A, D) from their histories mem [(s, y, rho)] (A, D)."""
+    q = -g
+    al = []
+    for s, y, rho in reversed(mem):
+        a = rho * (s * q).sum(1)
+        q = q - a.unsqueeze(1) * y
+        al.append(a)
+    z = q * h_diag.unsqueeze(1)
+    for (s, y, rho), a in zip(mem, reversed(al)):
+        z = z + s * (a - rho * (y * z).sum(1)).unsqueeze(1)
+    return z
+
+
+def minimise_ls(
+    loss_fn: Callable,
+    init,
+    *,
+    max_evals: int,
+    history: int = 10,
+    prune_after: float = 0.3,
+    stop_tol: float = 1e-3,
+    window: int = 5,
+    noise_floor: float = 0.0,
+    c1: float = 1e-4,
+    max_backtracks: int = 12,
+    phase: str = "",
+    on_event: EventSink = null_sink,
+) -> tuple:
+    """Minimise ``loss_fn(state)`` over every entry of ``init`` (R restarts as rows).
+
+    ``loss_fn`` takes a state whose rows are any subset of the restarts (the measurements must
+    broadcast: y of batch 1) and returns the per-row loss (R',), or (total, measurement) when the
+    minimised loss differs from the one restarts are selected on. max_evals: budget of batched
+    loss evaluations (each one generator forward + backward on the rows still running);
+    noise_floor: stop a restart once its measurement loss is <= this (0 = off).
+    Returns (best_state, best_losses (R,) float64 NaN for diverged, history [{"step", "loss"}],
+    diverged indices, info {"evaluations", "stops": per-restart reason})."""
+    for name, v in (("max_evals", max_evals), ("history", history), ("window", window)):
+        if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            raise BadInput(f"{name} must be a positive integer, got {v}")
+    if not (0 <= prune_after <= 1):
+        raise BadInput(f"prune_after must be in [0, 1], got {prune_after}")
+    if not (stop_tol >= 0 and math.isfinite(stop_tol)):
+        raise BadInput(f"stop_tol must be a number >= 0, got {stop_tol}")
+    x = _flat(init).detach().clone()
+    R, D = x.shape
+    evals = 0
+
+    def evaluate(xs: torch.Tensor) -> tuple:
+        nonlocal evals
+        evals += 1
+        xs = xs.detach().requires_grad_(True)
+        total, meas = _split(loss_fn(_unflat(xs, init)))
+        ok = torch.isfinite(total.detach())
+        (g,) = torch.autograd.grad(total[ok].sum() if bool(ok.any()) else total.sum() * 0, xs)
+        f = torch.where(ok, total.detach(), torch.full_like(total.detach(), float("inf")))
+        return f, meas.detach().to(torch.float64), g.nan_to_num(0.0, 0.0, 0.0)
+
+    f, meas, g = evaluate(x)
+    best_loss = torch.where(torch.isfinite(meas), meas, torch.full_like(meas, float("inf"))).cpu()
+    best_x = x.clone()
+    stops: List[str] = ["" for _ in range(R)]
+    active = torch.isfinite(f).cpu()
+    for i in (~active).nonzero().flatten().tolist():
+        stops[i] = "diverged"
+    if noise_floor > 0:
+        for i in (active & (best_loss <= noise_floor)).nonzero().flatten().tolist():
+            active[i] = False
+            stops[i] = "noise"
+    mem: list = []  # [(s (R, D), y (R, D), rho (R,))], zero rows for restarts that took no pair
+    h_diag = torch.ones(R, dtype=x.dtype, device=x.device)
+    started = torch.zeros(R, dtype=torch.bool)
+    f_hist = [f.detach().cpu().clone()]
+    hist: List[dict] = []
+    pruned = prune_after == 0
+
+    def stop(rows, reason: str) -> None:
+        for i in rows:
+            if active[i]:
+                active[i] = False
+                stops[i] = reason
+
+    while bool(active.any()):
+        if evals >= max_evals:
+            stop(active.nonzero().flatten().tolist(), "budget")
+            break
+        a = active.nonzero().flatten()
+        ad = a.to(x.device)
+        ga = g[ad]
+        d = _two_loop(ga, [(s[ad], y[ad], r[ad]) for s, y, r in mem], h_diag[ad])
+        gd = (ga * d).sum(1)
+        bad = ~(gd < 0)  # not a descent direction (numerical trouble): fall back to -g
+        if bool(bad.any()):
+            d[bad] = -ga[bad]
+            gd[bad] = -(ga[bad] ** 2).sum(1)
+        # a restart's first step is scaled like torch's LBFGS, later ones start from 1
+        t = torch.where(started[a].to(x.device), torch.ones_like(gd), (1.0 / ga.abs().sum(1).clamp_min(1e-30)).clamp(max=1.0))
+        todo = torch.ones(len(a), dtype=torch.bool, device=x.device)
+        f_new, m_new, g_new = f[ad].clone(), meas[ad].clone(), ga.clone()
+        for bt in range(max_backtracks):
+            ii = todo.nonzero().flatten()
+            ft, mt, gt = evaluate(x[ad[ii]] + t[ii].unsqueeze(1) * d[ii])
+            ok = torch.isfinite(ft) & (ft <= f[ad[ii]] + c1 * t[ii] * gd[ii])
+            acc = ii[ok]
+            f_new[acc], m_new[acc], g_new[acc] = ft[ok], mt[ok], gt[ok]
+            todo[acc] = False
+            if not bool(todo.any()) or evals >= max_evals:
+                break
+            t[todo] *= 0.5 if bt else 0.1  # a rejected unit step is usually far too long
+        acc = ~todo
+        rows = ad[acc]
+        s = torch.zeros_like(x)
+        yv = torch.zeros_like(x)
+        s[rows] = t[acc].unsqueeze(1) * d[acc]
+        yv[rows] = g_new[acc] - g[rows]
+        ys = (s * yv).sum(1)
+        take = ys > 1e-10
+        rho = torch.where(take, 1.0 / torch.where(take, ys, torch.ones_like(ys)), torch.zeros_like(ys))
+        h_diag = torch.where(take, ys / (yv * yv).sum(1).clamp_min(1e-30), h_diag)
+        if bool(take.any()):
+            if len(mem) == history:
+                mem.pop(0)
+            mem.append((s, yv, rho))
+        x[rows] += s[rows]
+        f[rows], meas[rows], g[rows] = f_new[acc], m_new[acc], g_new[acc]
+        started[a[acc.cpu()]] = True
+        m_cpu = meas.cpu()
+        better = (m_cpu < best_loss) & torch.isfinite(m_cpu)
+        better[a[todo.cpu()]] = False
+        if bool(better.any()):
+            best_loss[better] = m_cpu[better]
+            best_x[better.to(x.device)] = x[better.to(x.device)]
+        stop(a[todo.cpu()].tolist(), "line_search")
+        f_cpu = f.detach().cpu()
+        f_hist.append(f_cpu.clone())
+        if noise_floor > 0:
+            stop((active & (m_cpu <= noise_floor)).nonzero().flatten().tolist(), "noise")
+        if stop_tol > 0 and len(f_hist) > window:
+            old = f_hist[-1 - window]
+            stop((active & ((old - f_cpu) <= stop_tol * old.abs())).nonzero().flatten().tolist(), "converged")
+        if not pruned and evals >= prune_after * max_evals:
+            pruned = True
+            run = active.nonzero().flatten()
+            if len(run) > 1:
+                keep = int(run[f_cpu[run].argmin()])
+                stop([int(i) for i in run if int(i) != keep], "pruned")
+        ok = best_loss[torch.isfinite(best_loss)]
+        cur = float(ok.min()) if ok.numel() else float("nan")
+        hist.append({"step": evals, "loss": cur})
+        on_event(Event(phase=phase, step=min(evals, max_evals), total=max_evals, loss=cur,
+                       extra={"running": int(active.sum())}))
+    diverged = [i for i in range(R) if stops[i] == "diverged" or not math.isfinite(float(best_loss[i]))]
+    best_loss[diverged] = float("nan")
+    return _unflat(best_x, init), best_loss, hist, diverged, {"evaluations": evals, "stops": stops}

@@ -1,0 +1,173 @@
+"""The fast schedule: line-search L-BFGS per restart, pruning, stopping rules, presets."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import replace
+
+import pytest
+import torch
+
+from recon_core.errors import BadInput, UnknownName
+from recon_core.operators import build
+from recon_core.solvers import FAST_METHODS, Problem, csgm, effective_preset, make_config, surgery
+from recon_core.solvers.common import FAST_SCHEDULE
+from recon_core.solvers.linesearch import STOP_REASONS, minimise_ls
+from tests.conftest import tiny_prior
+
+torch.manual_seed(0)
+_M = torch.randn(3, 8, 8, dtype=torch.float64) + 3 * torch.eye(8, dtype=torch.float64)
+_B = torch.randn(3, 8, dtype=torch.float64)
+
+
+def _rows_loss(rows):
+    """A different strictly convex, non-quadratic function per row: loss_fn over a subset of rows
+    needs to know which rows it gets, so the state carries the row index in a second entry."""
+
+    def loss(state):
+        x, idx = state["x"], state["i"][:, 0].round().long()
+        r = torch.einsum("rij,rj->ri", _M[idx], x) - _B[idx]
+        return r.pow(2).sum(1) + 0.05 * x.pow(4).sum(1)
+
+    return loss
+
+
+def _init(rows=(0, 1, 2)):
+    return OrderedDict(x=torch.zeros(len(rows), 8, dtype=torch.float64),
+                       i=torch.tensor(rows, dtype=torch.float64)[:, None])
+
+
+def _minimum(row):
+    x = torch.zeros(1, 8, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([x], lr=1, max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-15, line_search_fn="strong_wolfe")
+    f = lambda: (torch.einsum("ij,rj->ri", _M[row], x) - _B[row]).pow(2).sum() + 0.05 * x.pow(4).sum()  # noqa: E731
+
+    def closure():
+        opt.zero_grad()
+        v = f()
+        v.backward()
+        return v
+
+    opt.step(closure)
+    return float(f().detach())
+
+
+def test_each_restart_reaches_its_own_minimum():
+    best, losses, hist, diverged, info = minimise_ls(_rows_loss(None), _init(), max_evals=400, prune_after=0, stop_tol=1e-12)
+    assert diverged == []
+    for r in range(3):
+        assert float(losses[r]) == pytest.approx(_minimum(r), rel=1e-6, abs=1e-9)
+    assert hist[-1]["loss"] == pytest.approx(float(losses.min()))
+    assert info["evaluations"] <= 400 and set(info["stops"]) <= set(STOP_REASONS)
+
+
+def test_restarts_are_independent_of_their_batch():
+    """Solving rows together gives each row what it gets alone (own history, own step sizes,
+    own stopping iteration), while the budget does not bind."""
+    _, together, _, _, _ = minimise_ls(_rows_loss(None), _init(), max_evals=1000, prune_after=0, stop_tol=1e-2)
+    for r in range(3):
+        _, alone, _, _, _ = minimise_ls(_rows_loss(None), _init((r,)), max_evals=1000, prune_after=0, stop_tol=1e-2)
+        assert float(alone[0]) == pytest.approx(float(together[r]), rel=1e-9)
+
+
+def test_stop_reasons():
+    loss = _rows_loss(None)
+    *_, info = minimise_ls(loss, _init(), max_evals=5, prune_after=0, stop_tol=0)
+    assert info["stops"] == ["budget"] * 3 and info["evaluations"] == 5
+    *_, info = minimise_ls(loss, _init(), max_evals=200, prune_after=0, stop_tol=0.5)
+    assert info["stops"] == ["converged"] * 3
+    _, losses, _, _, info = minimise_ls(loss, _init(), max_evals=40, prune_after=0.2, stop_tol=0)
+    assert sorted(info["stops"]).count("pruned") == 2
+    kept = next(i for i, why in enumerate(info["stops"]) if why != "pruned")
+    assert float(losses[kept]) == float(losses.min())
+    _, losses, _, _, info = minimise_ls(loss, _init(), max_evals=200, prune_after=0, stop_tol=0, noise_floor=1e3)
+    assert info["stops"] == ["noise"] * 3 and info["evaluations"] == 1
+
+
+def test_diverged_restart_is_left_out():
+    def loss(state):
+        v = _rows_loss(None)(state)
+        return torch.where(state["i"][:, 0] == 1, torch.full_like(v, float("nan")), v)
+
+    _, losses, _, diverged, info = minimise_ls(loss, _init(), max_evals=30, prune_after=0)
+    assert diverged == [1] and info["stops"][1] == "diverged"
+    assert torch.isnan(losses[1]) and torch.isfinite(losses[[0, 2]]).all()
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"max_evals": 0}, "max_evals must be a positive integer"),
+    ({"max_evals": 10, "prune_after": 1.5}, r"prune_after must be in \[0, 1\]"),
+    ({"max_evals": 10, "stop_tol": -1.0}, "stop_tol must be a number >= 0"),
+    ({"max_evals": 10, "history": 0}, "history must be a positive integer"),
+])
+def test_bad_settings(kw, match):
+    with pytest.raises(BadInput, match=match):
+        minimise_ls(_rows_loss(None), _init(), **kw)
+
+
+def _problem(g, ratio=0.3, noise_std=0.0):
+    x = g(g.sample_latent(1, torch.Generator().manual_seed(123))).detach()
+    A = build("cs-gaussian", tuple(x.shape[1:]), seed=0, ratio=ratio)
+    return Problem(A, A.A(x), noise_std), x
+
+
+@pytest.mark.parametrize("method", ["csgm", "surgery"])
+def test_fast_preset_solves_and_records(method):
+    g = tiny_prior("dcgan")
+    pb, x = _problem(g)
+    cfg = replace(make_config(method, "paper", "dcgan", g.cut_points), **FAST_SCHEDULE)
+    mod = {"csgm": csgm, "surgery": surgery}[method]
+    fast = mod.solve(pb, g, cfg, seed=1)
+    paper = mod.solve(pb, g, make_config(method, "paper", "dcgan", g.cut_points), seed=1)
+    if method == "surgery":
+        assert make_config(method, "fast", "dcgan", g.cut_points) == cfg
+    assert fast.extra["evaluations"] <= cfg.steps and fast.extra["stop"] in STOP_REASONS
+    assert paper.extra["stop"] == "steps" and paper.extra["evaluations"] > fast.extra["evaluations"]
+    # the kept restart is the one with the lowest measurement loss
+    assert fast.losses[fast.best_restart] == min(v for v in fast.losses if v == v)
+    # in the prior's range, the fast schedule fits the measurements at least as well as the paper's
+    assert min(fast.losses) <= 1.5 * min(paper.losses) + 1e-4
+
+
+def test_fast_stops_at_noise_level():
+    g = tiny_prior("dcgan")
+    pb, _ = _problem(g, noise_std=0.05)
+    r = surgery.solve(pb, g, make_config("surgery", "fast", "dcgan", g.cut_points), seed=0)
+    assert r.extra["stop"] == "noise"
+    assert r.losses[r.best_restart] <= pb.A.m * 0.05 ** 2
+
+
+def test_z_reg_selects_on_measurement_loss():
+    g = tiny_prior("dcgan")
+    pb, _ = _problem(g)
+    for opt in ("adam", "lbfgs-ls"):
+        r = csgm.solve(pb, g, replace(csgm.CSGMConfig(), optimizer=opt, steps=20, z_reg=5.0), seed=0)
+        with torch.no_grad():
+            meas = float((pb.A.A(r.x_hat) - pb.y).pow(2).sum())
+        assert r.losses[r.best_restart] == pytest.approx(meas, rel=1e-4)
+
+
+def test_presets():
+    assert FAST_METHODS == ("surgery",)
+    assert make_config("csgm", "fast") == csgm.CSGMConfig()
+    assert effective_preset("ilo", "fast") == "paper" and effective_preset("surgery", "fast") == "fast"
+    assert make_config("ilo", "fast") == make_config("ilo", "paper")
+    assert make_config("surgery", "paper", "dcgan") == surgery.SurgeryConfig()
+    with pytest.raises(UnknownName, match="preset"):
+        effective_preset("csgm", "quick")
+    with pytest.raises(BadInput, match="unknown optimizer 'lbfgs-xx'"):
+        g = tiny_prior("dcgan")
+        csgm.solve(_problem(g)[0], g, replace(csgm.CSGMConfig(), optimizer="lbfgs-xx"))
+
+
+def test_dense_operator_gradient_matches_plain_matmul():
+    A = build("cs-gaussian", (3, 8, 8), seed=0, ratio=0.3)
+    for rows in (1, 3):
+        x = torch.rand(rows, 3, 8, 8, requires_grad=True)
+        w = torch.randn(rows, A.m)
+        (A.A(x) * w).sum().backward()
+        g1 = x.grad.clone()
+        x.grad = None
+        ((x.reshape(rows, -1) @ A.matrix.T) * w).sum().backward()
+        assert torch.allclose(g1, x.grad, atol=1e-5)
+        assert torch.allclose(A.A(x), x.reshape(rows, -1) @ A.matrix.T, atol=1e-5)
