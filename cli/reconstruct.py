@@ -420,7 +420,8 @@ def reconstruct(
     args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}
     from recon_core.errors import BadInput
 
-    from recon_core.solvers import BATCH_METHODS, METHODS
+    from recon_core.errors import UnknownName
+    from recon_core.solvers import BATCH_METHODS, METHODS, PRESET_NAMES
 
     from .batch import expand_inputs, output_names, parse_shard
 
@@ -434,6 +435,8 @@ def reconstruct(
         raise BadInput("give either an IMAGE or --measurements FILE (not both, not neither)")
     if (resume or shard_kn) and not is_batch:
         raise BadInput("--resume and --shard apply to batches (several images, a folder, a glob or --list)")
+    if preset not in PRESET_NAMES:  # checked before any heavy work
+        raise UnknownName("preset", preset, PRESET_NAMES)
     if batch_images < 1:
         raise BadInput(f"--batch-images must be >= 1, got {batch_images}")
     if batch_images > 1 and method in METHODS and method not in BATCH_METHODS:

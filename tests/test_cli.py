@@ -32,7 +32,8 @@ def test_reconstruct_writes_outputs(tmp_path, face, tiny_ckpt):
     assert {p.name for p in out.iterdir()} == {"x_hat.png", "compare.png", "metrics.json", "measurements.npz"}
     m = json.loads((out / "metrics.json").read_text())
     assert m["schema_version"] == 1 and m["method"]["name"] == "surgery"
-    assert m["method"]["config"]["steps"] == 2 and m["method"]["config"]["optimizer"] == "lbfgs"
+    assert m["method"]["config"]["steps"] == 2 and m["method"]["config"]["optimizer"] == "lbfgs-ls"
+    assert m["method"]["preset"] == "fast" and m["solve"]["evaluations"] <= 2 and m["solve"]["stop"] == "budget"
     assert len(m["restarts"]["losses"]) == 1 and m["operator"]["kind"] == "inpaint"
     assert 0 < m["metrics"]["psnr"] < 60 and m["metrics"]["residual"] is not None
     assert m["seed"] == 0 and m["torch_version"] and m["device"] == "cpu"
@@ -43,6 +44,23 @@ def test_reconstruct_writes_outputs(tmp_path, face, tiny_ckpt):
     r = run("reconstruct", face, "--prior", tiny_ckpt, "--out", out, *FAST, "--force", "--json")
     assert r.exit_code == 0
     assert json.loads(r.stdout)["method"]["name"] == "surgery"
+
+
+def test_presets_recorded(tmp_path, face, tiny_ckpt):
+    """--preset paper runs the paper schedule; another optimiser under the fast preset gets the
+    paper's step count (lbfgs-ls counts evaluations, not steps); csgm has no fast schedule."""
+    base = ["reconstruct", face, "--prior", tiny_ckpt, "--restarts", "1", "--quiet", "--json"]
+    r = run(*base, "--out", tmp_path / "a", "--preset", "paper", "--steps", "1", "--op", "inpaint")
+    m = json.loads(r.stdout)
+    assert r.exit_code == 0 and m["method"]["preset"] == "paper" and m["method"]["config"]["optimizer"] == "lbfgs"
+    assert m["solve"] == {"evaluations": m["solve"]["evaluations"], "stop": "steps"} and m["solve"]["evaluations"] > 1
+    r = run(*base, "--out", tmp_path / "b", "--optimizer", "adam", "--op", "inpaint")
+    m = json.loads(r.stdout)
+    assert r.exit_code == 0 and m["method"]["config"]["steps"] == 25 and m["method"]["preset"] == "fast"
+    r = run(*base, "--out", tmp_path / "c", "--method", "csgm", "--steps", "2")
+    assert r.exit_code == 0 and json.loads(r.stdout)["method"]["preset"] == "paper"
+    r = run(*base, "--out", tmp_path / "d", "--preset", "quick")
+    assert r.exit_code == 2 and "unknown preset 'quick'" in r.stderr
 
 
 def test_csgm_and_cut0(tmp_path, face, tiny_ckpt):
@@ -72,10 +90,17 @@ def test_measure_then_reconstruct(tmp_path, face, tiny_ckpt):
 
 
 def test_log_json_progress(tmp_path, face, tiny_ckpt):
-    r = run("reconstruct", face, "--prior", tiny_ckpt, "--out", tmp_path / "o", "--steps", "3", "--restarts", "1", "--log-json")
+    r = run("reconstruct", face, "--prior", tiny_ckpt, "--out", tmp_path / "o", "--steps", "3", "--restarts", "1", "--log-json",
+            "--preset", "paper")
     assert r.exit_code == 0, r.output
     events = [json.loads(line) for line in r.stderr.splitlines() if line.startswith("{")]
     assert [e["step"] for e in events] == [1, 2, 3] and all(e["event"] == "progress" for e in events)
+    # the fast schedule reports after every iteration, in evaluations spent out of the budget
+    r = run("reconstruct", face, "--prior", tiny_ckpt, "--out", tmp_path / "f", "--steps", "12", "--log-json")
+    assert r.exit_code == 0, r.output
+    events = [json.loads(line) for line in r.stderr.splitlines() if line.startswith("{")]
+    steps = [e["step"] for e in events]
+    assert steps and steps == sorted(steps) and steps[-1] <= 12 and all(e["total"] == 12 for e in events)
 
 
 @pytest.mark.parametrize(

@@ -475,6 +475,7 @@ def invert_at_cut(
             from .linesearch import minimise_ls
 
             check_positive("steps", steps, integer=True)
+            check_positive("lr", lr)  # unused by the line search, but a bad value is still a mistake
             best, losses, history, diverged, info = minimise_ls(
                 loss_fn, state0, max_evals=int(steps), prune_after=prune_after, stop_tol=stop_tol,
                 noise_floor=A.m * problem.noise_std ** 2, phase=phase, on_event=on_event,
