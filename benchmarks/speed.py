@@ -74,7 +74,7 @@ def _init_rows(G, cut: int, restarts: int, init: str, seed: int) -> list:
     return [{k: v[r : r + 1].clone() for k, v in s.items()} for r in range(restarts)]
 
 
-def recipe(method: str, problem: Problem, G, seed: int, restarts: int = 3) -> dict:
+def recipe(method: str, problem: Problem, G, seed: int, restarts: int = 3, lbfgs_steps: int = 25, adam_steps: int = 500) -> dict:
     """The paper's recipe for ``method`` (surgery: LBFGS lr 0.1, 25 x up to 20 iterations, cut 1,
     CN init; csgm: Adam lr 0.1 x 500, z ~ N(0, I)), restarts one after another; the restart with
     the lowest final measurement loss is kept. Returns {"x_hat", "evaluations", "seconds"}."""
@@ -102,11 +102,11 @@ def recipe(method: str, problem: Problem, G, seed: int, restarts: int = 3) -> di
                 value.backward()
                 return value
 
-            for _ in range(25):
+            for _ in range(lbfgs_steps):
                 opt.step(closure)
         else:
             opt = torch.optim.Adam(params, lr=0.1)
-            for _ in range(500):
+            for _ in range(adam_steps):
                 opt.zero_grad()
                 loss().backward()
                 opt.step()
@@ -333,9 +333,10 @@ def _plot(rows: list, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(METHODS), figsize=(6 * len(METHODS), 4.2), squeeze=False)
+    methods = [m for m in METHODS if any(r["method"] == m for r in rows)] or list(METHODS[:1])
+    fig, axes = plt.subplots(1, len(methods), figsize=(6 * len(methods), 4.2), squeeze=False)
     colours = {"recipe": "tab:grey", "paper": "tab:blue", "fast": "tab:red"}
-    for ax, method in zip(axes[0], METHODS):
+    for ax, method in zip(axes[0], methods):
         for arm in ARMS:
             pts = [r for r in rows if r["method"] == method and r["arm"] == arm]
             ax.scatter([r["seconds"] for r in pts], [r["psnr"] for r in pts], c=colours[arm], label=arm)
@@ -351,6 +352,111 @@ def _plot(rows: list, path: Path) -> None:
     plt.close(fig)
 
 
+def _median(v: list) -> float:
+    return statistics.median(v)
+
+
+def throughput(doc: dict, workdir: Path, n_images: int = 24, recipe_every: int = 4) -> dict:
+    """Images per minute of `recon reconstruct FOLDER` (the CLI's defaults: surgery, fast preset;
+    cs-gaussian m/n 0.1, cs-norm noise 0.1) on ``n_images`` real photos (the six report photos
+    in four rotations each), wall time of the whole command (start-up, loading, writing
+    included), against the recipe's solve time alone on every ``recipe_every``-th of them;
+    and the fixed cost of a `pinv` run: its wall time minus Python's start-up with `import
+    torch`, both timed 5 times interleaved. Stores and returns doc["throughput"]."""
+    import shutil
+    import subprocess
+
+    from recon_core.generators.zoo import load_prior
+    from recon_core.images import save_image
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    folder = workdir / "images"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    pics = photos_64()
+    images = []
+    for k in range(4):
+        for name, x in pics:
+            images.append((f"{name}_rot{k}", torch.rot90(x, k, dims=(2, 3)).contiguous()))
+    images = images[:n_images]
+    for name, x in images:
+        save_image(x, folder / f"{name}.png")
+    recon = str(Path(sys.executable).parent / "recon")
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    out = workdir / "batch_out"
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    subprocess.run([recon, "reconstruct", str(folder), "--op", "cs-gaussian", "--ratio", "0.1", "--noise-convention", "cs-norm",
+                    "--noise-std", "0.1", "--out", str(out), "--quiet", "--threads", str(torch.get_num_threads())],
+                   check=True, env=env)
+    batch_s = time.perf_counter() - t0
+    summary_rows = json.loads((out / "summary.json").read_text())
+    rows = summary_rows["images"] if isinstance(summary_rows, dict) else summary_rows
+    ok = [r for r in rows if r["status"] == "ok"]
+    batch_psnr = statistics.mean(r["metrics"]["psnr"] for r in ok)
+    G = load_prior("dcgan-faces-64")
+    rec_s, rec_psnr = [], []
+    from recon_core.metrics import psnr as psnr_fn
+
+    for i, (name, x) in enumerate(images):
+        if i % recipe_every:
+            continue
+        problem = measure(x, "cs-0.1", 0)
+        res = recipe("surgery", problem, G, SOLVER_OFFSET)
+        rec_s.append(res["seconds"])
+        rec_psnr.append(float(psnr_fn(x, res["x_hat"].clamp(0, 1))))
+    # fixed cost of a run that solves (almost) nothing
+    img = folder / f"{images[0][0]}.png"
+    t_torch, t_pinv, solve_pinv = [], [], []
+    for k in range(5):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch"], check=True, env=env)
+        t_torch.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        subprocess.run([recon, "reconstruct", str(img), "--method", "pinv", "--out", str(workdir / "pinv"), "--force", "--quiet",
+                        "--threads", str(torch.get_num_threads())], check=True, env=env)
+        t_pinv.append(time.perf_counter() - t0)
+        solve_pinv.append(json.loads((workdir / "pinv" / "metrics.json").read_text())["wall_time"]["solve"])
+    recipe_per_min = 60 / statistics.mean(rec_s)
+    batch_per_min = 60 * len(ok) / batch_s
+    res = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"), "threads": torch.get_num_threads(), "images": len(images), "ok": len(ok),
+        "batch_seconds": batch_s, "batch_images_per_min": batch_per_min, "batch_mean_psnr": batch_psnr,
+        "recipe_images": len(rec_s), "recipe_mean_seconds": statistics.mean(rec_s), "recipe_images_per_min": recipe_per_min,
+        "recipe_mean_psnr": statistics.mean(rec_psnr), "speedup": batch_per_min / recipe_per_min,
+        "import_torch_s": t_torch, "pinv_run_s": t_pinv, "pinv_solve_s": solve_pinv,
+        "pinv_fixed_cost_s": _median(t_pinv) - _median(t_torch),
+    }
+    res["lines"] = [
+        f"{res['when']}, {res['threads']} thread(s): `recon reconstruct FOLDER` (defaults: surgery, fast preset; cs-gaussian "
+        f"m/n 0.1, cs-norm noise 0.1) on {len(images)} real photos (6 report photos x 4 rotations): {batch_s:.1f} s for the "
+        f"whole command, {batch_per_min:.1f} images/min, mean PSNR {batch_psnr:.2f} dB ({len(ok)} ok).",
+        f"The recipe (Generator Surgery's reference schedule, sequential restarts) on {len(rec_s)} of them (every "
+        f"{recipe_every}th), solve alone: {statistics.mean(rec_s):.1f} s per image = {recipe_per_min:.2f} images/min, mean "
+        f"PSNR {statistics.mean(rec_psnr):.2f} dB. Batch throughput / recipe: {res['speedup']:.1f}x.",
+        f"Fixed cost: `recon reconstruct IMAGE --method pinv` median {_median(t_pinv):.2f} s vs `python -c 'import torch'` "
+        f"median {_median(t_torch):.2f} s (5 runs each, interleaved): {res['pinv_fixed_cost_s']:.2f} s beyond Python start-up "
+        f"and importing torch, of which the pinv solve itself (exact pseudo-inverse of the dense operator) median "
+        f"{_median(solve_pinv):.2f} s.",
+    ]
+    doc["throughput"] = res
+    return res
+
+
+def merge(paths: list) -> dict:
+    """One document from several partial runs (runs united, machine and cost lists joined)."""
+    doc = {"runs": {}, "machine": [], "cost": []}
+    for p in paths:
+        d = _load(p)
+        doc["runs"].update(d["runs"])
+        doc["machine"] += d.get("machine", [])
+        doc["cost"] += d.get("cost", [])
+        doc["host"] = d.get("host", doc.get("host"))
+        if "throughput" in d:
+            doc["throughput"] = d["throughput"]
+    return doc
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=RESULTS / "speed.json")
@@ -360,13 +466,21 @@ def main(argv=None) -> None:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--merge", default="", help="comma-separated result files to merge into --out first")
+    ap.add_argument("--throughput", action="store_true", help="measure the 24-image batch and pinv's fixed cost into --out")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     for op in a.ops.split(","):
         if op not in OPERATORS:
             ap.error(f"unknown operator label {op!r}; choose from {', '.join(OPERATORS)}")
-    if not a.report_only:
+    if a.merge:
+        _save(a.out, merge([a.out] * a.out.exists() + [Path(p) for p in a.merge.split(",")]))
+    elif a.throughput:
+        doc = _load(a.out)
+        throughput(doc, Path(os.environ.get("TMPDIR", "/tmp")) / "recon_speed_throughput")
+        _save(a.out, doc)
+    elif not a.report_only:
         run(a.out, [int(s) for s in a.seeds.split(",")], a.images.split(","), a.ops.split(","), a.methods.split(","), ARMS)
     print(report(_load(a.out), a.out.with_suffix(".md"), a.out.with_suffix(".png")))
 

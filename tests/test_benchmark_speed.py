@@ -1,0 +1,77 @@
+"""benchmarks/speed.py: the recipe arms, the report built from raw runs, merging partial runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from recon_core.operators import build
+from recon_core.solvers import Problem
+from tests.conftest import load_benchmark, tiny_prior
+
+speed = load_benchmark("speed")
+
+
+def _problem(g):
+    x = g(g.sample_latent(1, torch.Generator().manual_seed(5))).detach()
+    A = build("cs-gaussian", tuple(x.shape[1:]), seed=0, ratio=0.3)
+    return Problem(A, A.A(x)), x
+
+
+@pytest.mark.parametrize("method", ["surgery", "csgm"])
+def test_recipe_runs_restarts_one_by_one_and_keeps_the_best(method):
+    g = tiny_prior("dcgan")
+    pb, x = _problem(g)
+    r = speed.recipe(method, pb, g, seed=3, restarts=2, lbfgs_steps=2, adam_steps=7)
+    assert r["x_hat"].shape == x.shape and r["seconds"] > 0
+    if method == "csgm":
+        assert r["evaluations"] == 2 * 7
+    else:  # torch's LBFGS: up to 20 iterations per step, about 1.25 evaluations per iteration at most
+        assert 2 <= r["evaluations"] <= 2 * 2 * 25
+    with torch.no_grad():
+        final = float((pb.A.A(r["x_hat"]) - pb.y).pow(2).sum())
+    one = speed.recipe(method, pb, g, seed=3, restarts=1, lbfgs_steps=2, adam_steps=7)
+    with torch.no_grad():
+        first = float((pb.A.A(one["x_hat"]) - pb.y).pow(2).sum())
+    assert final <= first + 1e-6  # the kept restart is never worse than the first one alone
+
+
+def test_measure_matches_the_cli_seed_policy():
+    from recon_cli.measure import make_measurements
+
+    x = torch.rand(1, 3, 16, 16)
+    pb = speed.measure(x, "cs-0.1", seed=4)
+    A, y, noise = make_measurements(x, "cs-gaussian", {"ratio": 0.1}, 4, 0.1, "cs-norm")
+    assert torch.equal(pb.y, y) and pb.noise_std == noise.std(A)
+
+
+def _doc():
+    runs = {}
+    for i, img in enumerate(["a", "b"]):
+        for arm, sec, ps in (("recipe", 10.0, 20.0), ("paper", 6.0, 20.5), ("fast", 1.0, 21.0 + i)):
+            runs[f"{img}|cs-0.1|0|surgery|{arm}"] = {"image": img, "op": "cs-0.1", "seed": 0, "method": "surgery", "arm": arm,
+                                                      "psnr": ps, "ssim": 0.5, "lpips": 0.2, "seconds": sec, "evaluations": 100,
+                                                      "stop": "budget"}
+    runs["c|cs-0.1|0|surgery|fast"] = {**runs["a|cs-0.1|0|surgery|fast"], "image": "c"}  # incomplete cell: left out
+    return {"runs": runs, "machine": [{"when": "t", "sgemm_gflops": 50.0, "copy_gbs": 10.0, "threads": 1}], "cost": [],
+            "host": {"platform": "p", "cpus": 2, "torch": "t", "threads": 1}}
+
+
+def test_summary_and_report(tmp_path):
+    rows = speed.summary(_doc())
+    fast = next(r for r in rows if r["arm"] == "fast")
+    assert fast["n"] == 2 and fast["psnr"] == pytest.approx(21.5) and fast["time_ratio"] == pytest.approx(0.1)
+    assert fast["psnr_vs_paper"] == pytest.approx(1.0)
+    text = speed.report(_doc(), tmp_path / "s.md", tmp_path / "s.png")
+    assert "| cs-0.1 | fast | 2 | 21.50 +- 0.50 |" in text and (tmp_path / "s.png").stat().st_size > 0
+
+
+def test_merge(tmp_path):
+    d = _doc()
+    a, b = dict(d, runs=dict(list(d["runs"].items())[:3])), dict(d, runs=dict(list(d["runs"].items())[3:]))
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    m = speed.merge([tmp_path / "a.json", tmp_path / "b.json"])
+    assert m["runs"] == d["runs"] and len(m["machine"]) == 2
