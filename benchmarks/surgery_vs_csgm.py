@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "recon_core" / "data" / "astronaut_face.png"
-COMMON = ["--op", "cs-gaussian", "--ratio", "0.1", "--noise-convention", "cs-norm", "--noise-std", "0.1",
+COMMON = ["--preset", "paper", "--op", "cs-gaussian", "--ratio", "0.1", "--noise-convention", "cs-norm", "--noise-std", "0.1",
           "--prior", "dcgan-faces-64", "--quiet", "--json", "--force"]
 
 
