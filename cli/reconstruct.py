@@ -483,4 +483,4 @@ def reconstruct(
         record = job.run(target, image=single, measurements=measurements, truth=truth, on_event=renderer)
     if json_out:
         typer.echo(json.dumps(record, default=float))
-    print_summary(record["metrics"], {k: str(target / v) for k, v in record["outputs"].items()}, quiet=quiet)
+    print_summary(record["metrics"], {k: str(target / v) for k, v in record["outputs"].items()}, quiet=quiet, record=record)

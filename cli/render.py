@@ -67,11 +67,26 @@ def metrics_table(metrics: dict, title: str = "metrics") -> Table:
     return t
 
 
-def print_summary(metrics: dict, paths: dict, quiet: bool = False, stream=None) -> None:
-    """Print the metrics table and output paths on stderr (stdout is kept for --json)."""
+def solve_line(record: dict) -> str:
+    """One line on what the solve cost: method, preset, seconds, evaluations, why it stopped."""
+    solve = record.get("solve") or {}
+    parts = [f"{record['method']['name']} ({record['method'].get('preset', 'paper')} preset)",
+             f"solve {record['wall_time']['solve']:.2f} s of {record['wall_time']['total']:.2f} s"]
+    if solve.get("evaluations") is not None:
+        parts.append(f"{solve['evaluations']} evaluations")
+    if solve.get("stop"):
+        parts.append(f"stopped: {solve['stop']}")
+    return ", ".join(parts)
+
+
+def print_summary(metrics: dict, paths: dict, quiet: bool = False, stream=None, record: Optional[dict] = None) -> None:
+    """Print the metrics table, the solve line (when ``record`` is given) and the output paths on
+    stderr (stdout is kept for --json)."""
     if quiet:
         return
     console = Console(file=stream or sys.stderr)
     console.print(metrics_table(metrics))
+    if record is not None:
+        console.print(solve_line(record))
     for k, p in paths.items():
         console.print(f"{k}: {p}")

@@ -63,6 +63,13 @@ def test_presets_recorded(tmp_path, face, tiny_ckpt):
     assert r.exit_code == 2 and "unknown preset 'quick'" in r.stderr
 
 
+def test_summary_states_the_solve(tmp_path, face, tiny_ckpt):
+    r = run("reconstruct", face, "--prior", tiny_ckpt, "--out", tmp_path / "o", "--steps", "4", "--restarts", "1", "--op", "inpaint")
+    assert r.exit_code == 0, r.output
+    line = next(ln for ln in r.stderr.splitlines() if ln.startswith("surgery (fast preset), solve "))
+    assert " evaluations" in line and "stopped: " in line
+
+
 def test_csgm_and_cut0(tmp_path, face, tiny_ckpt):
     r = run("reconstruct", face, "--prior", tiny_ckpt, "--out", tmp_path / "a", "--method", "csgm", *FAST, "--json")
     assert r.exit_code == 0, r.output

@@ -105,10 +105,11 @@ def _flat(state: State) -> torch.Tensor:
 
 
 def _unflat(vec: torch.Tensor, like: State) -> State:
+    """Rows of ``vec`` (R', D) as a state shaped like ``like`` but for its leading axis (R')."""
     out, i = OrderedDict(), 0
     for k, v in like.items():
         n = v[0].numel()
-        out[k] = vec[:, i : i + n].reshape(v.shape)
+        out[k] = vec[:, i : i + n].reshape((vec.shape[0],) + tuple(v.shape[1:]))
         i += n
     return out
 

@@ -22,33 +22,15 @@ Stopping, per restart, checked after every accepted iteration:
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from typing import Callable, List
 
 import torch
 
 from ..errors import BadInput
 from ..events import Event, EventSink, null_sink
+from .common import _flat, _split, _unflat
 
-State = "OrderedDict[str, torch.Tensor]"
 STOP_REASONS = ("noise", "converged", "pruned", "line_search", "budget", "diverged")
-
-
-def _flat(state) -> torch.Tensor:
-    return torch.cat([v.reshape(v.shape[0], -1) for v in state.values()], 1)
-
-
-def _unflat(vec: torch.Tensor, like) -> "OrderedDict[str, torch.Tensor]":
-    out, i = OrderedDict(), 0
-    for k, v in like.items():
-        n = v[0].numel()
-        out[k] = vec[:, i : i + n].reshape((vec.shape[0],) + tuple(v.shape[1:]))
-        i += n
-    return out
-
-
-def _split(out) -> tuple:
-    return out if isinstance(out, tuple) else (out, out)
 
 
 def _two_loop(g: torch.Tensor, mem: list, h_diag: torch.Tensor) -> torch.Tensor:
