@@ -280,6 +280,24 @@ def summary(doc: dict) -> list:
     return rows
 
 
+def compact_table(doc: dict) -> str:
+    """The README's table: per method and operator, mean PSNR and seconds of each arm, fast vs
+    paper PSNR difference (+- SE) and fast / recipe time, over the complete cells."""
+    rows = summary(doc)
+    out = ["| method | operator | n | PSNR recipe / paper / fast (dB) | fast - paper (dB) | seconds recipe / paper / fast | fast / recipe time |",
+           "|---|---|---|---|---|---|---|"]
+    for method in METHODS:
+        for op in OPERATORS:
+            arms = {r["arm"]: r for r in rows if r["method"] == method and r["op"] == op}
+            if len(arms) < len(ARMS):
+                continue
+            f = arms["fast"]
+            out.append(f"| {method} | {op} | {f['n']} | {arms['recipe']['psnr']:.2f} / {arms['paper']['psnr']:.2f} / {f['psnr']:.2f} | "
+                       f"{f['psnr_vs_paper']:+.2f} +- {f['psnr_vs_paper_se']:.2f} | {arms['recipe']['seconds']:.1f} / "
+                       f"{arms['paper']['seconds']:.1f} / {f['seconds']:.1f} | {f['time_ratio']:.3f} |")
+    return "\n".join(out)
+
+
 def report(doc: dict, out_md: Path, out_png: Path) -> str:
     """speed.md (tables from the raw runs) and speed.png (PSNR vs seconds per arm)."""
     rows = summary(doc)
@@ -316,6 +334,7 @@ def report(doc: dict, out_md: Path, out_png: Path) -> str:
                          f"{r['lpips']:.3f} | {r['psnr_vs_paper']:+.2f} +- {r['psnr_vs_paper_se']:.2f} | {r['seconds']:.2f} | "
                          f"{r['evaluations']:.0f} | {r['time_ratio']:.3f} |")
         lines.append("")
+    lines += ["## Summary (the README's table)", "", compact_table(doc), ""]
     extra = doc.get("throughput")
     if extra:
         lines += ["## Throughput and fixed cost", ""] + [f"- {line}" for line in extra.get("lines", [])] + [""]
