@@ -375,13 +375,15 @@ def _median(v: list) -> float:
     return statistics.median(v)
 
 
-def throughput(doc: dict, workdir: Path, n_images: int = 24, recipe_every: int = 4) -> dict:
+def throughput(doc: dict, workdir: Path, n_images: int = 24, recipe_every: int = 4, repeats: int = 5,
+               cli_extra=(), recipe_kw=None) -> dict:
     """Images per minute of `recon reconstruct FOLDER` (the CLI's defaults: surgery, fast preset;
     cs-gaussian m/n 0.1, cs-norm noise 0.1) on ``n_images`` real photos (the six report photos
     in four rotations each), wall time of the whole command (start-up, loading, writing
     included), against the recipe's solve time alone on every ``recipe_every``-th of them;
     and the fixed cost of a `pinv` run: its wall time minus Python's start-up with `import
-    torch`, both timed 5 times interleaved. Stores and returns doc["throughput"]."""
+    torch`, both timed ``repeats`` times interleaved. ``cli_extra`` / ``recipe_kw`` shorten
+    both sides for the script's own test. Stores and returns doc["throughput"]."""
     import shutil
     import subprocess
 
@@ -402,17 +404,18 @@ def throughput(doc: dict, workdir: Path, n_images: int = 24, recipe_every: int =
         save_image(x, folder / f"{name}.png")
     recon = str(Path(sys.executable).parent / "recon")
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    out = workdir / "batch_out"
-    shutil.rmtree(out, ignore_errors=True)
-    t0 = time.perf_counter()
-    subprocess.run([recon, "reconstruct", str(folder), "--op", "cs-gaussian", "--ratio", "0.1", "--noise-convention", "cs-norm",
-                    "--noise-std", "0.1", "--out", str(out), "--quiet", "--threads", str(torch.get_num_threads())],
-                   check=True, env=env)
-    batch_s = time.perf_counter() - t0
-    summary_rows = json.loads((out / "summary.json").read_text())
-    rows = summary_rows["images"] if isinstance(summary_rows, dict) else summary_rows
-    ok = [r for r in rows if r["status"] == "ok"]
-    batch_psnr = statistics.mean(r["metrics"]["psnr"] for r in ok)
+    batches = {}
+    # one process with every thread (the default), and one worker process per core
+    for label, extra in (("jobs1", ["--threads", str(torch.get_num_threads())]), ("jobs2", ["--jobs", "2", "--threads", "1"])):
+        out = workdir / f"batch_{label}"
+        shutil.rmtree(out, ignore_errors=True)
+        t0 = time.perf_counter()
+        subprocess.run([recon, "reconstruct", str(folder), "--op", "cs-gaussian", "--ratio", "0.1", "--noise-convention", "cs-norm",
+                        "--noise-std", "0.1", "--out", str(out), "--quiet", *extra, *cli_extra], check=True, env=env)
+        seconds = time.perf_counter() - t0
+        ok = [r for r in json.loads((out / "summary.json").read_text())["images"] if r["status"] == "ok"]
+        batches[label] = {"seconds": seconds, "ok": len(ok), "images_per_min": 60 * len(ok) / seconds,
+                          "mean_psnr": statistics.mean(r["metrics"]["psnr"] for r in ok), "args": extra}
     G = load_prior("dcgan-faces-64")
     rec_s, rec_psnr = [], []
     from recon_core.metrics import psnr as psnr_fn
@@ -421,13 +424,13 @@ def throughput(doc: dict, workdir: Path, n_images: int = 24, recipe_every: int =
         if i % recipe_every:
             continue
         problem = measure(x, "cs-0.1", 0)
-        res = recipe("surgery", problem, G, SOLVER_OFFSET)
+        res = recipe("surgery", problem, G, SOLVER_OFFSET, **(recipe_kw or {}))
         rec_s.append(res["seconds"])
         rec_psnr.append(float(psnr_fn(x, res["x_hat"].clamp(0, 1))))
     # fixed cost of a run that solves (almost) nothing
     img = folder / f"{images[0][0]}.png"
     t_torch, t_pinv, solve_pinv = [], [], []
-    for k in range(5):
+    for k in range(repeats):
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import torch"], check=True, env=env)
         t_torch.append(time.perf_counter() - t0)
@@ -437,24 +440,26 @@ def throughput(doc: dict, workdir: Path, n_images: int = 24, recipe_every: int =
         t_pinv.append(time.perf_counter() - t0)
         solve_pinv.append(json.loads((workdir / "pinv" / "metrics.json").read_text())["wall_time"]["solve"])
     recipe_per_min = 60 / statistics.mean(rec_s)
-    batch_per_min = 60 * len(ok) / batch_s
+    for b in batches.values():
+        b["speedup"] = b["images_per_min"] / recipe_per_min
     res = {
-        "when": time.strftime("%Y-%m-%d %H:%M:%S"), "threads": torch.get_num_threads(), "images": len(images), "ok": len(ok),
-        "batch_seconds": batch_s, "batch_images_per_min": batch_per_min, "batch_mean_psnr": batch_psnr,
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"), "threads": torch.get_num_threads(), "images": len(images), "batches": batches,
         "recipe_images": len(rec_s), "recipe_mean_seconds": statistics.mean(rec_s), "recipe_images_per_min": recipe_per_min,
-        "recipe_mean_psnr": statistics.mean(rec_psnr), "speedup": batch_per_min / recipe_per_min,
+        "recipe_mean_psnr": statistics.mean(rec_psnr),
         "import_torch_s": t_torch, "pinv_run_s": t_pinv, "pinv_solve_s": solve_pinv,
         "pinv_fixed_cost_s": _median(t_pinv) - _median(t_torch),
     }
     res["lines"] = [
-        f"{res['when']}, {res['threads']} thread(s): `recon reconstruct FOLDER` (defaults: surgery, fast preset; cs-gaussian "
-        f"m/n 0.1, cs-norm noise 0.1) on {len(images)} real photos (6 report photos x 4 rotations): {batch_s:.1f} s for the "
-        f"whole command, {batch_per_min:.1f} images/min, mean PSNR {batch_psnr:.2f} dB ({len(ok)} ok).",
-        f"The recipe (Generator Surgery's reference schedule, sequential restarts) on {len(rec_s)} of them (every "
-        f"{recipe_every}th), solve alone: {statistics.mean(rec_s):.1f} s per image = {recipe_per_min:.2f} images/min, mean "
-        f"PSNR {statistics.mean(rec_psnr):.2f} dB. Batch throughput / recipe: {res['speedup']:.1f}x.",
+        f"{res['when']}, {res['threads']} thread(s) available: `recon reconstruct FOLDER` (defaults: surgery, fast preset; "
+        f"cs-gaussian m/n 0.1, cs-norm noise 0.1) on {len(images)} real photos (6 report photos x 4 rotations), wall time of "
+        "the whole command: " + "; ".join(
+            f"`{' '.join(b['args'])}` {b['seconds']:.1f} s, {b['images_per_min']:.1f} images/min, mean PSNR "
+            f"{b['mean_psnr']:.2f} dB ({b['ok']} ok), {b['speedup']:.1f}x the recipe" for b in batches.values()) + ".",
+        f"The recipe (Generator Surgery's reference schedule, sequential restarts, {res['threads']} thread(s)) on {len(rec_s)} of "
+        f"them (every {recipe_every}th), solve alone: {statistics.mean(rec_s):.1f} s per image = {recipe_per_min:.2f} "
+        f"images/min, mean PSNR {statistics.mean(rec_psnr):.2f} dB.",
         f"Fixed cost: `recon reconstruct IMAGE --method pinv` median {_median(t_pinv):.2f} s vs `python -c 'import torch'` "
-        f"median {_median(t_torch):.2f} s (5 runs each, interleaved): {res['pinv_fixed_cost_s']:.2f} s beyond Python start-up "
+        f"median {_median(t_torch):.2f} s ({repeats} runs each, interleaved): {res['pinv_fixed_cost_s']:.2f} s beyond Python start-up "
         f"and importing torch, of which the pinv solve itself (exact pseudo-inverse of the dense operator) median "
         f"{_median(solve_pinv):.2f} s.",
     ]

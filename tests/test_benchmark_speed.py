@@ -75,3 +75,20 @@ def test_merge(tmp_path):
     (tmp_path / "b.json").write_text(json.dumps(b))
     m = speed.merge([tmp_path / "a.json", tmp_path / "b.json"])
     assert m["runs"] == d["runs"] and len(m["machine"]) == 2
+
+
+def test_throughput_end_to_end(tmp_path):
+    """The throughput measurement on the real face prior, shortened: both batch settings run
+    through the CLI, the recipe runs, the pinv fixed cost is measured, lines are written."""
+    from recon_core.generators.zoo import load_prior
+
+    try:
+        load_prior("dcgan-faces-64")
+    except Exception as e:  # noqa: BLE001 - weights package absent: nothing to measure
+        pytest.skip(f"face prior unavailable: {e}")
+    doc = {}
+    res = speed.throughput(doc, tmp_path, n_images=2, recipe_every=2, repeats=1, cli_extra=["--steps", "2", "--restarts", "1"],
+                           recipe_kw={"lbfgs_steps": 1, "restarts": 1})
+    assert doc["throughput"] is res and set(res["batches"]) == {"jobs1", "jobs2"}
+    assert all(b["ok"] == 2 and b["images_per_min"] > 0 for b in res["batches"].values())
+    assert res["recipe_images"] == 1 and len(res["pinv_run_s"]) == 1 and len(res["lines"]) == 3
