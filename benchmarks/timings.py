@@ -1,0 +1,63 @@
+"""Time README's two commands on this machine and record what they printed: the default
+reconstruction (`make demo`'s `recon reconstruct` call, set-up excluded: run `make setup` first)
+and, with --tests, the test suite (`make test`: test count and wall time).
+
+    python benchmarks/timings.py [--tests] [--out benchmarks/results/timings.json]
+
+README quotes its figures from the file this writes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def demo(out_dir: Path) -> dict:
+    """Run `make demo`'s reconstruction (with --json) and return its wall time and metrics."""
+    recon = str(Path(sys.executable).parent / "recon")
+    cmd = [recon, "reconstruct", "recon_core/data/astronaut_face.png", "--op", "cs-gaussian", "--ratio", "0.1",
+           "--noise-convention", "cs-norm", "--noise-std", "0.1", "--method", "surgery", "--out", str(out_dir), "--force",
+           "--json", "--quiet"]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t0
+    rec = json.loads(p.stdout)
+    return {"command": " ".join(cmd[1:]), "wall_s": wall, "solve_s": rec["wall_time"]["solve"],
+            "total_in_process_s": rec["wall_time"]["total"], "psnr": rec["metrics"]["psnr"],
+            "evaluations": rec["solve"]["evaluations"], "stop": rec["solve"]["stop"], "preset": rec["method"]["preset"]}
+
+
+def tests() -> dict:
+    """Run `make test` and return its wall time and pytest's final counts."""
+    t0 = time.perf_counter()
+    p = subprocess.run(["make", "test"], cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    tail = (p.stdout + p.stderr).strip().splitlines()[-1] if (p.stdout + p.stderr).strip() else ""
+    counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", tail)}
+    return {"command": "make test", "wall_s": wall, "returncode": p.returncode, "counts": counts, "summary": tail}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tests", action="store_true", help="also run `make test`")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "timings.json")
+    a = ap.parse_args(argv)
+    doc = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "host": platform.platform(), "cpus": os.cpu_count(),
+           "demo": demo(Path(os.environ.get("TMPDIR", "/tmp")) / "recon_timings_demo")}
+    if a.tests:
+        doc["tests"] = tests()
+    a.out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(json.dumps(doc, indent=1))
+
+
+if __name__ == "__main__":
+    main()
