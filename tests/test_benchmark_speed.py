@@ -92,3 +92,15 @@ def test_throughput_end_to_end(tmp_path):
     assert doc["throughput"] is res and set(res["batches"]) == {"jobs1", "jobs2"}
     assert all(b["ok"] == 2 and b["images_per_min"] > 0 for b in res["batches"].values())
     assert res["recipe_images"] == 1 and len(res["pinv_run_s"]) == 1 and len(res["lines"]) == 3
+
+
+def test_timings_demo_records_the_default_run(tmp_path):
+    from recon_core.generators.zoo import load_prior
+
+    try:
+        load_prior("dcgan-faces-64")
+    except Exception as e:  # noqa: BLE001 - weights package absent
+        pytest.skip(f"face prior unavailable: {e}")
+    rec = load_benchmark("timings").demo(tmp_path / "demo")
+    assert rec["preset"] == "fast" and 0 < rec["evaluations"] <= 150 and rec["stop"]
+    assert rec["psnr"] > 15 and rec["wall_s"] >= rec["total_in_process_s"] >= rec["solve_s"] > 0
