@@ -171,3 +171,23 @@ def test_dense_operator_gradient_matches_plain_matmul():
         ((x.reshape(rows, -1) @ A.matrix.T) * w).sum().backward()
         assert torch.allclose(g1, x.grad, atol=1e-5)
         assert torch.allclose(A.A(x), x.reshape(rows, -1) @ A.matrix.T, atol=1e-5)
+
+
+def test_fast_preset_quality_on_the_real_face_prior(face64):
+    """Guard: the default (fast) Surgery on the demo problem (astronaut face, cs-gaussian 0.1,
+    cs-norm noise 0.1) stays near the paper schedule's quality. Measured (speed.json, seed 0):
+    fast 22.55 dB, paper 22.64 dB; floor 21.5 dB leaves room for thread-count rounding."""
+    from recon_core.generators.zoo import load_prior
+    from recon_core.metrics import psnr
+    from recon_core.operators import NoiseSpec, add_noise
+
+    try:
+        G = load_prior("dcgan-faces-64")
+    except Exception as e:  # noqa: BLE001 - weights package absent
+        pytest.skip(f"face prior unavailable: {e}")
+    A = build("cs-gaussian", (3, 64, 64), seed=0, ratio=0.1)
+    noise = NoiseSpec("cs-norm", 0.1, seed=1_000_003)
+    pb = Problem(A, add_noise(A.A(face64), noise, A), noise.std(A))
+    r = surgery.solve(pb, G, make_config("surgery", "fast", "dcgan"), seed=2_000_006)
+    assert r.extra["evaluations"] <= 150
+    assert float(psnr(face64, r.x_hat.clamp(0, 1))) > 21.5
