@@ -471,7 +471,7 @@ def merge(paths: list) -> dict:
     """One document from several partial runs (runs united, machine and cost lists joined)."""
     doc = {"runs": {}, "machine": [], "cost": []}
     for p in paths:
-        d = _load(p)
+        d = _load(Path(p))
         doc["runs"].update(d["runs"])
         doc["machine"] += d.get("machine", [])
         doc["cost"] += d.get("cost", [])
