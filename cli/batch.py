@@ -124,16 +124,22 @@ def staged(out: Path, write: Callable[[Path], dict]) -> dict:
         raise
 
 
+def summary_paths(root: Path, shard: Optional[Tuple[int, int]]) -> Tuple[Path, Path]:
+    """The batch's summary files: root/summary.{json,csv}, or summary-shard-K-of-N.* for a shard."""
+    stem = "summary" if shard is None else f"summary-shard-{shard[0]}-of-{shard[1]}"
+    return root / f"{stem}.json", root / f"{stem}.csv"
+
+
 def write_summary(root: Path, rows: List[dict], shard: Optional[Tuple[int, int]], interrupted: bool) -> Tuple[Path, Path]:
     """summary.json and summary.csv (or summary-shard-K-of-N.*) in ``root``, atomically."""
     from recon_core.images import atomic_write_text
 
-    stem = "summary" if shard is None else f"summary-shard-{shard[0]}-of-{shard[1]}"
+    jname, cname = summary_paths(root, shard)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "skipped")}
     doc = {"schema_version": SUMMARY_SCHEMA, "interrupted": interrupted, "shard": list(shard) if shard else None,
            "counts": counts, "images": rows}
     root.mkdir(parents=True, exist_ok=True)
-    jpath = atomic_write_text(root / f"{stem}.json", json.dumps(doc, indent=2) + "\n")
+    jpath = atomic_write_text(jname, json.dumps(doc, indent=2) + "\n")
     buf = io.StringIO()
     cols = ["input", "out", "status", "reason", "psnr", "ssim", "lpips", "residual", "time_s"]
     w = csv.DictWriter(buf, fieldnames=cols)
@@ -143,5 +149,5 @@ def write_summary(root: Path, rows: List[dict], shard: Optional[Tuple[int, int]]
         w.writerow({"input": r["input"], "out": r["out"], "status": r["status"], "reason": r.get("reason") or "",
                     "psnr": m.get("psnr"), "ssim": m.get("ssim"), "lpips": m.get("lpips"), "residual": m.get("residual"),
                     "time_s": r.get("time_s")})
-    cpath = atomic_write_text(root / f"{stem}.csv", buf.getvalue())
+    cpath = atomic_write_text(cname, buf.getvalue())
     return jpath, cpath

@@ -552,6 +552,11 @@ def reconstruct(
                 k, n = shard_kn
                 keep = [i for i in range(len(inputs)) if i % n == k - 1]
                 inputs, names = [inputs[i] for i in keep], [names[i] for i in keep]
+            if not (force or resume):
+                # a finished batch's summary is an output too: a plain re-run must not rewrite it
+                from .batch import summary_paths
+
+                check_free(summary_paths(root, shard_kn), force=False)
             job = Job(**job_kwargs)
             code = run_batch(job, inputs, names, root, force=force, resume=resume, shard=shard_kn, renderer=renderer, quiet=quiet,
                              batch_images=batch_images, jobs=jobs, threads=threads)

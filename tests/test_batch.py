@@ -102,12 +102,22 @@ def test_batch_records_failures_and_resumes(tmp_path, folder, tiny_ckpt, monkeyp
     assert calls["n"] == 11  # one solve: d_diverge only
     assert {n: _digest(out / n) for n in before} == before
 
-    # without --resume or --force, existing outputs are refused per image, never overwritten
+    # without --resume or --force, a finished batch is refused as a whole: nothing is touched
+    summary_bytes = [(out / f).read_bytes() for f in ("summary.json", "summary.csv")]
+    r = runner.invoke(app, ["reconstruct", str(folder / "a_good.png"), str(folder / "e_good.png"), "--prior", str(tiny_ckpt),
+                            "--out", str(out), *FAST])
+    assert r.exit_code == 2 and "refusing to overwrite" in r.stderr and "summary.json" in r.stderr
+    assert [(out / f).read_bytes() for f in ("summary.json", "summary.csv")] == summary_bytes
+    assert {n: _digest(out / n) for n in before} == before
+    # image folders left by an interrupted run without a summary are refused one by one
+    (out / "summary.json").unlink()
+    (out / "summary.csv").unlink()
     r = runner.invoke(app, ["reconstruct", str(folder / "a_good.png"), str(folder / "e_good.png"), "--prior", str(tiny_ckpt),
                             "--out", str(out), *FAST])
     assert r.exit_code == 1
     reasons = [row["reason"] for row in json.loads((out / "summary.json").read_text())["images"]]
     assert all("refusing to overwrite" in x for x in reasons)
+    assert {n: _digest(out / n) for n in before} == before
     # resuming with other settings is refused for the finished images
     r = runner.invoke(app, ["reconstruct", str(folder), "--prior", str(tiny_ckpt), "--out", str(out), *FAST, "--resume", "--seed", "3"])
     rows = json.loads((out / "summary.json").read_text())["images"]
