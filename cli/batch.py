@@ -133,13 +133,14 @@ def summary_paths(root: Path, shard: Optional[Tuple[int, int]]) -> Tuple[Path, P
 def write_summary(root: Path, rows: List[dict], shard: Optional[Tuple[int, int]], interrupted: bool) -> Tuple[Path, Path]:
     """summary.json and summary.csv (or summary-shard-K-of-N.*) in ``root``, atomically."""
     from recon_core.images import atomic_write_text
+    from recon_core.io import dumps as strict_dumps
 
     jname, cname = summary_paths(root, shard)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "skipped")}
     doc = {"schema_version": SUMMARY_SCHEMA, "interrupted": interrupted, "shard": list(shard) if shard else None,
            "counts": counts, "images": rows}
     root.mkdir(parents=True, exist_ok=True)
-    jpath = atomic_write_text(jname, json.dumps(doc, indent=2) + "\n")
+    jpath = atomic_write_text(jname, strict_dumps(doc, indent=2) + "\n")
     buf = io.StringIO()
     cols = ["input", "out", "status", "reason", "psnr", "ssim", "lpips", "residual", "time_s"]
     w = csv.DictWriter(buf, fieldnames=cols)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, fields
@@ -194,6 +193,7 @@ class Job:
 
         from recon_core import __version__
         from recon_core.images import atomic_write_text, make_grid, save_image
+        from recon_core.io import dumps as strict_dumps, finite_metrics
         from recon_core.measurements import save_measurements
         from recon_core.metrics import compute_metrics
         from recon_core.solvers.common import config_dict
@@ -244,7 +244,8 @@ class Job:
             "history": result.history,
             "outputs": {**outputs, "metrics": "metrics.json"},
         }
-        atomic_write_text(out / "metrics.json", json.dumps(record, indent=2, default=float) + "\n")
+        record["metrics"] = finite_metrics(record["metrics"])
+        atomic_write_text(out / "metrics.json", strict_dumps(record, indent=2) + "\n")
         return record
 
 
@@ -569,5 +570,7 @@ def reconstruct(
         job = Job(**job_kwargs)
         record = job.run(target, image=single, measurements=measurements, truth=truth, on_event=renderer)
     if json_out:
-        typer.echo(json.dumps(record, default=float))
+        from recon_core.io import dumps as strict_dumps
+
+        typer.echo(strict_dumps(record))
     print_summary(record["metrics"], {k: str(target / v) for k, v in record["outputs"].items()}, quiet=quiet, record=record)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Optional
 
@@ -11,6 +10,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from recon_core.events import Event
+from recon_core.io import dumps as strict_dumps
 
 
 class EventRenderer:
@@ -41,7 +41,7 @@ class EventRenderer:
 
     def __call__(self, event: Event) -> None:
         if self.log_json:
-            self.stream.write(json.dumps({"event": "progress", **event.to_dict()}) + "\n")
+            self.stream.write(strict_dumps({"event": "progress", **event.to_dict()}) + "\n")
             self.stream.flush()
             return
         if self.progress is None:

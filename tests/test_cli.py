@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from typer.testing import CliRunner
 
@@ -302,3 +303,38 @@ def test_blur_boundary_option(tmp_path, face, tiny_ckpt):
     assert json.loads(r.stdout)["operator"]["boundary"] == "reflect"
     r = run("reconstruct", face, "--prior", tiny_ckpt, "--op", "blur", "--blur-boundary", "zero", *FAST)
     assert r.exit_code == 2 and "boundary" in r.stderr
+
+
+def _strict(text: str):
+    """json.loads that rejects NaN / Infinity, as JSON.parse does."""
+    def bad(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    return json.loads(text, parse_constant=bad)
+
+
+def test_outputs_are_strict_json_when_psnr_is_infinite(tmp_path, face, tiny_ckpt):
+    """denoise without noise + pinv gives x_hat == x: PSNR is +inf, written as null with a reason."""
+    out = tmp_path / "o"
+    r = run("reconstruct", face, "--prior", tiny_ckpt, "--out", out, "--op", "denoise", "--method", "pinv", "--quiet", "--json")
+    assert r.exit_code == 0, r.output
+    for text in (r.stdout, (out / "metrics.json").read_text()):
+        m = _strict(text)
+        assert m["metrics"]["psnr"] is None and "not a finite number (inf)" in m["metrics"]["psnr_reason"]
+    d = tmp_path / "batch"
+    d.mkdir()
+    save_image(torch.rand(1, 3, 32, 32), d / "a.png")
+    save_image(torch.rand(1, 3, 32, 32), d / "b.png")
+    r = run("reconstruct", d, "--prior", tiny_ckpt, "--out", tmp_path / "bo", "--op", "denoise", "--method", "pinv", "--quiet")
+    assert r.exit_code == 0, r.output
+    rows = _strict((tmp_path / "bo" / "summary.json").read_text())["images"]
+    assert [row["metrics"]["psnr"] for row in rows] == [None, None]
+
+
+def test_strict_json_helpers():
+    from recon_core.io import dumps, finite, finite_metrics
+
+    assert finite({"a": [1.0, float("nan"), (2, float("-inf"))], "b": True, "c": "x"}) == {"a": [1.0, None, [2, None]], "b": True, "c": "x"}
+    assert _strict(dumps({"x": float("inf"), "y": torch.tensor(2.5)})) == {"x": None, "y": 2.5}
+    m = finite_metrics({"psnr": float("inf"), "ssim": 1.0})
+    assert m["psnr"] is None and "inf" in m["psnr_reason"] and m["ssim"] == 1.0 and "ssim_reason" not in m
