@@ -18,6 +18,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from recon_core import __version__
+
+        typer.echo(f"recon {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit.")) -> None:
+    """Recover images from few or degraded measurements with deep generative priors."""
+
+
 app.command()(measure)
 app.command()(reconstruct)
 app.command()(priors)

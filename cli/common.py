@@ -75,7 +75,9 @@ def resolve_device(device: str) -> str:
 def check_noise_convention(noise_convention: str) -> None:
     """BadInput unless --noise-convention is one the CLI offers (checked before any heavy work)."""
     if noise_convention not in NOISE_CONVENTIONS:
-        raise BadInput(f"--noise-convention must be one of {', '.join(NOISE_CONVENTIONS)}, got '{noise_convention}'")
+        from recon_core.errors import UnknownName
+
+        raise UnknownName("--noise-convention", noise_convention, NOISE_CONVENTIONS)
 
 
 def set_threads(threads: int) -> None:

@@ -486,7 +486,7 @@ def reconstruct(
     threads: ThreadsOpt = 0,
     force: bool = typer.Option(False, help="Overwrite existing output files."),
     quiet: QuietOpt = False,
-    json_out: bool = typer.Option(False, "--json", help="Print metrics.json to stdout."),
+    json_out: bool = typer.Option(False, "--json", help="Print metrics.json (a batch: summary.json) to stdout."),
     log_json: LogJsonOpt = False,
     debug: DebugOpt = False,
 ):
@@ -561,6 +561,10 @@ def reconstruct(
             job = Job(**job_kwargs)
             code = run_batch(job, inputs, names, root, force=force, resume=resume, shard=shard_kn, renderer=renderer, quiet=quiet,
                              batch_images=batch_images, jobs=jobs, threads=threads)
+            if json_out:  # the batch's summary (strict JSON, as written to summary.json)
+                from .batch import summary_paths
+
+                typer.echo(summary_paths(root, shard_kn)[0].read_text().strip())
             if code:
                 raise typer.Exit(code)
             return

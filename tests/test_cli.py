@@ -124,7 +124,8 @@ def test_log_json_progress(tmp_path, face, tiny_ckpt):
         (["--cut", "7"], "outside the cut points"),
         (["--op", "superres", "--factor", "5"], "factor"),
         (["--noise-std", "-0.1"], "noise level must be"),
-        (["--noise-convention", "bogus"], "--noise-convention must be one of"),
+        (["--noise-convention", "bogus"], "unknown --noise-convention 'bogus'"),
+        (["--noise-convention", "csnorm"], "did you mean 'cs-norm'"),
         (["--device", "cuda"], "no CUDA device"),
         (["--method", "csgm", "--cut", "1"], "--cut does not apply to --method csgm"),
         (["--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
@@ -338,3 +339,19 @@ def test_strict_json_helpers():
     assert _strict(dumps({"x": float("inf"), "y": torch.tensor(2.5)})) == {"x": None, "y": 2.5}
     m = finite_metrics({"psnr": float("inf"), "ssim": 1.0})
     assert m["psnr"] is None and "inf" in m["psnr_reason"] and m["ssim"] == 1.0 and "ssim_reason" not in m
+
+
+def test_version_and_batch_json(tmp_path, face, tiny_ckpt):
+    from recon_core import __version__
+
+    r = run("--version")
+    assert r.exit_code == 0 and r.stdout.strip() == f"recon {__version__}"
+    d = tmp_path / "imgs"
+    d.mkdir()
+    save_image(torch.rand(1, 3, 32, 32), d / "a.png")
+    (d / "b.png").write_bytes(b"")
+    r = run("reconstruct", d, "--prior", tiny_ckpt, "--out", tmp_path / "o", *FAST, "--json")
+    assert r.exit_code == 1
+    doc = _strict(r.stdout)
+    assert doc == _strict((tmp_path / "o" / "summary.json").read_text())
+    assert [row["status"] for row in doc["images"]] == ["ok", "failed"]
