@@ -17,6 +17,10 @@ from .common import (
 from .render import EventRenderer, print_summary
 
 METRICS_SCHEMA = 1
+#: an observed image (or any input) smaller than this on a side carries too little to reconstruct
+MIN_OBSERVED_SIDE = 8
+#: operators whose measurements are an image a user can hand in (--observed)
+OBSERVABLE_OPS = ("superres", "blur", "denoise", "inpaint")
 OUTPUT_FILES = ("x_hat.png", "compare.png", "metrics.json")
 
 
@@ -96,7 +100,8 @@ class Job:
 
     def __init__(self, *, prior_name: str, method: str, overrides: dict, op: str, op_params: dict, noise_std: float,
                  noise_convention: str, fit: str, seed: int, device: str, args: dict, max_memory: Optional[int] = None,
-                 prior_options: Optional[dict] = None, backproject: bool = False, preset: str = "fast"):
+                 prior_options: Optional[dict] = None, backproject: bool = False, preset: str = "fast",
+                 observed: bool = False):
         import torch
 
         from recon_core.generators.zoo import resolve_prior
@@ -106,7 +111,7 @@ class Job:
         torch.manual_seed(seed)
         self.prior_name, self.method, self.op, self.op_params = prior_name, method, op, op_params
         self.noise_std, self.noise_convention, self.fit, self.seed, self.device = noise_std, noise_convention, fit, seed, device
-        self.args, self.max_memory, self.backproject = args, max_memory, backproject
+        self.args, self.max_memory, self.backproject, self.observed = args, max_memory, backproject, observed
         self.prior = resolve_prior(prior_name, device=device, **(prior_options or {}))
         from recon_core.solvers import effective_preset
 
@@ -140,9 +145,19 @@ class Job:
         prior, device = self.prior, self.device
         c, r = prior.meta.channels, prior.meta.resolution
         x = None
-        if image is not None:
-            x = fit_image(load_image(image, channels=c), r, self.fit).to(device)
-            image_info = {"path": str(image), "fit": self.fit, "shape": list(x.shape[1:])}
+        if image is not None and self.observed:
+            A, y, noise, image_info = self._observe(image)
+        elif image is not None:
+            raw = load_image(image, channels=c)
+            image_info = {"path": str(image), "fit": self.fit, "input_shape": list(raw.shape[1:])}
+            h, w = raw.shape[-2:]
+            if min(h, w) < MIN_OBSERVED_SIDE:
+                raise BadInput(f"{image} is {w}x{h}: too small to mean anything (at least {MIN_OBSERVED_SIDE} px a side)")
+            x = fit_image(raw, r, self.fit).to(device)
+            image_info["shape"] = list(x.shape[1:])
+            if min(h, w) < r and self.fit in ("crop-resize", "resize"):
+                image_info["fit_note"] = f"{w}x{h} image enlarged {r / min(h, w):.2g}x to the prior's {r}x{r} ({self.fit})"
+                typer.echo(f"warning: {image}: {image_info['fit_note']}", err=True)
             A, y, noise = make_measurements(x, self.op, self.op_params, self.seed, self.noise_std, self.noise_convention,
                                             device, max_memory=self.max_memory)
         else:
@@ -154,6 +169,37 @@ class Job:
                 x = fit_image(load_image(truth, channels=c), r, self.fit).to(device)
         return Task(image=image, measurements=measurements, x=x, noise=noise, image_info=image_info,
                     problem=Problem(A, y, noise.std(A)), seconds=time.perf_counter() - t0)
+
+    def _observe(self, image: Path) -> tuple:
+        """``image`` is the measurement y itself (a low-resolution, blurred, noisy or damaged
+        photo): build the operator at the prior's resolution and read y from the image, fitted
+        to the measurement shape when its size differs (stated on stderr and in metrics.json).
+        The noise level given is declared, not added. Returns (A, y, noise, image_info)."""
+        from recon_core.errors import BadInput
+        from recon_core.images import fit_image, load_image
+        from recon_core.operators import NoiseSpec, build
+
+        from .common import NOISE_SEED_OFFSET
+
+        c, r = self.prior.meta.channels, self.prior.meta.resolution
+        A = build(self.op, (c, r, r), seed=self.seed, device=self.device, max_bytes=self.max_memory, **self.op_params)
+        obs = load_image(image, channels=c)
+        shape = tuple(A.meas_shape) if self.op == "superres" else tuple(A.img_shape)
+        h, w = obs.shape[-2:]
+        if min(h, w) < MIN_OBSERVED_SIDE:
+            raise BadInput(f"{image} is {w}x{h}: too small to reconstruct from (at least {MIN_OBSERVED_SIDE} px a side)")
+        info = {"path": str(image), "observed": True, "shape": [c, h, w]}
+        if (h, w) != shape[1:]:
+            scale = shape[1] / h
+            info["fit"] = self.fit
+            info["fit_note"] = (f"observed {w}x{h} image fitted ({self.fit}) to the measurement size {shape[2]}x{shape[1]}"
+                                + (f", enlarged {scale:.2g}x" if scale > 1 else ""))
+            typer.echo(f"note: {image}: {info['fit_note']}", err=True)
+            obs = fit_image(obs, shape[1:], self.fit)
+        obs = obs.to(self.device)
+        y = A.A(obs) if self.op == "inpaint" else obs  # inpainting's y is the mask's kept pixels
+        noise = NoiseSpec(self.noise_convention, self.noise_std, seed=self.seed + NOISE_SEED_OFFSET)
+        return A, y.reshape((1,) + tuple(A.meas_shape)), noise, info
 
     def solve_all(self, tasks: List["Task"], on_event=None) -> list:
         """Solve the tasks' problems, as one batch when there are several (methods in
@@ -218,7 +264,8 @@ class Job:
         if x is not None:
             metrics = compute_metrics(x, x_hat, y, A)
         else:
-            reason = "no ground truth (reconstructing from --measurements without --truth)"
+            reason = ("no ground truth (the input is an observed image)" if self.observed else
+                      "no ground truth (reconstructing from --measurements without --truth)")
             with torch.no_grad():
                 res = float((A.A(x_hat) - y).norm() / y.norm().clamp_min(1e-12))
             metrics = {"psnr": None, "ssim": None, "lpips": None, "mse": None, "residual": res,
@@ -421,6 +468,7 @@ def reconstruct(
     list_file: Optional[Path] = typer.Option(None, "--list", help="A file with one image path per line ('#' comments)."),
     measurements: Optional[Path] = typer.Option(None, help="Reconstruct from a file written by `recon measure`."),
     truth: Optional[Path] = typer.Option(None, help="Ground-truth image for metrics when using --measurements."),
+    observed: bool = typer.Option(False, "--observed", help="The IMAGE(s) are observations y, not clean images: a low-resolution (--op superres), blurred (blur), noisy (denoise) or damaged (inpaint, with --mask FILE) photo. No ground truth: metrics are null, the residual is reported."),
     out: Optional[Path] = typer.Option(None, help="Output folder (a batch gets one subfolder per image).", show_default="recon_out/<name>, or recon_out for a batch"),
     resume: bool = typer.Option(False, help="Batch: skip images whose outputs are complete; redo the others."),
     shard: Optional[str] = typer.Option(None, help="Batch: process only share K of N (K/N, 1-based, deterministic)."),
@@ -514,6 +562,15 @@ def reconstruct(
         raise BadInput("give either an IMAGE or --measurements FILE (not both, not neither)")
     if (resume or shard_kn) and not is_batch:
         raise BadInput("--resume and --shard apply to batches (several images, a folder, a glob or --list)")
+    if observed:
+        if measurements is not None:
+            raise BadInput("--observed applies to IMAGE(s), not to --measurements")
+        if op not in OBSERVABLE_OPS:
+            raise BadInput(f"--observed works with --op {'|'.join(OBSERVABLE_OPS)} (an image can be y only for those), not --op {op}")
+        if op == "inpaint" and mask in ("random", "box"):
+            raise BadInput("--observed --op inpaint needs --mask FILE (white = kept pixels): the damaged pixels of a photo are not random")
+        if truth is not None:
+            raise BadInput("--truth applies to --measurements; an --observed run has no ground truth")
     if preset not in PRESET_NAMES:  # checked before any heavy work
         raise UnknownName("preset", preset, PRESET_NAMES)
     if batch_images < 1:
@@ -543,7 +600,7 @@ def reconstruct(
         noise_convention=noise_convention, fit=fit, seed=seed, device=dev, args=args,
         max_memory=None if budget is None else int(budget * 1e9),
         prior_options=prior_options(arch, prior_format, class_idx, truncation, prior_config), backproject=backproject,
-        preset=preset,
+        preset=preset, observed=observed,
     )
     with EventRenderer(quiet=quiet, log_json=log_json) as renderer:
         if is_batch:

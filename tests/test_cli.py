@@ -355,3 +355,62 @@ def test_version_and_batch_json(tmp_path, face, tiny_ckpt):
     doc = _strict(r.stdout)
     assert doc == _strict((tmp_path / "o" / "summary.json").read_text())
     assert [row["status"] for row in doc["images"]] == ["ok", "failed"]
+
+
+@pytest.mark.parametrize("op, extra, size", [("superres", ["--factor", "4"], 8), ("blur", [], 32), ("denoise", ["--noise-std", "0.05"], 32),
+                                             ("inpaint", ["--mask", "MASK"], 32)])
+def test_observed_image_is_y(tmp_path, face64, tiny_ckpt, op, extra, size):
+    """--observed: the image is y itself (degraded outside recon); no ground truth, the residual
+    is reported, metrics.json is strict JSON and says so; a batch of observed images works."""
+    import torch.nn.functional as F
+
+    x = F.interpolate(face64, size=(32, 32), mode="bilinear", antialias=True)
+    obs = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True).clamp(0, 1) if size != 32 else x
+    if op == "inpaint":
+        mask = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0)) < 0.5
+        save_image(mask.float(), tmp_path / "mask.png")
+        obs = x * mask  # the damaged pixels are black
+        extra = ["--mask", str(tmp_path / "mask.png")]
+    d = tmp_path / "obs"
+    d.mkdir()
+    save_image(obs, d / "a.png")
+    save_image(obs, d / "b.png")
+    r = run("reconstruct", d / "a.png", "--observed", "--op", op, *extra, "--prior", tiny_ckpt, "--out", tmp_path / "o", *FAST, "--json")
+    assert r.exit_code == 0, r.output
+    m = _strict(r.stdout)
+    assert m["metrics"]["psnr"] is None and "observed image" in m["metrics"]["psnr_reason"]
+    assert m["metrics"]["residual"] is not None and m["image"]["observed"] is True and "fit_note" not in m["image"]
+    assert (tmp_path / "o" / "measurements.npz").exists()
+    r = run("reconstruct", d, "--observed", "--op", op, *extra, "--prior", tiny_ckpt, "--out", tmp_path / "b", *FAST)
+    assert r.exit_code == 0, r.output
+    assert [row["status"] for row in _strict((tmp_path / "b" / "summary.json").read_text())["images"]] == ["ok", "ok"]
+
+
+def test_observed_size_is_fitted_and_stated(tmp_path, face64, tiny_ckpt):
+    save_image(face64, tmp_path / "big.png")  # 64 px, but superres x4 at 32 px wants 8 px
+    r = run("reconstruct", tmp_path / "big.png", "--observed", "--op", "superres", "--prior", tiny_ckpt, "--out", tmp_path / "o",
+            *FAST, "--json")
+    assert r.exit_code == 0, r.output
+    note = _strict(r.stdout)["image"]["fit_note"]
+    assert "64x64 image fitted" in note and "8x8" in note and note in r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--op", "cs-gaussian"], "--observed works with --op superres|blur|denoise|inpaint"),
+    (["--op", "inpaint"], "needs --mask FILE"),
+    (["--op", "blur", "--truth", "T"], "--truth applies to --measurements"),
+])
+def test_observed_errors(tmp_path, face, tiny_ckpt, args, message):
+    args = [str(face) if a == "T" else a for a in args]
+    r = run("reconstruct", face, "--observed", *args, "--prior", tiny_ckpt, "--out", tmp_path / "o", *FAST)
+    assert r.exit_code == 2 and message in r.stderr and not (tmp_path / "o").exists(), r.output
+
+
+def test_tiny_images_refused_and_enlargement_stated(tmp_path, tiny_ckpt):
+    save_image(torch.rand(1, 3, 4, 4), tmp_path / "dot.png")
+    r = run("reconstruct", tmp_path / "dot.png", "--prior", tiny_ckpt, "--out", tmp_path / "o", *FAST)
+    assert r.exit_code == 2 and "too small" in r.stderr and not (tmp_path / "o").exists()
+    save_image(torch.rand(1, 3, 16, 16), tmp_path / "small.png")
+    r = run("reconstruct", tmp_path / "small.png", "--prior", tiny_ckpt, "--out", tmp_path / "s", *FAST, "--json")
+    assert r.exit_code == 0 and "enlarged 2x" in r.stderr
+    assert "enlarged 2x" in _strict(r.stdout)["image"]["fit_note"]
