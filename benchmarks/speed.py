@@ -298,6 +298,53 @@ def compact_table(doc: dict) -> str:
     return "\n".join(out)
 
 
+def flops_per_row(op: str) -> dict:
+    """FLOPs of one evaluation for one row (generator forward + backward to the cut-1 state, the
+    operator and its adjoint; torch's FlopCounterMode) and the bytes of a dense operator's matrix
+    (read twice per batched evaluation; 0 for the structured operators)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from recon_core.generators.zoo import load_prior
+    from recon_core.solvers.common import seeded_rng
+
+    G = load_prior("dcgan-faces-64")
+    problem = measure(torch.rand(1, 3, 64, 64, generator=seeded_rng(0)), op, 0)
+    s = {k: v.requires_grad_(True) for k, v in G.init_state(1, 1, init="cn", rng=seeded_rng(0)).items()}
+    for p in G.parameters():
+        p.requires_grad_(False)
+    with FlopCounterMode(display=False) as fc:
+        (problem.A.A(G.tail(s, 1)) - problem.y).pow(2).sum().backward()
+    matrix = getattr(problem.A, "matrix", None)
+    return {"flops": fc.get_total_flops(), "matrix_bytes": 0 if matrix is None else matrix.numel() * matrix.element_size()}
+
+
+#: rows per batched evaluation: the recipe runs one restart at a time, the paper preset three;
+#: the fast preset 3 and then 1 after pruning, so 1 is a lower bound for it
+ROWS = {"recipe": 1, "paper": 3, "fast": 1}
+
+
+def limits_table(doc: dict, rows: list) -> list:
+    """Each arm's share of the machine: achieved GFLOP/s (FLOPs of its row evaluations / its
+    seconds; a lower bound for fast) against the measured sgemm rate, and for the dense operator
+    the bandwidth of reading its matrix twice per evaluation against the measured copy rate."""
+    peak = statistics.median(m["sgemm_gflops"] for m in doc["machine"])
+    bw = statistics.median(m["copy_gbs"] for m in doc["machine"])
+    cost = doc.setdefault("flops", {})
+    out = [f"Share of the machine's limits (median of the runs' measurements: sgemm {peak:.0f} GFLOP/s, copy {bw:.1f} GB/s, "
+           "1 thread): GFLOP/s achieved = FLOPs per row evaluation (torch FlopCounterMode) x rows x evaluations / seconds "
+           "(fast: counted at 1 row, a lower bound); matrix GB/s = the dense matrix read twice per evaluation / seconds.", "",
+           "| method | operator | arm | GFLOP/s | share of sgemm | matrix GB/s | share of copy bandwidth |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["op"] not in cost:
+            cost[r["op"]] = flops_per_row(r["op"])
+        c = cost[r["op"]]
+        gf = c["flops"] * ROWS[r["arm"]] * r["evaluations"] / r["seconds"] / 1e9
+        gb = 2 * c["matrix_bytes"] * r["evaluations"] / r["seconds"] / 1e9
+        out.append(f"| {r['method']} | {r['op']} | {r['arm']} | {gf:.1f} | {gf / peak:.0%} | "
+                   + (f"{gb:.1f} | {gb / bw:.0%} |" if gb else "- | - |"))
+    return out + [""]
+
+
 def report(doc: dict, out_md: Path, out_png: Path) -> str:
     """speed.md (tables from the raw runs) and speed.png (PSNR vs seconds per arm)."""
     rows = summary(doc)
@@ -335,6 +382,7 @@ def report(doc: dict, out_md: Path, out_png: Path) -> str:
                          f"{r['evaluations']:.0f} | {r['time_ratio']:.3f} |")
         lines.append("")
     lines += ["## Summary (the README's table)", "", compact_table(doc), ""]
+    lines += ["## Physical limits", ""] + limits_table(doc, rows)
     extra = doc.get("throughput")
     if extra:
         lines += ["## Throughput and fixed cost", ""] + [f"- {line}" for line in extra.get("lines", [])] + [""]

@@ -104,3 +104,12 @@ def test_timings_demo_records_the_default_run(tmp_path):
     rec = load_benchmark("timings").demo(tmp_path / "demo")
     assert rec["preset"] == "fast" and 0 < rec["evaluations"] <= 150 and rec["stop"]
     assert rec["psnr"] > 15 and rec["wall_s"] >= rec["total_in_process_s"] >= rec["solve_s"] > 0
+
+
+def test_limits_table_arithmetic():
+    doc = _doc()
+    doc["flops"] = {"cs-0.1": {"flops": 2e9, "matrix_bytes": 5e8}}
+    table = speed.limits_table(doc, speed.summary(doc))
+    # recipe: 2e9 FLOPs x 1 row x 100 evaluations / 10 s = 20 GFLOP/s (40 % of 50); matrix 2 x 0.5 GB x 100 / 10 s = 10 GB/s
+    assert "| surgery | cs-0.1 | recipe | 20.0 | 40% | 10.0 | 100% |" in table
+    assert "| surgery | cs-0.1 | paper | 100.0 | 200% | 16.7 | 167% |" in table
