@@ -17,8 +17,8 @@ from .common import (
 from .render import EventRenderer, print_summary
 
 METRICS_SCHEMA = 1
-#: an observed image (or any input) smaller than this on a side carries too little to reconstruct
-MIN_OBSERVED_SIDE = 8
+#: an input image (clean or observed) smaller than this on a side carries too little to reconstruct
+MIN_IMAGE_SIDE = 8
 #: operators whose measurements are an image a user can hand in (--observed)
 OBSERVABLE_OPS = ("superres", "blur", "denoise", "inpaint")
 OUTPUT_FILES = ("x_hat.png", "compare.png", "metrics.json")
@@ -151,8 +151,8 @@ class Job:
             raw = load_image(image, channels=c)
             image_info = {"path": str(image), "fit": self.fit, "input_shape": list(raw.shape[1:])}
             h, w = raw.shape[-2:]
-            if min(h, w) < MIN_OBSERVED_SIDE:
-                raise BadInput(f"{image} is {w}x{h}: too small to mean anything (at least {MIN_OBSERVED_SIDE} px a side)")
+            if min(h, w) < MIN_IMAGE_SIDE:
+                raise BadInput(f"{image} is {w}x{h}: too small to mean anything (at least {MIN_IMAGE_SIDE} px a side)")
             x = fit_image(raw, r, self.fit).to(device)
             image_info["shape"] = list(x.shape[1:])
             if min(h, w) < r and self.fit in ("crop-resize", "resize"):
@@ -186,8 +186,8 @@ class Job:
         obs = load_image(image, channels=c)
         shape = tuple(A.meas_shape) if self.op == "superres" else tuple(A.img_shape)
         h, w = obs.shape[-2:]
-        if min(h, w) < MIN_OBSERVED_SIDE:
-            raise BadInput(f"{image} is {w}x{h}: too small to reconstruct from (at least {MIN_OBSERVED_SIDE} px a side)")
+        if min(h, w) < MIN_IMAGE_SIDE:
+            raise BadInput(f"{image} is {w}x{h}: too small to reconstruct from (at least {MIN_IMAGE_SIDE} px a side)")
         info = {"path": str(image), "observed": True, "shape": [c, h, w]}
         if (h, w) != shape[1:]:
             scale = shape[1] / h
@@ -315,13 +315,8 @@ def _worker_solve(image: str, out: str) -> tuple:
     """Reconstruct one image into ``out`` in a worker: (metrics or None, failure reason or None,
     seconds)."""
     t0 = time.perf_counter()
-    job = _WORKER_JOB
     try:
-        task = job.prepare(image=Path(image))
-        result = job.solve_all([task])[0]
-        if isinstance(result, Exception):
-            raise result
-        return job.write(Path(out), task, result)["metrics"], None, time.perf_counter() - t0
+        return _WORKER_JOB.run(Path(out), image=Path(image))["metrics"], None, time.perf_counter() - t0
     except Exception as e:
         return None, _failure(e), time.perf_counter() - t0
 
@@ -350,8 +345,6 @@ def run_batch(job: Job, inputs: List[Path], names: List[str], root: Path, *, for
     Returns the exit code: 0 all ok or skipped, 1 some failed, 130 interrupted."""
     from .batch import complete_record, write_summary
 
-    failure = _failure
-
     rows = {}  # input index -> summary row; listed in input order
     chunk = []  # (i, out, row, task) of the loaded images waiting to be solved together
 
@@ -375,7 +368,7 @@ def run_batch(job: Job, inputs: List[Path], names: List[str], root: Path, *, for
                     raise result
                 row["metrics"] = job.write(out, task, result)["metrics"]
             except Exception as e:
-                row.update(status="failed", reason=failure(e))
+                row.update(status="failed", reason=_failure(e))
             finish(i, row, t1, share + task.seconds)
         chunk.clear()
 
@@ -399,7 +392,7 @@ def run_batch(job: Job, inputs: List[Path], names: List[str], root: Path, *, for
                     todo.append((i, out, row))
                     continue
             except Exception as e:
-                row.update(status="failed", reason=failure(e))
+                row.update(status="failed", reason=_failure(e))
             finish(i, row, t0)
         if jobs > 1 and len(todo) > 1:
             _solve_in_workers(job, inputs, todo, jobs, threads, finish)
@@ -409,7 +402,7 @@ def run_batch(job: Job, inputs: List[Path], names: List[str], root: Path, *, for
             try:
                 chunk.append((i, out, row, job.prepare(image=inputs[i])))
             except Exception as e:
-                row.update(status="failed", reason=failure(e))
+                row.update(status="failed", reason=_failure(e))
                 finish(i, row, t0)
             if chunk and (len(chunk) == batch_images or n == len(todo) - 1):
                 solve_chunk()
@@ -545,9 +538,7 @@ def reconstruct(
     images, a folder, a glob or --list make a batch: one subfolder per image plus summary.json
     and summary.csv; exit code 0 if all succeeded, 1 if any failed, 130 if interrupted."""
     args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}
-    from recon_core.errors import BadInput
-
-    from recon_core.errors import UnknownName
+    from recon_core.errors import BadInput, UnknownName
     from recon_core.solvers import BATCH_METHODS, METHODS, PRESET_NAMES
 
     from .batch import expand_inputs, output_names, parse_shard
