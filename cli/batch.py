@@ -130,6 +130,24 @@ def summary_paths(root: Path, shard: Optional[Tuple[int, int]]) -> Tuple[Path, P
     return root / f"{stem}.json", root / f"{stem}.csv"
 
 
+SUMMARY_METRICS = ("psnr", "ssim", "lpips", "residual")
+
+
+def metric_stats(rows: List[dict]) -> dict:
+    """Per metric over the images with a finite value (ok or skipped): n, mean and sample std
+    (std null for fewer than 2 images; a metric no image has is left out)."""
+    import math
+    import statistics
+
+    out = {}
+    for k in SUMMARY_METRICS:
+        v = [float(r["metrics"][k]) for r in rows if (r.get("metrics") or {}).get(k) is not None
+             and math.isfinite(float(r["metrics"][k]))]
+        if v:
+            out[k] = {"n": len(v), "mean": statistics.mean(v), "std": statistics.stdev(v) if len(v) > 1 else None}
+    return out
+
+
 def write_summary(root: Path, rows: List[dict], shard: Optional[Tuple[int, int]], interrupted: bool) -> Tuple[Path, Path]:
     """summary.json and summary.csv (or summary-shard-K-of-N.*) in ``root``, atomically."""
     from recon_core.images import atomic_write_text
@@ -138,7 +156,7 @@ def write_summary(root: Path, rows: List[dict], shard: Optional[Tuple[int, int]]
     jname, cname = summary_paths(root, shard)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "skipped")}
     doc = {"schema_version": SUMMARY_SCHEMA, "interrupted": interrupted, "shard": list(shard) if shard else None,
-           "counts": counts, "images": rows}
+           "counts": counts, "stats": metric_stats(rows), "images": rows}
     root.mkdir(parents=True, exist_ok=True)
     jpath = atomic_write_text(jname, strict_dumps(doc, indent=2) + "\n")
     buf = io.StringIO()

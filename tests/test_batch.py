@@ -284,3 +284,20 @@ def test_sigint_with_jobs_loses_nothing(tmp_path, tiny_ckpt):
     r = subprocess.run([*recon, "--resume"], capture_output=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     assert len(list(out.glob("*/metrics.json"))) == 8
+
+
+def test_summary_stats(tmp_path, folder, tiny_ckpt):
+    """summary.json carries mean and std per metric over the images that have it."""
+    import statistics
+
+    from recon_cli.batch import metric_stats
+
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["reconstruct", str(folder), "--prior", str(tiny_ckpt), "--out", str(out), *FAST])
+    assert r.exit_code == 1, r.output  # the empty and truncated files fail
+    doc = json.loads((out / "summary.json").read_text())
+    ok = [row["metrics"]["psnr"] for row in doc["images"] if row["status"] == "ok"]
+    assert doc["stats"]["psnr"]["n"] == len(ok) == 4
+    assert doc["stats"]["psnr"]["mean"] == pytest.approx(statistics.mean(ok))
+    assert doc["stats"]["psnr"]["std"] == pytest.approx(statistics.stdev(ok))
+    assert metric_stats([{"metrics": {"psnr": 20.0}}, {"metrics": None}]) == {"psnr": {"n": 1, "mean": 20.0, "std": None}}
