@@ -24,6 +24,16 @@ OBSERVABLE_OPS = ("superres", "blur", "denoise", "inpaint")
 OUTPUT_FILES = ("x_hat.png", "compare.png", "metrics.json")
 
 
+def _check_side(image: Path, x) -> tuple:
+    """(H, W) of the loaded ``image`` (1, C, H, W); BadInput when a side is under MIN_IMAGE_SIDE."""
+    from recon_core.errors import BadInput
+
+    h, w = x.shape[-2:]
+    if min(h, w) < MIN_IMAGE_SIDE:
+        raise BadInput(f"{image} is {w}x{h}: too small to reconstruct from (at least {MIN_IMAGE_SIDE} px a side)")
+    return h, w
+
+
 def _coerce(name: str, value, default):
     """Convert a CLI value to the type of the config field (tuples from 'a,b,c')."""
     from recon_core.errors import BadInput
@@ -150,9 +160,7 @@ class Job:
         elif image is not None:
             raw = load_image(image, channels=c)
             image_info = {"path": str(image), "fit": self.fit, "input_shape": list(raw.shape[1:])}
-            h, w = raw.shape[-2:]
-            if min(h, w) < MIN_IMAGE_SIDE:
-                raise BadInput(f"{image} is {w}x{h}: too small to mean anything (at least {MIN_IMAGE_SIDE} px a side)")
+            h, w = _check_side(image, raw)
             x = fit_image(raw, r, self.fit).to(device)
             image_info["shape"] = list(x.shape[1:])
             if min(h, w) < r and self.fit in ("crop-resize", "resize"):
@@ -175,7 +183,6 @@ class Job:
         photo): build the operator at the prior's resolution and read y from the image, fitted
         to the measurement shape when its size differs (stated on stderr and in metrics.json).
         The noise level given is declared, not added. Returns (A, y, noise, image_info)."""
-        from recon_core.errors import BadInput
         from recon_core.images import fit_image, load_image
         from recon_core.operators import NoiseSpec, build
 
@@ -185,10 +192,8 @@ class Job:
         A = build(self.op, (c, r, r), seed=self.seed, device=self.device, max_bytes=self.max_memory, **self.op_params)
         obs = load_image(image, channels=c)
         shape = tuple(A.meas_shape) if self.op == "superres" else tuple(A.img_shape)
-        h, w = obs.shape[-2:]
-        if min(h, w) < MIN_IMAGE_SIDE:
-            raise BadInput(f"{image} is {w}x{h}: too small to reconstruct from (at least {MIN_IMAGE_SIDE} px a side)")
-        info = {"path": str(image), "observed": True, "shape": [c, h, w]}
+        h, w = _check_side(image, obs)
+        info = {"path": str(image), "observed": True, "input_shape": [c, h, w], "shape": list(shape)}
         if (h, w) != shape[1:]:
             scale = shape[1] / h
             info["fit"] = self.fit

@@ -40,7 +40,7 @@ class _DenseApply(torch.autograd.Function):
     and which BLAS path torch picks depends on the layout: ``(M @ x.T).T`` reads M about twice as
     fast as ``x @ M.T`` for 2-8 rows, and autograd's backward of it would take the transposed
     path ``M.T @ g.T``, which is 10-30x slower here. So the backward is written out as ``g @ M``.
-    (Measured with 2 threads on this project's CPU; benchmarks/speed.py repeats the comparison.)"""
+    (Measured by hand with 2 threads on this project's CPU, 2026-12-02; no benchmark repeats it.)"""
 
     @staticmethod
     def forward(ctx, x, M):
@@ -64,7 +64,8 @@ class GaussianCS(LinearOperator):
 
     x: (N, C, H, W) -> y: (N, m), m = round(ratio * C*H*W), vec() in C, H, W (row-major) order.
     ``ratio`` in (0, 1]. Preserves the input dtype (float32 or float64). The pseudo-inverse uses
-    a Cholesky factor of A A^T computed in float64 on first use and cached: A_dagger is exact."""
+    a float64 Cholesky factor of A A^T, built on first use and cached, with iterative refinement
+    (see ``_AAt_solve``): A_dagger is exact to the caller's precision."""
 
     def __init__(self, img_shape, *, seed: int = 0, device="cpu", ratio=0.1):
         super().__init__(img_shape, seed=seed, device=device)
@@ -115,10 +116,9 @@ class GaussianCS(LinearOperator):
             self._chol = L
         # residuals in the caller's precision: float32 callers need float32 accuracy only (and
         # skip a float64 copy of A); float64 callers get float64 accuracy
-        a = self._mat(r.dtype)
         u = torch.cholesky_solve(r.double().T, self._chol).T
         for _ in range(3):
-            res = r - (u.to(r.dtype) @ a) @ a.T
+            res = r - self._A(self._At(u.to(r.dtype)))
             if float(res.abs().max()) <= 8 * torch.finfo(r.dtype).eps * max(float(r.abs().max()), 1e-300):
                 break
             u = u + torch.cholesky_solve(res.double().T, self._chol).T

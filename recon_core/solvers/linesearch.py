@@ -161,8 +161,7 @@ def minimise_ls(
         f[rows], meas[rows], g[rows] = f_new[acc], m_new[acc], g_new[acc]
         started[a[acc.cpu()]] = True
         m_cpu = meas.cpu()
-        better = (m_cpu < best_loss) & torch.isfinite(m_cpu)
-        better[a[todo.cpu()]] = False
+        better = (m_cpu < best_loss) & torch.isfinite(m_cpu)  # only rows that took a step can improve
         if bool(better.any()):
             best_loss[better] = m_cpu[better]
             best_x[better.to(x.device)] = x[better.to(x.device)]
