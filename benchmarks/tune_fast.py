@@ -1,8 +1,9 @@
-"""Tune the fast schedule (optimizer lbfgs-ls) of csgm and surgery on images that are NOT in the
+"""Tune the fast schedules of the generator methods on images that are NOT in the
 speed report set: two real LFW faces (scikit-image's lfw_subset, 25 px, enlarged) and two other
 scikit-image photos (motorcycle_left, hubble_deep_field). Same operators and noise as
 benchmarks/speed.py. Each line of the output (JSON lines, appended; rerun to resume) is one run:
-method, variant (paper, or fast budget / prune_after), image, operator, PSNR, evaluations, time.
+method, variant (paper, or a candidate of VARIANTS / OTHER_VARIANTS), image, operator, PSNR,
+evaluations, time. ``--methods`` picks the methods (default surgery,csgm).
 
     python benchmarks/tune_fast.py --out benchmarks/results/tune_fast.jsonl [--images 0:2]
     python benchmarks/tune_fast.py --out benchmarks/results/tune_fast.jsonl --report
@@ -27,10 +28,10 @@ from speed import OPERATORS, measure  # noqa: E402
 from recon_core.generators.zoo import load_prior  # noqa: E402
 from recon_core.images import fit_image  # noqa: E402
 from recon_core.metrics import psnr  # noqa: E402
-from recon_core.solvers import csgm, surgery  # noqa: E402
+from recon_core.solvers import get_method, make_config  # noqa: E402
 
 #: variant -> config overrides on the paper config (fast-B: lbfgs-ls with a budget of B evaluations)
-LS = {"optimizer": "lbfgs-ls"}
+LS = {"optimizer": "lbfgs-ls", "prune_after": 0.3}
 VARIANTS = {
     "fast-60": {**LS, "steps": 60}, "fast-100": {**LS, "steps": 100}, "fast-150": {**LS, "steps": 150},
     "fast-100-noprune": {**LS, "steps": 100, "prune_after": 0.0},
@@ -38,6 +39,37 @@ VARIANTS = {
     "fast-120-r10-p15": {**LS, "steps": 120, "restarts": 10, "prune_after": 0.15},
     "adam-150": {"optimizer": "adam", "steps": 150}, "adam-200-r6": {"optimizer": "adam", "steps": 200, "restarts": 6},
 }
+#: the other generator methods' candidates (Adam variants: pN = prune to the best restart after
+#: N % of the steps; ls-B: the line-search schedule with a budget of B evaluations)
+OTHER_VARIANTS = {
+    "deep-decoder": {
+        "adam-2500-p10": {"steps": 2500, "prune_after": 0.1},
+        "adam-3000-p05": {"steps": 3000, "prune_after": 0.05},
+        "ls-600": {"optimizer": "lbfgs-ls", "steps": 600, "prune_after": 0.3},
+    },
+    "mgan": {
+        "adam-1000-p10": {"steps": 1000, "prune_after": 0.1},
+        "adam-600-p10": {"steps": 600, "prune_after": 0.1},
+        "ls-300": {"optimizer": "lbfgs-ls", "steps": 300, "prune_after": 0.3},
+    },
+    "ilo": {
+        "steps-75-50-25": {"steps": (75, 50, 25)},
+        "steps-100-60-30": {"steps": (100, 60, 30)},
+    },
+    "iagan": {
+        "ls150-a1": {"csgm_optimizer": "lbfgs-ls", "csgm_steps": 150, "prune_after": 0.3, "adapt_restarts": 1},
+        "adam400-a1": {"csgm_steps": 400, "adapt_restarts": 1},
+    },
+    "hybrid": {
+        "adam-250-2500-p10": {"n_pre": 250, "steps": 2500, "prune_after": 0.1},
+        "ls-100-400": {"optimizer": "lbfgs-ls", "n_pre": 100, "steps": 400, "prune_after": 0.3},
+    },
+}
+
+
+def variants_of(method: str) -> dict:
+    """The candidate settings tried for ``method`` (name -> overrides of its paper config)."""
+    return VARIANTS if method in ("surgery", "csgm") else OTHER_VARIANTS[method]
 
 
 def tuning_images(size: int = 64):
@@ -67,7 +99,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--methods", default="surgery,csgm")
-    ap.add_argument("--variants", default=",".join(["paper", *VARIANTS]))
+    ap.add_argument("--variants", default="", help="comma list (default: paper and every candidate of the method)")
     a = ap.parse_args(argv)
     if a.report:
         return report(a.out)
@@ -83,19 +115,21 @@ def main(argv=None):
     for name, x in tuning_images()[lo:hi]:
         for op in a.ops.split(","):
             problem = measure(x, op, seed=0)
-            for method, mod, cfg in (("surgery", surgery, surgery.SurgeryConfig()), ("csgm", csgm, csgm.CSGMConfig())):
-                for variant in a.variants.split(","):
-                    if (method, variant, name, op) in done or method not in a.methods.split(","):
+            for method in a.methods.split(","):
+                cfg = make_config(method, "paper", "dcgan", G.cut_points)
+                _, solve = get_method(method)
+                for variant in (a.variants.split(",") if a.variants else ["paper", *variants_of(method)]):
+                    if (method, variant, name, op) in done:
                         continue
                     c = cfg
                     if variant != "paper":
-                        c = replace(cfg, **VARIANTS[variant])
+                        c = replace(cfg, **variants_of(method)[variant])
                     t0 = time.perf_counter()
-                    r = mod.solve(problem, G, c, seed=2_000_006)
+                    r = solve(problem, G, c, seed=2_000_006)
                     dt = time.perf_counter() - t0
                     rec = {"method": method, "variant": variant, "image": name, "op": op,
-                           "psnr": float(psnr(x, r.x_hat.clamp(0, 1))), "evaluations": r.extra["evaluations"],
-                           "stop": r.extra["stop"], "seconds": dt}
+                           "psnr": float(psnr(x, r.x_hat.clamp(0, 1))), "evaluations": r.extra.get("evaluations"),
+                           "stop": r.extra.get("stop"), "seconds": dt}
                     with a.out.open("a") as f:
                         f.write(json.dumps(rec) + "\n")
                     print(rec, flush=True)
@@ -108,10 +142,10 @@ def report(path: Path):
 
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     by = {(r["method"], r["variant"], r["image"], r["op"]): r for r in rows}
-    for method in ("surgery", "csgm"):
+    for method in dict.fromkeys(r["method"] for r in rows):
         for op in OPERATORS:
             line = []
-            for v in VARIANTS:
+            for v in variants_of(method):
                 pairs = [(r, by[(method, "paper", r["image"], op)]) for k, r in by.items()
                          if k[0] == method and k[1] == v and k[3] == op and (method, "paper", r["image"], op) in by]
                 if pairs:

@@ -515,7 +515,7 @@ def reconstruct(
     optimizer: Optional[str] = typer.Option(None, help="adam|sgd|lbfgs; csgm and surgery also lbfgs-ls (line search; --steps then counts evaluations).", show_default="csgm adam; surgery lbfgs-ls (fast), lbfgs (paper)"),
     init: Optional[str] = typer.Option(None, help="Initial state: prior|cn|zero|normal|uniform.", show_default="csgm prior, surgery cn"),
     z_reg: Optional[float] = typer.Option(None, help="CSGM lambda in lambda ||z||^2.", show_default="0"),
-    prune_after: Optional[float] = typer.Option(None, help="csgm/surgery with lbfgs-ls: share of the evaluation budget after which only the best restart goes on (0 = never prune).", show_default="0.3"),
+    prune_after: Optional[float] = typer.Option(None, help="Share of the steps (or evaluation budget) after which only the best restart goes on (0 = never prune).", show_default="0; fast preset 0.3"),
     stop_tol: Optional[float] = typer.Option(None, help="csgm/surgery with lbfgs-ls: stop a restart when its loss falls by less than this (relative) over 5 iterations (0 = off).", show_default="1e-3"),
     op: OpOpt = "cs-gaussian",
     ratio: RatioOpt = 0.1,

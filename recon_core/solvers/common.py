@@ -213,6 +213,9 @@ def optimise_state(
     lr_schedule: Optional[Callable[[int], float]] = None,
     project: Optional[Callable[[State], State]] = None,
     report: Optional[Callable[[int, torch.Tensor, torch.Tensor], None]] = None,
+    with_rows: bool = False,
+    fast: Optional[dict] = None,
+    info: Optional[dict] = None,
 ) -> tuple:
     """Minimise ``loss_fn(state)`` over every entry of ``init`` (R restarts batched).
 
@@ -224,28 +227,58 @@ def optimise_state(
     feasible set after each step (ILO); ``lr_schedule(i)`` multiplies lr at step i (0-based;
     Adam/SGD). After each step an Event (phase, best loss) goes to ``on_event``, or, if given,
     ``report(step, best (R,), diverged (R,) bool)`` is called instead.
+    optimizer lbfgs-ls is the fast schedule (``linesearch.minimise_ls``; ``steps`` = its budget of
+    batched evaluations; ``fast`` holds its other keywords: prune_after, stop_tol, noise_floor,
+    groups; lr, lr_schedule and project do not apply). With Adam/SGD, ``fast["prune_after"]`` > 0
+    keeps only the best restart (per group) after that fraction of the steps (not with
+    ``project``). ``with_rows``: ``loss_fn(state, rows)``
+    gets the restart indices of the state's rows (lbfgs-ls evaluates subsets of the restarts).
+    ``info``, when given, receives "evaluations" and per-restart "stops".
     Returns (best_state, best_losses (R,) float64 with NaN for diverged, history, diverged
     indices)."""
-    if optimizer not in OPTIMIZERS:
-        raise BadInput(f"unknown optimizer '{optimizer}'; choose from: {', '.join(OPTIMIZERS)}")
+    if optimizer not in CUT_OPTIMIZERS:
+        raise BadInput(f"unknown optimizer '{optimizer}'; choose from: {', '.join(CUT_OPTIMIZERS)}")
     check_positive("lr", lr)
     check_positive("steps", steps, integer=True)
     R = next(iter(init.values())).shape[0]
+    info = {} if info is None else info
+    if optimizer == "lbfgs-ls":
+        if project is not None:
+            raise BadInput("the lbfgs-ls schedule cannot keep the state on a constraint set (projection)")
+        from .linesearch import minimise_ls
+
+        best, losses, hist, div, got = minimise_ls(
+            loss_fn, init, max_evals=int(steps), phase=phase, on_event=on_event, with_rows=with_rows, **(fast or {}))
+        info.update(got)
+        if report is not None:
+            report(int(steps), losses.clone().nan_to_num(float("inf")), torch.isnan(losses))
+        return best, losses, hist, div
+    fast = dict(fast or {})
+    prune_after, groups = float(fast.get("prune_after", 0.0)), int(fast.get("groups", 1))
+    if prune_after and project is not None:
+        raise BadInput("restarts cannot be pruned while the state is projected onto a constraint set")
+    device = next(iter(init.values())).device
+    live = torch.arange(R)  # the restarts still optimised (pruning drops rows; Adam/SGD)
+    call = (lambda st: loss_fn(st, live.to(device))) if with_rows else loss_fn
     best_loss = torch.full((R,), float("inf"), dtype=torch.float64)
     best_state = OrderedDict((k, v.detach().clone()) for k, v in init.items())
     diverged = torch.zeros(R, dtype=torch.bool)
     history: List[dict] = []
+    calls = [0]
+    pruned: List[int] = []
 
     def record(state: State, out) -> None:
+        # state and out hold the rows ``live`` (all R unless restarts were pruned)
+        calls[0] += 1
         total, meas = _split(out)
         meas = meas.detach().cpu().to(best_loss.dtype)
-        diverged.logical_or_(~torch.isfinite(meas) | ~torch.isfinite(total.detach().cpu()))
-        better = (meas < best_loss) & ~diverged
+        diverged[live] |= ~torch.isfinite(meas) | ~torch.isfinite(total.detach().cpu())
+        better = (meas < best_loss[live]) & ~diverged[live]
         if bool(better.any()):
-            best_loss[better] = meas[better]
+            best_loss[live[better]] = meas[better]
             idx = better.nonzero().flatten()
             for k, v in state.items():
-                best_state[k][idx.to(v.device)] = v.detach()[idx.to(v.device)]
+                best_state[k][live[idx].to(v.device)] = v.detach()[idx.to(v.device)]
 
     def after_step(step: int) -> None:
         ok = best_loss[~diverged]
@@ -265,12 +298,13 @@ def optimise_state(
     if optimizer in ("adam", "sgd"):
         params = OrderedDict((k, v.detach().clone().requires_grad_(True)) for k, v in init.items())
         opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(list(params.values()), lr=lr)
+        prune_step = math.ceil(prune_after * steps) if prune_after and R > groups else 0
         for step in range(1, steps + 1):
             if lr_schedule is not None:
                 for group in opt.param_groups:
                     group["lr"] = lr * lr_schedule(step - 1)
             opt.zero_grad(set_to_none=True)
-            out = loss_fn(params)
+            out = call(params)
             record(params, out)
             total = finite_sum(out)
             if total is None:
@@ -286,7 +320,12 @@ def optimise_state(
                         params[k].copy_(v)
             if step == steps:
                 with torch.no_grad():
-                    record(params, loss_fn(params))
+                    record(params, call(params))
+            elif step == prune_step:
+                keep = _prune_rows(_split(out)[0].detach().cpu(), live, diverged, groups)
+                params, opt = _keep_rows(params, opt, keep)
+                pruned.extend(int(j) for j in live if int(j) not in set(keep.tolist()))
+                live = live[keep]
             after_step(step)
     else:
         lb = BatchedLBFGS(lr=lr, max_iter=lbfgs_max_iter)
@@ -295,7 +334,7 @@ def optimise_state(
         def closure(xv):
             xv = xv.detach().requires_grad_(True)
             st = _unflat(xv, init)
-            out = loss_fn(st)
+            out = call(st)
             record(st, out)
             total = finite_sum(out)
             (g,) = torch.autograd.grad(total if total is not None else _split(out)[0].sum() * 0, xv)
@@ -307,12 +346,49 @@ def optimise_state(
                 x = _flat(project(_unflat(x, init)))
             if step == steps:
                 with torch.no_grad():
-                    record(_unflat(x, init), loss_fn(_unflat(x, init)))
+                    record(_unflat(x, init), call(_unflat(x, init)))
             after_step(step)
             if bool(diverged.all()):
                 break
     best_loss[diverged] = float("nan")
-    return best_state, best_loss, history, diverged.nonzero().flatten().tolist()
+    div = diverged.nonzero().flatten().tolist()
+    info.update(evaluations=calls[0],
+                stops=["diverged" if j in div else "pruned" if j in pruned else "steps" for j in range(R)])
+    return best_state, best_loss, history, div
+
+
+def _prune_rows(total: torch.Tensor, live: torch.Tensor, diverged: torch.Tensor, groups: int) -> torch.Tensor:
+    """Positions (into ``live``) of the row with the lowest current loss ``total`` in each of
+    ``groups`` equal groups of the live rows; a group with every row diverged keeps them all."""
+    per = len(live) // groups
+    keep = []
+    for j in range(groups):
+        pos = torch.arange(j * per, (j + 1) * per)
+        ok = pos[~diverged[live[pos]] & torch.isfinite(total[pos])]
+        keep.extend([int(ok[total[ok].argmin()])] if len(ok) else pos.tolist())
+    return torch.tensor(keep, dtype=torch.long)
+
+
+def _keep_rows(params: State, opt: torch.optim.Optimizer, keep: torch.Tensor) -> tuple:
+    """``params`` and its optimiser cut to the rows ``keep``, the optimiser's per-coordinate
+    state (Adam's moments) carried over so the kept rows go on exactly as before."""
+    new = OrderedDict()
+    for k, v in params.items():
+        new[k] = v.detach()[keep.to(v.device)].clone().requires_grad_(True)
+    opt2 = type(opt)(list(new.values()), **opt.defaults)
+    opt2.param_groups[0]["lr"] = opt.param_groups[0]["lr"]
+    for old_p, new_p in zip(params.values(), new.values()):
+        st = opt.state.get(old_p)
+        if st:
+            opt2.state[new_p] = {n: (t[keep.to(t.device)].clone() if torch.is_tensor(t) and t.dim() > 0 else t)
+                                 for n, t in st.items()}
+    return new, opt2
+
+
+def fast_options(prune_after: float, stop_tol: float, noise_floor=0.0, groups: int = 1) -> dict:
+    """The keywords of the fast schedule (``optimise_state(..., fast=...)``) from a config's
+    fields; noise_floor: m sigma^2 (float, or one per row), 0 when the noise level is unknown."""
+    return {"prune_after": prune_after, "stop_tol": stop_tol, "noise_floor": noise_floor, "groups": groups}
 
 
 def pick_best(best_state: State, best_loss: torch.Tensor, diverged: List[int], lr: float) -> tuple:
@@ -441,7 +517,7 @@ def invert_at_cut(
     on_event: EventSink = null_sink,
     z_reg: float = 0.0,
     lbfgs_max_iter: int = 20,
-    prune_after: float = 0.3,
+    prune_after: float = 0.0,
     stop_tol: float = 1e-3,
 ) -> Result:
     """Minimise ||y - A G_c(s)||^2 (+ z_reg ||s||^2) over the state s entering block ``cut``,
@@ -460,40 +536,25 @@ def invert_at_cut(
     state0 = prior.init_state(cut, restarts, init=init, rng=seeded_rng(seed))
     A, y = problem.A, problem.y
 
-    if optimizer not in CUT_OPTIMIZERS:
-        raise BadInput(f"unknown optimizer '{optimizer}'; choose from: {', '.join(CUT_OPTIMIZERS)}")
-    evals = 0
-
     def loss_fn(state):
-        nonlocal evals
-        evals += 1
         meas = measurement_loss(A, y, prior.tail(state, cut))
         if z_reg:  # minimise the penalised loss, select restarts on the measurement loss
             return meas + z_reg * _flat(state).pow(2).sum(1), meas
         return meas
 
     with frozen(prior):
-        if optimizer == "lbfgs-ls":
-            from .linesearch import minimise_ls
-
-            check_positive("steps", steps, integer=True)
-            check_positive("lr", lr)  # unused by the line search, but a bad value is still a mistake
-            best, losses, history, diverged, info = minimise_ls(
-                loss_fn, state0, max_evals=int(steps), prune_after=prune_after, stop_tol=stop_tol,
-                noise_floor=A.m * problem.noise_std ** 2, phase=phase, on_event=on_event,
-            )
-            stops = info["stops"]
-        else:
-            best, losses, history, diverged = optimise_state(
-                loss_fn, state0, optimizer=optimizer, lr=lr, steps=steps, phase=phase,
-                on_event=on_event, lbfgs_max_iter=lbfgs_max_iter,
-            )
-            stops = ["diverged" if j in diverged else "steps" for j in range(restarts)]
+        info: dict = {}
+        best, losses, history, diverged = optimise_state(
+            loss_fn, state0, optimizer=optimizer, lr=lr, steps=steps, phase=phase, on_event=on_event,
+            lbfgs_max_iter=lbfgs_max_iter, info=info,
+            fast=fast_options(prune_after, stop_tol, A.m * problem.noise_std ** 2),
+        )
+        stops = info["stops"]
         i, state = pick_best(best, losses, diverged, lr)
         with torch.no_grad():
             x_hat = prior.tail(state, cut)
     return Result(
         x_hat=x_hat.detach(), state=state, losses=[float(v) for v in losses], best_restart=i,
         history=history, wall_time=clock(), diverged=diverged,
-        extra={"evaluations": evals, "stop": stops[i], "stops": stops},
+        extra={"evaluations": info["evaluations"], "stop": stops[i], "stops": stops},
     )

@@ -29,7 +29,7 @@ class CSGMConfig:
     init: str = "prior"
     z_reg: float = 0.0
     lbfgs_max_iter: int = 20
-    prune_after: float = 0.3
+    prune_after: float = 0.0
     stop_tol: float = 1e-3
 
 

@@ -23,19 +23,29 @@ import torch
 
 from ..events import EventSink, null_sink
 from ..priors import deep_decoder as dd
-from .common import Problem, Result, check_positive, measurement_loss, optimise_state, pick_best, seeded_rng, timer
+from ..errors import BadInput
+from .common import (Problem, Result, check_positive, fast_options, measurement_loss, optimise_state, pick_best,
+                     seeded_rng, timer)
+
+#: Adam is the paper's; lbfgs-ls the fast schedule
+OPTIMIZERS = ("adam", "lbfgs-ls")
 
 
 @dataclass
 class DeepDecoderConfig:
     """Deep Decoder settings. width: channels k (None = largest with parameters < m); depth:
-    number of upsampling layers (5 at 64 px as in the paper); lr, steps: Adam; restarts: batched."""
+    number of upsampling layers (5 at 64 px as in the paper); lr, steps: Adam; restarts: batched.
+    optimizer adam|lbfgs-ls: with lbfgs-ls (the fast schedule, common.optimise_state) ``steps``
+    is a budget of batched evaluations, lr is unused, and prune_after / stop_tol apply."""
 
     width: Optional[int] = None
     depth: int = 5
     lr: float = 0.01
     steps: int = 5000
     restarts: int = 3
+    optimizer: str = "adam"
+    prune_after: float = 0.0
+    stop_tol: float = 1e-3
 
 
 def resolve_width(img_shape, m: int, width: Optional[int], depth: int) -> int:
@@ -60,9 +70,13 @@ def solve(problem: Problem, prior=None, config: DeepDecoderConfig = DeepDecoderC
     params0 = dd.init_params(A.img_shape, width, config.depth, R, rng, **place)
     net_input = dd.init_input(A.img_shape, width, config.depth, R, rng, **place)
 
+    if config.optimizer not in OPTIMIZERS:
+        raise BadInput(f"unknown optimizer '{config.optimizer}' for the deep decoder; choose from: {', '.join(OPTIMIZERS)}")
+    info: dict = {}
     best, losses, history, diverged = optimise_state(
-        lambda p: measurement_loss(A, y, dd.decode(p, net_input)), params0, optimizer="adam",
-        lr=config.lr, steps=int(config.steps), phase="deep-decoder", on_event=on_event,
+        lambda p, rows: measurement_loss(A, y, dd.decode(p, net_input[rows])), params0, optimizer=config.optimizer,
+        lr=config.lr, steps=int(config.steps), phase="deep-decoder", on_event=on_event, with_rows=True, info=info,
+        fast=fast_options(config.prune_after, config.stop_tol, A.m * problem.noise_std ** 2),
     )
     i, state = pick_best(best, losses, diverged, config.lr)
     with torch.no_grad():
@@ -73,6 +87,6 @@ def solve(problem: Problem, prior=None, config: DeepDecoderConfig = DeepDecoderC
     return Result(
         x_hat=x_hat.detach(), state=state, losses=[float(v) for v in losses], best_restart=i,
         history=history, wall_time=clock(), diverged=diverged,
-        extra={"width": width, "depth": config.depth, "num_params": n_par, "m": A.m,
+        extra={"evaluations": info["evaluations"], "stop": info["stops"][i], "width": width, "depth": config.depth, "num_params": n_par, "m": A.m,
                "under_parameterised": n_par < A.m},
     )

@@ -30,8 +30,12 @@ from ..errors import BadInput
 from ..events import EventSink, null_sink
 from ..priors import deep_decoder as dd
 from .common import (
-    Problem, Result, check_positive, frozen, measurement_loss, optimise_state, pick_best, seeded_rng, timer,
+    Problem, Result, check_positive, fast_options, frozen, measurement_loss, optimise_state, pick_best, seeded_rng,
+    timer,
 )
+
+#: Adam is the paper's; lbfgs-ls the fast schedule
+OPTIMIZERS = ("adam", "lbfgs-ls")
 
 #: the paper re-initialises both mixing weights to 0.5 after the separate pre-inversions
 MIX_INIT = 0.5
@@ -42,7 +46,9 @@ class HybridConfig:
     """Hybrid settings. n_pre: separate pre-inversion steps for G and DD; steps: joint steps;
     lr: Adam lr for every variable; init: z init (prior|cn|zero|normal|uniform); dd_width: decoder
     channels (None = largest keeping the whole model under-parameterised); dd_depth: decoder
-    upsampling layers; restarts: batched."""
+    upsampling layers; restarts: batched. optimizer adam|lbfgs-ls for all three stages: with
+    lbfgs-ls (the fast schedule) n_pre and steps are budgets of batched evaluations, lr is unused,
+    and prune_after / stop_tol apply (pruning in the joint stage only)."""
 
     n_pre: int = 500
     steps: int = 5000
@@ -51,6 +57,9 @@ class HybridConfig:
     init: str = "prior"
     dd_width: Optional[int] = None
     dd_depth: int = 4
+    optimizer: str = "adam"
+    prune_after: float = 0.0
+    stop_tol: float = 1e-3
 
 
 def _mix(prior, state, net_input) -> torch.Tensor:
@@ -73,6 +82,8 @@ def solve(problem: Problem, prior, config: HybridConfig = HybridConfig(), on_eve
     check_positive("n_pre", config.n_pre, integer=True)
     check_positive("steps", config.steps, integer=True)
     check_positive("lr", config.lr)
+    if config.optimizer not in OPTIMIZERS:
+        raise BadInput(f"unknown optimizer '{config.optimizer}' for the hybrid; choose from: {', '.join(OPTIMIZERS)}")
     A, y = problem.A, problem.y
     if tuple(A.img_shape) != (prior.meta.channels, prior.meta.resolution, prior.meta.resolution):
         raise BadInput(f"the operator takes {tuple(A.img_shape)} images but the prior makes "
@@ -93,25 +104,28 @@ def solve(problem: Problem, prior, config: HybridConfig = HybridConfig(), on_eve
     theta0 = dd.init_params(A.img_shape, width, config.dd_depth, R, rng, **place)
     net_input = dd.init_input(A.img_shape, width, config.dd_depth, R, rng, **place)
 
+    floor = A.m * problem.noise_std ** 2
+    # every restart goes on from both pre-inversions, so they are never pruned
+    pre = {"optimizer": config.optimizer, "lr": config.lr, "steps": int(config.n_pre), "on_event": on_event,
+           "with_rows": True, "fast": fast_options(0.0, config.stop_tol, floor)}
     with frozen(prior):
         # Algorithm 1, lines 1-6: the two pre-inversions are independent problems, run one after
         # the other (the paper interleaves their Adam steps, which gives the same iterates)
+        info_g, info_dd, info = {}, {}, {}
         z_pre, loss_g, hist_g, _ = optimise_state(
-            lambda s: measurement_loss(A, y, prior.tail(s, 0)), z0, optimizer="adam", lr=config.lr,
-            steps=int(config.n_pre), phase="hybrid:pre-gan", on_event=on_event,
-        )
+            lambda s, rows: measurement_loss(A, y, prior.tail(s, 0)), z0, phase="hybrid:pre-gan", info=info_g, **pre)
         th_pre, loss_dd, hist_dd, _ = optimise_state(
-            lambda p: measurement_loss(A, y, dd.decode(p, net_input)), theta0, optimizer="adam",
-            lr=config.lr, steps=int(config.n_pre), phase="hybrid:pre-dd", on_event=on_event,
-        )
+            lambda p, rows: measurement_loss(A, y, dd.decode(p, net_input[rows])), theta0, phase="hybrid:pre-dd",
+            info=info_dd, **pre)
         joint = OrderedDict()
         joint.update((f"g.{k}", v) for k, v in z_pre.items())
         joint.update((f"dd.{k}", v) for k, v in th_pre.items())
         joint["alpha"] = torch.full((R, 1), MIX_INIT, **place)
         joint["beta"] = torch.full((R, 1), MIX_INIT, **place)
         best, losses, hist_j, diverged = optimise_state(
-            lambda s: measurement_loss(A, y, _mix(prior, s, net_input)), joint, optimizer="adam",
-            lr=config.lr, steps=int(config.steps), phase="hybrid:joint", on_event=on_event,
+            lambda s, rows: measurement_loss(A, y, _mix(prior, s, net_input[rows])), joint, optimizer=config.optimizer,
+            lr=config.lr, steps=int(config.steps), phase="hybrid:joint", on_event=on_event, with_rows=True,
+            info=info, fast=fast_options(config.prune_after, config.stop_tol, floor),
         )
         i, state = pick_best(best, losses, diverged, config.lr)
         with torch.no_grad():
@@ -125,7 +139,7 @@ def solve(problem: Problem, prior, config: HybridConfig = HybridConfig(), on_eve
         wall_time=clock(), diverged=diverged,
         extra={
             "alpha": float(state["alpha"].reshape(-1)[0]), "beta": float(state["beta"].reshape(-1)[0]),
-            "pre_gan_loss": float(loss_g[i]), "pre_dd_loss": float(loss_dd[i]), "final_loss": final,
+            "evaluations": info_g["evaluations"] + info_dd["evaluations"] + info["evaluations"], "stop": info["stops"][i], "pre_gan_loss": float(loss_g[i]), "pre_dd_loss": float(loss_dd[i]), "final_loss": final,
             "dd_width": width, "dd_depth": config.dd_depth,
             "num_params": dd.num_params(width, config.dd_depth, A.img_shape[0]) + n_z + 2,
         },

@@ -42,7 +42,11 @@ import torch
 from ..errors import BadInput, SolverDiverged
 from ..events import Event, EventSink, null_sink
 from . import postprocess
-from .common import Problem, Result, check_positive, frozen, measurement_loss, optimise_state, seeded_rng, timer
+from .common import (Problem, Result, check_positive, fast_options, frozen, measurement_loss, optimise_state, seeded_rng,
+                     timer)
+
+#: stage 1's optimisers: the paper's Adam, and the fast schedule
+CSGM_OPTIMIZERS = ("adam", "lbfgs-ls")
 
 
 #: per-architecture settings from the papers, for compressed sensing (the IAGAN paper for BEGAN
@@ -60,7 +64,11 @@ PAPER_SETTINGS = {
 class IAGANConfig:
     """IAGAN settings. Stage 1 (CSGM): csgm_lr, csgm_steps, init; stage 2 (joint z + weights):
     steps, lr_z, lr_theta, halve_if_noisy (stage 2 runs steps // 2 when noise_std > 0);
-    restarts; backproject: apply eq. 10 to the estimate (IAGAN-BP; for low noise)."""
+    restarts; backproject: apply eq. 10 to the estimate (IAGAN-BP; for low noise).
+    csgm_optimizer adam|lbfgs-ls: with lbfgs-ls (the fast schedule) csgm_steps is a budget of
+    batched evaluations, csgm_lr is unused, and prune_after / stop_tol apply to stage 1;
+    adapt_restarts: how many stage-1 restarts (lowest measurement loss first) go on to stage 2
+    (0 = all, the paper's)."""
 
     csgm_lr: float = 0.1
     csgm_steps: int = 1600
@@ -71,6 +79,10 @@ class IAGANConfig:
     init: str = "prior"
     halve_if_noisy: bool = True
     backproject: bool = False
+    csgm_optimizer: str = "adam"
+    adapt_restarts: int = 0
+    prune_after: float = 0.0
+    stop_tol: float = 1e-3
 
 
 def adapt_steps(config: IAGANConfig, noise_std: float) -> int:
@@ -87,6 +99,11 @@ def _check(config: IAGANConfig) -> None:
     check_positive("steps", config.steps, integer=True)
     check_positive("lr_z", config.lr_z)
     check_positive("lr_theta", config.lr_theta)
+    if config.csgm_optimizer not in CSGM_OPTIMIZERS:
+        raise BadInput(f"unknown csgm_optimizer '{config.csgm_optimizer}'; choose from: {', '.join(CSGM_OPTIMIZERS)}")
+    a = config.adapt_restarts
+    if not (isinstance(a, int) and not isinstance(a, bool) and 0 <= a):
+        raise BadInput(f"adapt_restarts must be an integer >= 0 (0 = all), got {a!r}")
     for name in ("halve_if_noisy", "backproject"):
         if not isinstance(getattr(config, name), bool):
             raise BadInput(f"{name} must be true or false, got {getattr(config, name)!r}")
@@ -150,20 +167,25 @@ def solve(problem: Problem, prior, config: IAGANConfig = IAGANConfig(), on_event
     # stage 1: CSGM, every restart in one batch; keep each restart's best z (not only the winner),
     # since each restart goes on to stage 2 (the same code path as common.invert_at_cut at cut 0)
     state0 = prior.init_state(0, R, init=config.init, rng=seeded_rng(seed))
+    info: dict = {}
     with frozen(prior):
         z1, loss1, hist1, div1 = optimise_state(
-            lambda s: measurement_loss(A, y, prior.tail(s, 0)), state0, optimizer="adam", lr=config.csgm_lr,
-            steps=int(config.csgm_steps), phase="iagan:csgm", on_event=on_event,
+            lambda s: measurement_loss(A, y, prior.tail(s, 0)), state0, optimizer=config.csgm_optimizer,
+            lr=config.csgm_lr, steps=int(config.csgm_steps), phase="iagan:csgm", on_event=on_event, info=info,
+            fast=fast_options(config.prune_after, config.stop_tol, A.m * problem.noise_std ** 2),
         )
     if len(div1) == R:
         raise SolverDiverged(f"every restart diverged in the CSGM stage; try a smaller csgm_lr than {config.csgm_lr}")
+    # stage 2 for the adapt_restarts best stage-1 restarts only (all by default)
+    order = sorted((r for r in range(R) if r not in div1), key=lambda r: float(loss1[r]))
+    adapt = set(order[: config.adapt_restarts or R])
 
     # stage 2: per restart, a fresh copy of the original weights
     T = adapt_steps(config, problem.noise_std)
     loss2: List[float] = []
     outs, traces, diverged = [], [], list(div1)
     for r in range(R):
-        if r in div1:
+        if r not in adapt:
             loss2.append(float("nan"))
             outs.append(None)
             continue
@@ -194,7 +216,9 @@ def solve(problem: Problem, prior, config: IAGANConfig = IAGANConfig(), on_event
         x_hat=x_hat, state=z_best, losses=loss2, best_restart=i, history=history, wall_time=0.0,
         diverged=sorted(diverged),
         extra={"stage1_loss": float(loss1[i]), "stage2_loss": loss2[i],
-               "stage1_losses": [float(v) for v in loss1], "adapt_steps": T, "backprojected": False},
+               "stage1_losses": [float(v) for v in loss1], "adapt_steps": T, "adapted": sorted(adapt),
+               "evaluations": info["evaluations"] + sum(len(tr) for tr in traces), "stop": info["stops"][i],
+               "backprojected": False},
     )
     if config.backproject:
         result = postprocess.backproject(result, problem)

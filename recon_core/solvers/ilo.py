@@ -121,14 +121,15 @@ def ilo_lr_schedule(steps: int, rampup: float = 0.05, rampdown: float = 0.75) ->
 
 
 def optimise_tracked(objective, init: State, *, optimizer: str, lr: float, steps: int, report=None,
-                     lr_schedule=None, project=None) -> tuple:
+                     lr_schedule=None, project=None, optimizers=OPTIMIZERS, **fast) -> tuple:
     """``common.optimise_state`` for an ``objective(state) -> (total (R,), meas (R,))``: minimise
-    total, choose each restart's best iterate on meas. Returns (best_state, best_meas (R,)
-    float64 with NaN for diverged, diverged (R,) bool)."""
-    if optimizer not in OPTIMIZERS:  # ILO and mGANprior are first-order methods
-        raise BadInput(f"unknown optimizer '{optimizer}'; choose from: {', '.join(OPTIMIZERS)}")
+    total, choose each restart's best iterate on meas; ``optimizers``: the ones the caller
+    allows; ``fast``: optimise_state's with_rows / fast / info keywords. Returns (best_state,
+    best_meas (R,) float64 with NaN for diverged, diverged (R,) bool)."""
+    if optimizer not in optimizers:
+        raise BadInput(f"unknown optimizer '{optimizer}'; choose from: {', '.join(optimizers)}")
     best, losses, _, div = optimise_state(objective, init, optimizer=optimizer, lr=lr, steps=steps, report=report or (lambda *a: None),
-                                          lr_schedule=lr_schedule, project=project)
+                                          lr_schedule=lr_schedule, project=project, **fast)
     mask = torch.zeros(losses.shape[0], dtype=torch.bool)
     mask[div] = True
     return best, losses, mask

@@ -13,7 +13,7 @@ Stopping, per restart, checked after every accepted iteration:
 - ``converged``: the loss fell by less than ``stop_tol`` (relative) over the last ``window``
   iterations;
 - ``pruned``: after ``prune_after`` of the budget, every restart but the one with the lowest loss
-  leaves the batch;
+  (of its group, when the rows hold several problems) leaves the batch;
 - ``line_search``: no step along the direction decreased the loss (a stationary point);
 - ``budget``: ``max_evals`` batched evaluations were spent;
 - ``diverged``: the loss was not finite at the start.
@@ -61,6 +61,8 @@ def minimise_ls(
     max_backtracks: int = 12,
     phase: str = "",
     on_event: EventSink = null_sink,
+    with_rows: bool = False,
+    groups: int = 1,
 ) -> tuple:
     """Minimise ``loss_fn(state)`` over every entry of ``init`` (R restarts as rows).
 
@@ -68,7 +70,11 @@ def minimise_ls(
     broadcast: y of batch 1) and returns the per-row loss (R',), or (total, measurement) when the
     minimised loss differs from the one restarts are selected on. max_evals: budget of batched
     loss evaluations (each one generator forward + backward on the rows still running);
-    noise_floor: stop a restart once its measurement loss is <= this (0 = off).
+    noise_floor: stop a restart once its measurement loss is <= this (0 = off; a float, or one
+    per row). with_rows: call ``loss_fn(state, rows)`` with the restart indices (LongTensor) of
+    the state's rows, for losses with per-restart constants (a decoder's fixed input, one
+    problem's measurements per group of rows). groups: the rows are ``groups`` equal consecutive
+    groups (one per problem of a batch); pruning keeps the best row of each group.
     Returns (best_state, best_losses (R,) float64 NaN for diverged, history [{"step", "loss"}],
     diverged indices, info {"evaluations", "stops": per-restart reason})."""
     for name, v in (("max_evals", max_evals), ("history", history), ("window", window)):
@@ -82,25 +88,30 @@ def minimise_ls(
     R, D = x.shape
     evals = 0
 
-    def evaluate(xs: torch.Tensor) -> tuple:
+    if not (isinstance(groups, int) and groups >= 1 and R % groups == 0):
+        raise BadInput(f"groups must divide the {R} rows, got {groups}")
+    floor = torch.as_tensor(noise_floor, dtype=torch.float64).expand(R).clone()
+
+    def evaluate(xs: torch.Tensor, rows: torch.Tensor) -> tuple:
         nonlocal evals
         evals += 1
         xs = xs.detach().requires_grad_(True)
-        total, meas = _split(loss_fn(_unflat(xs, init)))
+        st = _unflat(xs, init)
+        total, meas = _split(loss_fn(st, rows) if with_rows else loss_fn(st))
         ok = torch.isfinite(total.detach())
         (g,) = torch.autograd.grad(total[ok].sum() if bool(ok.any()) else total.sum() * 0, xs)
         f = torch.where(ok, total.detach(), torch.full_like(total.detach(), float("inf")))
         return f, meas.detach().to(torch.float64), g.nan_to_num(0.0, 0.0, 0.0)
 
-    f, meas, g = evaluate(x)
+    f, meas, g = evaluate(x, torch.arange(R, device=x.device))
     best_loss = torch.where(torch.isfinite(meas), meas, torch.full_like(meas, float("inf"))).cpu()
     best_x = x.clone()
     stops: List[str] = ["" for _ in range(R)]
     active = torch.isfinite(f).cpu()
     for i in (~active).nonzero().flatten().tolist():
         stops[i] = "diverged"
-    if noise_floor > 0:
-        for i in (active & (best_loss <= noise_floor)).nonzero().flatten().tolist():
+    if bool((floor > 0).any()):
+        for i in (active & (floor > 0) & (best_loss <= floor)).nonzero().flatten().tolist():
             active[i] = False
             stops[i] = "noise"
     mem: list = []  # [(s (R, D), y (R, D), rho (R,))], zero rows for restarts that took no pair
@@ -135,7 +146,7 @@ def minimise_ls(
         f_new, m_new, g_new = f[ad].clone(), meas[ad].clone(), ga.clone()
         for bt in range(max_backtracks):
             ii = todo.nonzero().flatten()
-            ft, mt, gt = evaluate(x[ad[ii]] + t[ii].unsqueeze(1) * d[ii])
+            ft, mt, gt = evaluate(x[ad[ii]] + t[ii].unsqueeze(1) * d[ii], ad[ii])
             ok = torch.isfinite(ft) & (ft <= f[ad[ii]] + c1 * t[ii] * gd[ii])
             acc = ii[ok]
             f_new[acc], m_new[acc], g_new[acc] = ft[ok], mt[ok], gt[ok]
@@ -168,17 +179,19 @@ def minimise_ls(
         stop(a[todo.cpu()].tolist(), "line_search")
         f_cpu = f.detach().cpu()
         f_hist.append(f_cpu.clone())
-        if noise_floor > 0:
-            stop((active & (m_cpu <= noise_floor)).nonzero().flatten().tolist(), "noise")
+        if bool((floor > 0).any()):
+            stop((active & (floor > 0) & (m_cpu <= floor)).nonzero().flatten().tolist(), "noise")
         if stop_tol > 0 and len(f_hist) > window:
             old = f_hist[-1 - window]
             stop((active & ((old - f_cpu) <= stop_tol * old.abs())).nonzero().flatten().tolist(), "converged")
         if not pruned and evals >= prune_after * max_evals:
             pruned = True
-            run = active.nonzero().flatten()
-            if len(run) > 1:
-                keep = int(run[f_cpu[run].argmin()])
-                stop([int(i) for i in run if int(i) != keep], "pruned")
+            per = R // groups
+            for j in range(groups):
+                run = active[j * per : (j + 1) * per].nonzero().flatten() + j * per
+                if len(run) > 1:
+                    keep = int(run[f_cpu[run].argmin()])
+                    stop([int(i) for i in run if int(i) != keep], "pruned")
         ok = best_loss[torch.isfinite(best_loss)]
         cur = float(ok.min()) if ok.numel() else float("nan")
         hist.append({"step": evals, "loss": cur})

@@ -43,7 +43,11 @@ from ..errors import BadInput
 from ..events import Event, EventSink, null_sink
 from .common import (Problem, Result, State, best_per_group, check_positive, frozen, group_history, grouped_init,
                      problem_seeds, rows_of, stack_problems, timer)
-from .ilo import OPTIMIZERS, optimise_tracked
+from .common import fast_options
+from .ilo import OPTIMIZERS as FIRST_ORDER, optimise_tracked
+
+#: the reference code's SGD, the surgery paper's Adam, and the fast schedule
+OPTIMIZERS = FIRST_ORDER + ("lbfgs-ls",)
 from .losses import lpips_loss, measurement_consistent_reference
 
 ALPHA_PREFIX = "alpha:"
@@ -54,7 +58,8 @@ class MGANConfig:
     """mGANprior settings. n_codes: N >= 1 latent codes per restart; layer: composing cut point
     (>= 1, an intermediate layer); optimizer: adam|sgd; lr > 0; steps >= 1; restarts: run as one
     batch of restarts x n_codes codes; init: latent init (prior|cn|zero|normal|uniform);
-    lpips_weight >= 0 (0 = measurement loss only)."""
+    lpips_weight >= 0 (0 = measurement loss only). optimizer lbfgs-ls is the fast schedule
+    (``steps`` = budget of batched evaluations, lr unused, prune_after / stop_tol apply)."""
 
     n_codes: int = 10
     layer: int = 1
@@ -64,6 +69,8 @@ class MGANConfig:
     restarts: int = 3
     init: str = "prior"
     lpips_weight: float = 0.0
+    prune_after: float = 0.0
+    stop_tol: float = 1e-3
 
 
 def alpha_shape(shape) -> tuple:
@@ -82,6 +89,8 @@ def _check_config(config: MGANConfig, prior) -> None:
     check_positive("lr", config.lr)
     if config.optimizer not in OPTIMIZERS:
         raise BadInput(f"unknown optimizer '{config.optimizer}' for mGANprior; choose from: {', '.join(OPTIMIZERS)}")
+    if not (isinstance(config.prune_after, (int, float)) and 0 <= config.prune_after <= 1):
+        raise BadInput(f"prune_after must be in [0, 1], got {config.prune_after}")
     valid = prior.cut_points
     l = config.layer
     if not isinstance(l, int) or isinstance(l, bool) or l not in valid[1:]:
@@ -125,6 +134,11 @@ def solve_batch(problems: Sequence[Problem], prior, config: MGANConfig = MGANCon
     clock = timer()
     _check_config(config, prior)
     A, y, B = stack_problems(problems)
+    if config.optimizer == "lbfgs-ls" and B > 1 and A is not problems[0].A:
+        # the fast schedule evaluates subsets of the rows, which a stack of different operators
+        # (one per group of rows) cannot take: solve the problems one by one
+        seeds = problem_seeds(seed, B)
+        return [solve_batch([p], prior, config, on_event, [s])[0] for p, s in zip(problems, seeds)]
     R, N, layer = int(config.restarts), int(config.n_codes), config.layer
     RB = R * B
     y_rows = rows_of(y, R)
@@ -149,13 +163,15 @@ def solve_batch(problems: Sequence[Problem], prior, config: MGANConfig = MGANCon
         # alpha = 1/N: the composed feature starts as the mean of the N codes' features
         init[ALPHA_PREFIX + k] = torch.full((RB, N) + alpha_shape(s), 1.0 / N, **place)
 
-    def objective(params: State):
-        x = compose(prior, params, layer, RB, N)
-        r = A.A(x) - y_rows
-        meas = r.reshape(RB, -1).pow(2).sum(1)
+    def objective(params: State, rows: torch.Tensor):
+        n = len(rows)
+        x = compose(prior, params, layer, n, N)
+        yr = y_rows if n == RB else y_rows[rows]
+        r = A.A(x) - yr if n == RB or A is problems[0].A else A.rows(rows).A(x) - yr
+        meas = r.reshape(n, -1).pow(2).sum(1)
         total = meas / m  # = losses.mse_loss (the reference's F.mse_loss is a mean too)
         if use_lpips:
-            total = total + config.lpips_weight * lpips_loss(x, measurement_consistent_reference(A, y_rows, x))
+            total = total + config.lpips_weight * lpips_loss(x, measurement_consistent_reference(A, yr, x))
         return total, meas
 
     history: List[List[dict]] = [[] for _ in range(B)]
@@ -167,8 +183,12 @@ def solve_batch(problems: Sequence[Problem], prior, config: MGANConfig = MGANCon
         on_event(Event(phase="mgan", step=step, total=config.steps, loss=loss, extra={"diverged": int(div.sum())}))
 
     with frozen(prior):
+        info: dict = {}
         best, losses, div = optimise_tracked(
             objective, init, optimizer=config.optimizer, lr=config.lr, steps=config.steps, report=report,
+            optimizers=OPTIMIZERS, with_rows=True, info=info,
+            fast=fast_options(config.prune_after, config.stop_tol,
+                              rows_of(torch.tensor([A.m * p.noise_std ** 2 for p in problems]), R), B),
         )
         results = []
         for j, i in enumerate(best_per_group(losses, B, config.lr)):
@@ -179,7 +199,8 @@ def solve_batch(problems: Sequence[Problem], prior, config: MGANConfig = MGANCon
             results.append(Result(
                 x_hat=x_hat.detach(), state=state, losses=[float(v) for v in losses[rows]], best_restart=i - j * R,
                 history=history[j], diverged=div[rows].nonzero().flatten().tolist(),
-                extra={"layer": layer, "n_codes": N, "optimizer": config.optimizer, **({"batch": B} if B > 1 else {})},
+                extra={"layer": layer, "n_codes": N, "optimizer": config.optimizer, "evaluations": info["evaluations"],
+                       "stop": info["stops"][i], **({"batch": B} if B > 1 else {})},
             ))
     wall = clock()
     for r in results:

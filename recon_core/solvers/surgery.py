@@ -35,7 +35,7 @@ class SurgeryConfig:
     optimizer: str = "lbfgs"
     init: str = "cn"
     lbfgs_max_iter: int = 20
-    prune_after: float = 0.3
+    prune_after: float = 0.0
     stop_tol: float = 1e-3
 
 
