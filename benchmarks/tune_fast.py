@@ -54,7 +54,8 @@ OTHER_VARIANTS = {
     },
     "ilo": {
         "steps-75-50-25": {"steps": (75, 50, 25)},
-        "steps-100-60-30": {"steps": (100, 60, 30)},
+        "ls-40-60-40-p30": {"optimizer": "lbfgs-ls", "steps": (40, 60, 40), "prune_after": 0.3},
+        "ls-60-100-60": {"optimizer": "lbfgs-ls", "steps": (60, 100, 60)},
     },
     "iagan": {
         "ls150-a1": {"csgm_optimizer": "lbfgs-ls", "csgm_steps": 150, "prune_after": 0.3, "adapt_restarts": 1},

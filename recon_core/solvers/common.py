@@ -224,12 +224,12 @@ def optimise_state(
     loss each restart's best iterate is chosen on. Tracks, per restart, the iterate with the
     lowest (measurement) loss and drops restarts whose loss becomes NaN/Inf (left out of the sum,
     marked diverged). optimizer: adam | sgd | lbfgs. ``project`` maps the state back onto a
-    feasible set after each step (ILO); ``lr_schedule(i)`` multiplies lr at step i (0-based;
+    feasible set after each step (ILO; called as ``project(state, rows)`` with ``with_rows``); ``lr_schedule(i)`` multiplies lr at step i (0-based;
     Adam/SGD). After each step an Event (phase, best loss) goes to ``on_event``, or, if given,
     ``report(step, best (R,), diverged (R,) bool)`` is called instead.
     optimizer lbfgs-ls is the fast schedule (``linesearch.minimise_ls``; ``steps`` = its budget of
     batched evaluations; ``fast`` holds its other keywords: prune_after, stop_tol, noise_floor,
-    groups; lr, lr_schedule and project do not apply). With Adam/SGD, ``fast["prune_after"]`` > 0
+    groups; lr and lr_schedule do not apply; ``project`` needs ``with_rows``). With Adam/SGD, ``fast["prune_after"]`` > 0
     keeps only the best restart (per group) after that fraction of the steps (not with
     ``project``). ``with_rows``: ``loss_fn(state, rows)``
     gets the restart indices of the state's rows (lbfgs-ls evaluates subsets of the restarts).
@@ -243,20 +243,21 @@ def optimise_state(
     R = next(iter(init.values())).shape[0]
     info = {} if info is None else info
     if optimizer == "lbfgs-ls":
-        if project is not None:
-            raise BadInput("the lbfgs-ls schedule cannot keep the state on a constraint set (projection)")
+        if project is not None and not with_rows:
+            raise BadInput("the lbfgs-ls schedule projects subsets of the restarts: give with_rows=True")
         from .linesearch import minimise_ls
 
         best, losses, hist, div, got = minimise_ls(
-            loss_fn, init, max_evals=int(steps), phase=phase, on_event=on_event, with_rows=with_rows, **(fast or {}))
+            loss_fn, init, max_evals=int(steps), phase=phase, on_event=on_event, with_rows=with_rows,
+            project=project, **(fast or {}))
         info.update(got)
         if report is not None:
             report(int(steps), losses.clone().nan_to_num(float("inf")), torch.isnan(losses))
         return best, losses, hist, div
     fast = dict(fast or {})
     prune_after, groups = float(fast.get("prune_after", 0.0)), int(fast.get("groups", 1))
-    if prune_after and project is not None:
-        raise BadInput("restarts cannot be pruned while the state is projected onto a constraint set")
+    if prune_after and project is not None and not with_rows:
+        raise BadInput("restarts projected onto a constraint set can only be pruned with with_rows=True")
     device = next(iter(init.values())).device
     live = torch.arange(R)  # the restarts still optimised (pruning drops rows; Adam/SGD)
     call = (lambda st: loss_fn(st, live.to(device))) if with_rows else loss_fn
@@ -316,7 +317,7 @@ def optimise_state(
             opt.step()
             if project is not None:
                 with torch.no_grad():
-                    for k, v in project(params).items():
+                    for k, v in (project(params, live.to(device)) if with_rows else project(params)).items():
                         params[k].copy_(v)
             if step == steps:
                 with torch.no_grad():
@@ -343,7 +344,7 @@ def optimise_state(
         for step in range(1, steps + 1):
             x = lb.step(x, closure).detach()
             if project is not None:
-                x = _flat(project(_unflat(x, init)))
+                x = _flat(project(_unflat(x, init), live.to(device)) if with_rows else project(_unflat(x, init)))
             if step == steps:
                 with torch.no_grad():
                     record(_unflat(x, init), call(_unflat(x, init)))

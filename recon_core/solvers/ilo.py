@@ -62,13 +62,15 @@ import torch
 
 from ..errors import BadInput
 from ..events import Event, EventSink, null_sink
-from .common import (Problem, Result, State, best_per_group, check_positive, frozen, group_history, grouped_init,
+from .common import (Problem, Result, State, best_per_group, check_positive, fast_options, frozen, group_history, grouped_init,
                      optimise_state, problem_seeds, rows_of, seeded_rng, stack_problems, timer)
 from .losses import geodesic_loss, lpips_loss, measurement_consistent_reference
 from .projections import project_state_l1
 
 LOSSES = ("mse", "mse+lpips")
 OPTIMIZERS = ("adam", "sgd")
+#: the optimisers of ILO's rounds: the paper's Adam with ramps, and the fast schedule
+ROUND_OPTIMIZERS = ("adam", "lbfgs-ls")
 #: the SNA noise stream is seeded from seed + this offset (independent of the init draws)
 SNA_SEED_OFFSET = 7919
 
@@ -86,7 +88,10 @@ class ILOConfig:
     lpips_weight >= 0; geodesic_weight >= 0 (only used with a "w" entry (n_layers, dim));
     sna_std >= 0: Stochastic Noise Addition std in [0,1] pixel units (0 = off; for denoising set
     it to the noise level); project_range: project each round's solution back to the range of
-    the earlier layers (range_steps Adam steps at lr range_lr)."""
+    the earlier layers (range_steps Adam steps at lr range_lr). optimizer adam|lbfgs-ls: with
+    lbfgs-ls (the fast schedule) each round's steps is a budget of batched evaluations, lr and its
+    ramps are unused, every trial point is projected onto the round's l1 balls, and prune_after /
+    stop_tol apply within each round."""
 
     layers: Tuple[int, ...] = (0, 1, 2)
     steps: Tuple[int, ...] = (300, 200, 100)
@@ -103,6 +108,9 @@ class ILOConfig:
     project_range: bool = False
     range_steps: int = 100
     range_lr: float = 0.1
+    optimizer: str = "adam"
+    prune_after: float = 0.0
+    stop_tol: float = 1e-3
 
 
 def ilo_lr_schedule(steps: int, rampup: float = 0.05, rampdown: float = 0.75) -> Callable[[int], float]:
@@ -173,6 +181,10 @@ def _check_config(config: ILOConfig, prior) -> tuple:
         v = getattr(config, name)
         if not isinstance(v, (int, float)) or not 0 <= v <= 1:
             raise BadInput(f"{name} must be a fraction in [0, 1], got {v}")
+    if config.optimizer not in ROUND_OPTIMIZERS:
+        raise BadInput(f"unknown ILO optimizer '{config.optimizer}'; choose from: {', '.join(ROUND_OPTIMIZERS)}")
+    if not (isinstance(config.prune_after, (int, float)) and 0 <= config.prune_after <= 1):
+        raise BadInput(f"prune_after must be in [0, 1], got {config.prune_after}")
     if config.loss not in LOSSES:
         raise BadInput(f"unknown ILO loss '{config.loss}'; choose from: {', '.join(LOSSES)}")
     for name in ("lpips_weight", "geodesic_weight", "sna_std"):
@@ -212,6 +224,10 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
     clock = timer()
     layers, steps, radii = _check_config(config, prior)
     A, y, B = stack_problems(problems)
+    if config.optimizer == "lbfgs-ls" and B > 1 and A is not problems[0].A:
+        # the fast schedule evaluates subsets of the rows, which a stack of different operators
+        # (one per group of rows) cannot take: solve the problems one by one
+        return [solve_batch([p], prior, config, on_event, [s])[0] for p, s in zip(problems, problem_seeds(seed, B))]
     m = A.m
     R = int(config.restarts)
     N = B * R
@@ -225,20 +241,22 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
     sna_rng = seeded_rng(seeds[0] + SNA_SEED_OFFSET) if config.sna_std > 0 else None
 
     def make_objective(cut: int):
-        def objective(state: State):
+        def objective(state: State, rows: torch.Tensor):
+            n = len(rows)
+            yr = y_rows if n == N else y_rows[rows]
             x = prior.tail(state, cut)
-            r = A.A(x) - y_rows
-            meas = r.reshape(N, -1).pow(2).sum(1)  # what selection uses: noise-free ||y - A x||^2
+            r = A.A(x) - yr
+            meas = r.reshape(n, -1).pow(2).sum(1)  # what selection uses: noise-free ||y - A x||^2
             x_fit, fit = x, meas / m  # = losses.mse_loss, from the same residual
             if sna_rng is not None:
                 # SNA: the loss sees G(.) + n, n ~ N(0, sna_std^2) drawn afresh every step; A is
                 # linear, so A(x + n) - y = r + A n
-                n = (torch.randn(x.shape, generator=sna_rng) * config.sna_std).to(x)
-                x_fit = x + n
-                fit = (r + A.A(n)).reshape(N, -1).pow(2).mean(1)
+                noise = (torch.randn(x.shape, generator=sna_rng) * config.sna_std).to(x)
+                x_fit = x + noise
+                fit = (r + A.A(noise)).reshape(n, -1).pow(2).mean(1)
             total = fit
             if use_lpips:
-                ref = measurement_consistent_reference(A, y_rows, x_fit.clamp(0, 1))
+                ref = measurement_consistent_reference(A, yr, x_fit.clamp(0, 1))
                 total = total + config.lpips_weight * lpips_loss(x_fit.clamp(0, 1), ref)
             if config.geodesic_weight > 0 and has_w_plus(state):
                 total = total + config.geodesic_weight * geodesic_loss(state["w"])
@@ -253,6 +271,8 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
     rounds_info: List[dict] = []
     history: List[List[dict]] = [[] for _ in range(B)]
     done_steps = 0
+    evaluations = 0
+    floors = rows_of(torch.tensor([m * p.noise_std ** 2 for p in problems]), R)
 
     with frozen(prior):
         start = grouped_init(prior, 0, R, seeds, config.init)
@@ -262,8 +282,10 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
             center = OrderedDict((key, v.detach().clone()) for key, v in start.items())
             project = None
             if radius is not None and not math.isinf(radius):
-                project = lambda st, c=center, r=radius: project_state_l1(st, c, r)  # noqa: E731
+                project = lambda st, rows, c=center, r=radius: project_state_l1(  # noqa: E731
+                    st, OrderedDict((key, v[rows]) for key, v in c.items()), r)
             floor = overall.clone()
+            info_k: dict = {}
 
             def report(step, best, div, k=k, cut=cut, radius=radius, n_steps=n_steps, floor=floor):
                 bad = diverged | div
@@ -278,9 +300,12 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
                 ))
 
             best, losses, div = optimise_tracked(
-                make_objective(cut), start, optimizer="adam", lr=config.lr, steps=n_steps, report=report,
+                make_objective(cut), start, optimizer=config.optimizer, lr=config.lr, steps=n_steps, report=report,
                 lr_schedule=ilo_lr_schedule(n_steps, config.lr_rampup, config.lr_rampdown), project=project,
+                optimizers=ROUND_OPTIMIZERS, with_rows=True, info=info_k,
+                fast=fast_options(config.prune_after, config.stop_tol, floors, B),
             )
+            evaluations += info_k["evaluations"]
             done_steps += n_steps
             diverged |= div
             better = torch.nan_to_num(losses, nan=float("inf")) < overall
@@ -320,7 +345,8 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
             results.append(Result(
                 x_hat=x_hat.detach(), state=state, losses=[float(v) for v in final[rows]], best_restart=i - j * R,
                 history=history[j], diverged=diverged[rows].nonzero().flatten().tolist(),
-                extra={"rounds": mine, "best_round": kb, "cut": cut_b, **({"batch": B} if B > 1 else {})},
+                extra={"rounds": mine, "best_round": kb, "cut": cut_b, "evaluations": evaluations,
+                       **({"batch": B} if B > 1 else {})},
             ))
     wall = clock()
     for r in results:

@@ -22,7 +22,7 @@ Stopping, per restart, checked after every accepted iteration:
 from __future__ import annotations
 
 import math
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 import torch
 
@@ -63,6 +63,7 @@ def minimise_ls(
     on_event: EventSink = null_sink,
     with_rows: bool = False,
     groups: int = 1,
+    project: Optional[Callable] = None,
 ) -> tuple:
     """Minimise ``loss_fn(state)`` over every entry of ``init`` (R restarts as rows).
 
@@ -75,6 +76,10 @@ def minimise_ls(
     the state's rows, for losses with per-restart constants (a decoder's fixed input, one
     problem's measurements per group of rows). groups: the rows are ``groups`` equal consecutive
     groups (one per problem of a batch); pruning keeps the best row of each group.
+    project: ``project(state, rows) -> state`` maps trial points back onto a feasible set
+    (ILO's l1 balls): each trial point is P(x + t d), accepted on the Armijo condition along
+    that projected path (f <= f(x) + c1 g.(P(x + t d) - x)), and the curvature pair is taken
+    from the projected step (a projected quasi-Newton heuristic, not L-BFGS-B).
     Returns (best_state, best_losses (R,) float64 NaN for diverged, history [{"step", "loss"}],
     diverged indices, info {"evaluations", "stops": per-restart reason})."""
     for name, v in (("max_evals", max_evals), ("history", history), ("window", window)):
@@ -143,13 +148,17 @@ def minimise_ls(
         # a restart's first step is scaled like torch's LBFGS, later ones start from 1
         t = torch.where(started[a].to(x.device), torch.ones_like(gd), (1.0 / ga.abs().sum(1).clamp_min(1e-30)).clamp(max=1.0))
         todo = torch.ones(len(a), dtype=torch.bool, device=x.device)
-        f_new, m_new, g_new = f[ad].clone(), meas[ad].clone(), ga.clone()
+        f_new, m_new, g_new, step = f[ad].clone(), meas[ad].clone(), ga.clone(), torch.zeros_like(ga)
         for bt in range(max_backtracks):
             ii = todo.nonzero().flatten()
-            ft, mt, gt = evaluate(x[ad[ii]] + t[ii].unsqueeze(1) * d[ii], ad[ii])
-            ok = torch.isfinite(ft) & (ft <= f[ad[ii]] + c1 * t[ii] * gd[ii])
+            trial = x[ad[ii]] + t[ii].unsqueeze(1) * d[ii]
+            if project is not None:
+                trial = _flat(project(_unflat(trial, init), ad[ii]))
+            dx = trial - x[ad[ii]]
+            ft, mt, gt = evaluate(trial, ad[ii])
+            ok = torch.isfinite(ft) & (ft <= f[ad[ii]] + c1 * (ga[ii] * dx).sum(1).clamp(max=0))
             acc = ii[ok]
-            f_new[acc], m_new[acc], g_new[acc] = ft[ok], mt[ok], gt[ok]
+            f_new[acc], m_new[acc], g_new[acc], step[acc] = ft[ok], mt[ok], gt[ok], dx[ok]
             todo[acc] = False
             if not bool(todo.any()) or evals >= max_evals:
                 break
@@ -158,7 +167,7 @@ def minimise_ls(
         rows = ad[acc]
         s = torch.zeros_like(x)
         yv = torch.zeros_like(x)
-        s[rows] = t[acc].unsqueeze(1) * d[acc]
+        s[rows] = step[acc]
         yv[rows] = g_new[acc] - g[rows]
         ys = (s * yv).sum(1)
         take = ys > 1e-10

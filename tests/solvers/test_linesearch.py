@@ -191,3 +191,68 @@ def test_fast_preset_quality_on_the_real_face_prior(face64):
     r = surgery.solve(pb, G, make_config("surgery", "fast", "dcgan"), seed=2_000_006)
     assert r.extra["evaluations"] <= 150
     assert float(psnr(face64, r.x_hat.clamp(0, 1))) > 21.5
+
+
+def _with_rows_loss(state, rows):
+    """_rows_loss where the row identities come from ``rows`` instead of the state."""
+    x = state["x"]
+    r = torch.einsum("rij,rj->ri", _M[rows], x) - _B[rows]
+    return r.pow(2).sum(1) + 0.05 * x.pow(4).sum(1)
+
+
+def test_with_rows_gives_each_row_its_restart_index():
+    x0 = OrderedDict(x=torch.zeros(3, 8, dtype=torch.float64))
+    _, losses, _, _, info = minimise_ls(_with_rows_loss, x0, max_evals=400, prune_after=0, stop_tol=1e-12, with_rows=True)
+    for r in range(3):
+        assert float(losses[r]) == pytest.approx(_minimum(r), rel=1e-6, abs=1e-9)
+
+
+def test_pruning_keeps_the_best_row_of_each_group():
+    x0 = OrderedDict(x=torch.zeros(4, 8, dtype=torch.float64))
+    rows_loss = lambda st, rows: _with_rows_loss(st, rows % 3)  # noqa: E731
+    _, losses, _, _, info = minimise_ls(rows_loss, x0, max_evals=40, prune_after=0.2, stop_tol=0, with_rows=True, groups=2)
+    assert [s == "pruned" for s in info["stops"]].count(True) == 2
+    for j in (0, 1):
+        kept = [i for i in (2 * j, 2 * j + 1) if info["stops"][i] != "pruned"]
+        assert len(kept) == 1
+    with pytest.raises(BadInput, match="groups must divide the 4 rows"):
+        minimise_ls(rows_loss, x0, max_evals=5, with_rows=True, groups=3)
+
+
+def test_projected_line_search_stays_feasible_and_finds_the_constrained_minimum():
+    """min ||x - c||^2 over the l2 ball of radius 1 with |c| = 3: the answer is c / |c|."""
+    c = torch.tensor([[3.0, 0.0, 0.0], [0.0, 0.0, -3.0]], dtype=torch.float64)
+
+    def project(st, rows):
+        x = st["x"]
+        return OrderedDict(x=x / x.norm(dim=1, keepdim=True).clamp_min(1.0))
+
+    seen = []
+
+    def loss(st, rows):
+        seen.append(float(st["x"].detach().norm(dim=1).max()))
+        return (st["x"] - c[rows]).pow(2).sum(1)
+
+    best, losses, *_ = minimise_ls(loss, OrderedDict(x=torch.zeros(2, 3, dtype=torch.float64)), max_evals=60,
+                                   prune_after=0, stop_tol=1e-12, with_rows=True, project=project)
+    assert max(seen) <= 1 + 1e-12
+    assert torch.allclose(best["x"], c / 3, atol=1e-6)
+    assert losses.tolist() == pytest.approx([4.0, 4.0], abs=1e-6)
+
+
+def test_adam_pruning_continues_the_kept_restart_exactly():
+    """Pruned Adam: the kept restart's best state and loss equal the unpruned run's for that
+    restart (Adam acts per coordinate and its moments are carried over), the others stop."""
+    from recon_core.solvers.common import fast_options, optimise_state
+
+    x0 = OrderedDict(x=torch.randn(3, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1)))
+    full, lf, _, _ = optimise_state(_with_rows_loss, x0, optimizer="adam", lr=0.05, steps=60, with_rows=True)
+    info = {}
+    pr, lp, _, _ = optimise_state(_with_rows_loss, x0, optimizer="adam", lr=0.05, steps=60, with_rows=True,
+                                  fast=fast_options(0.5, 0.0), info=info)
+    kept = [i for i, s in enumerate(info["stops"]) if s != "pruned"]
+    assert len(kept) == 1 and info["stops"].count("pruned") == 2
+    k = kept[0]
+    assert float(lp[k]) == pytest.approx(float(lf[k]), rel=1e-12)
+    assert torch.allclose(pr["x"][k], full["x"][k], rtol=0, atol=1e-12)
+    assert info["evaluations"] == 61
