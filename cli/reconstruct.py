@@ -304,6 +304,10 @@ class Job:
 _WORKER_JOB: Optional[Job] = None
 
 
+#: images per batch of ``--batch-images 0`` (auto)
+AUTO_BATCH = 8
+
+
 def _worker_init(job_kwargs: dict, threads: int) -> None:
     """A --jobs worker process: its own torch threads and its own Job (prior loaded once)."""
     global _WORKER_JOB
@@ -470,7 +474,7 @@ def reconstruct(
     out: Optional[Path] = typer.Option(None, help="Output folder (a batch gets one subfolder per image).", show_default="recon_out/<name>, or recon_out for a batch"),
     resume: bool = typer.Option(False, help="Batch: skip images whose outputs are complete; redo the others."),
     shard: Optional[str] = typer.Option(None, help="Batch: process only share K of N (K/N, 1-based, deterministic)."),
-    batch_images: int = typer.Option(1, help="Batch, --method ilo|mgan: solve K images at a time as one batch (same results up to float rounding; 1.2-2x faster for small priors on a CPU)."),
+    batch_images: int = typer.Option(0, help="Batch, --method csgm|surgery|ilo|mgan: solve K images at a time as one batch (same results up to float rounding; faster on a CPU, see README 'Speed'). 0 = auto: batches of 8 for those methods without --jobs, else 1.", show_default="0 (auto)"),
     jobs: int = typer.Option(1, help="Batch: solve N images at a time in N worker processes (each with --threads, or the CPU cores shared out, torch threads). On a CPU, --jobs 2 with 1 thread each beats one process with 2 threads for the 64 px priors (see README 'Speed')."),
     max_memory: float = typer.Option(0.0, help="Memory budget in GB for operators (0 = a quarter of the RAM); larger dense operators are refused."),
     prior: str = typer.Option("dcgan-faces-64", help="Zoo name (see `recon priors`) or path to a checkpoint."),
@@ -569,10 +573,12 @@ def reconstruct(
             raise BadInput("--truth applies to --measurements; an --observed run has no ground truth")
     if preset not in PRESET_NAMES:  # checked before any heavy work
         raise UnknownName("preset", preset, PRESET_NAMES)
-    if batch_images < 1:
-        raise BadInput(f"--batch-images must be >= 1, got {batch_images}")
+    if batch_images < 0:
+        raise BadInput(f"--batch-images must be >= 1 (or 0 for auto), got {batch_images}")
     if jobs < 1:
         raise BadInput(f"--jobs must be >= 1, got {jobs}")
+    if batch_images == 0:  # auto: batching pays for every batched method on a CPU (README 'Speed')
+        batch_images = AUTO_BATCH if method in BATCH_METHODS and jobs == 1 else 1
     if jobs > 1 and batch_images > 1:
         raise BadInput("--jobs and --batch-images do not combine: use one or the other")
     if batch_images > 1 and method in METHODS and method not in BATCH_METHODS:

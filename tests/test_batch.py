@@ -75,7 +75,7 @@ def _digest(folder: Path) -> dict:
 def test_batch_records_failures_and_resumes(tmp_path, folder, tiny_ckpt, monkeypatch):
     calls = _diverge_second_solve(monkeypatch)
     out = tmp_path / "out"
-    r = runner.invoke(app, ["reconstruct", str(folder), "--prior", str(tiny_ckpt), "--out", str(out), *FAST])
+    r = runner.invoke(app, ["reconstruct", str(folder), "--prior", str(tiny_ckpt), "--out", str(out), *FAST, "--batch-images", "1"])
     assert r.exit_code == 1, r.output
     summary = json.loads((out / "summary.json").read_text())
     status = {Path(row["input"]).name: row for row in summary["images"]}
@@ -93,7 +93,7 @@ def test_batch_records_failures_and_resumes(tmp_path, folder, tiny_ckpt, monkeyp
 
     # --resume redoes nothing for the good ones (the diverging one is retried and now succeeds)
     calls["n"] = 10
-    r = runner.invoke(app, ["reconstruct", str(folder), "--prior", str(tiny_ckpt), "--out", str(out), *FAST, "--resume"])
+    r = runner.invoke(app, ["reconstruct", str(folder), "--prior", str(tiny_ckpt), "--out", str(out), *FAST, "--resume", "--batch-images", "1"])
     assert r.exit_code == 1
     summary = json.loads((out / "summary.json").read_text())
     status = {Path(row["input"]).name: row["status"] for row in summary["images"]}
@@ -154,7 +154,7 @@ def test_sigint_mid_batch_then_resume(tmp_path, tiny_ckpt):
         save_image(x, d / f"img{i}.png")
     out = tmp_path / "out"
     recon = [sys.executable, "-m", "recon_cli", "reconstruct", str(d), "--prior", str(tiny_ckpt), "--out", str(out),
-             "--restarts", "1", "--quiet", "--threads", "1"]
+             "--restarts", "1", "--quiet", "--threads", "1", "--batch-images", "1"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # Adam steps are one evaluation each: every image takes a predictable ~1-3 s
     slow = ["--optimizer", "adam", "--steps", "400"]
@@ -188,12 +188,13 @@ def test_sigint_mid_batch_then_resume(tmp_path, tiny_ckpt):
     assert all(row["status"] in ("ok", "skipped") for row in rows) and len(rows) == 5
 
 
-@pytest.mark.parametrize("method,extra", [("ilo", ["--steps", "6,4,4", "--radii", "3,6"]), ("mgan", ["--steps", "8", "--n-codes", "2"])])
+@pytest.mark.parametrize("method,extra", [("ilo", ["--steps", "6,4,4", "--radii", "3,6"]), ("mgan", ["--steps", "8", "--n-codes", "2"]),
+                                          ("surgery", ["--steps", "12"]), ("csgm", ["--steps", "8", "--preset", "paper"])])
 def test_batch_images_solves_like_one_by_one(tmp_path, folder, tiny_ckpt, method, extra):
     """--batch-images K: the good images of a folder solved K at a time give what one-by-one
     solving gives (same solver seed per image), bad images still fail alone."""
     args = ["reconstruct", str(folder), "--prior", str(tiny_ckpt), "--method", method, "--restarts", "2", "--quiet", *extra]
-    r1 = runner.invoke(app, [*args, "--out", str(tmp_path / "one")])
+    r1 = runner.invoke(app, [*args, "--out", str(tmp_path / "one"), "--batch-images", "1"])
     r2 = runner.invoke(app, [*args, "--out", str(tmp_path / "two"), "--batch-images", "2"])
     assert r1.exit_code == r2.exit_code == 1, (r1.output, r2.output)  # the empty and truncated files fail
     s1, s2 = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("one", "two"))
@@ -208,7 +209,9 @@ def test_batch_images_solves_like_one_by_one(tmp_path, folder, tiny_ckpt, method
         assert m2["args"]["batch_images"] == 2 and m1["args"]["batch_images"] == 1
         assert m1["restarts"]["best"] == m2["restarts"]["best"]
         assert m2["metrics"]["psnr"] == pytest.approx(m1["metrics"]["psnr"], abs=0.05)
-        assert m1["restarts"]["losses"] == pytest.approx(m2["restarts"]["losses"], rel=1e-3, abs=1e-6)
+        # the line search's accept/reject decisions can amplify float reassociation a little
+        rel = 1e-2 if method == "surgery" else 1e-3
+        assert m1["restarts"]["losses"] == pytest.approx(m2["restarts"]["losses"], rel=rel, abs=1e-6)
         assert "batch" not in m1["wall_time"]
         if "batch" in m2["wall_time"]:
             batched += 1
@@ -222,8 +225,8 @@ def test_batch_images_solves_like_one_by_one(tmp_path, folder, tiny_ckpt, method
 
 
 def test_batch_images_errors(folder, tiny_ckpt):
-    for extra, msg in [(["--batch-images", "0"], "--batch-images must be >= 1"),
-                       (["--batch-images", "2", "--method", "surgery"], "applies to the methods with a batched solver")]:
+    for extra, msg in [(["--batch-images", "-1"], "--batch-images must be >= 1 (or 0 for auto)"),
+                       (["--batch-images", "2", "--method", "pinv"], "applies to the methods with a batched solver")]:
         r = runner.invoke(app, ["reconstruct", str(folder), "--prior", str(tiny_ckpt), *FAST, *extra])
         assert r.exit_code == 2 and msg in r.stderr, r.output
 

@@ -5,6 +5,8 @@ Each method is ``(ConfigDataclass, solve)`` with ``solve(problem, prior, config,
 
 from __future__ import annotations
 
+import sys
+
 from ..errors import UnknownName
 from . import csgm, surgery
 from .common import Problem, Result  # noqa: F401
@@ -26,14 +28,17 @@ METHODS = {
 
 #: methods with a batched solver ``solve_batch(problems, prior, config, on_event, seed)``: several
 #: images as one batch (see common.solve_isolated)
-BATCH_METHODS = {"ilo": ilo.solve_batch, "mgan": mgan.solve_batch}
+BATCH_METHODS = {"csgm": csgm.solve_batch, "surgery": surgery.solve_batch, "ilo": ilo.solve_batch,
+                 "mgan": mgan.solve_batch}
 
 
 #: settings presets: ``paper`` (each config's defaults: its paper's schedule) and ``fast`` (a
-#: faster schedule at equal quality, see benchmarks/speed.py). Methods listed in FAST_METHODS have
-#: one; for the others ``fast`` is their paper schedule (recorded as such, see effective_preset).
+#: faster schedule at equal quality, see benchmarks/speed.py). A method has a fast preset when its
+#: module's PRESETS names one; for the others ``fast`` is their paper schedule (recorded as such,
+#: see effective_preset).
 PRESET_NAMES = ("fast", "paper")
-FAST_METHODS = ("surgery",)
+_MODULES = {m: sys.modules[solve.__module__] for m, (_, solve) in METHODS.items()}
+FAST_METHODS = tuple(m for m, mod in _MODULES.items() if "fast" in getattr(mod, "PRESETS", {}))
 
 
 def effective_preset(method: str, preset: str) -> str:
@@ -59,7 +64,7 @@ def make_config(method: str, preset: str = "paper", arch: str = "", cut_points=N
     if method == "iagan" and arch in iagan.PAPER_SETTINGS:
         cfg = dataclasses.replace(cfg, **iagan.PAPER_SETTINGS[arch])
     if effective_preset(method, preset) == "fast":
-        cfg = dataclasses.replace(cfg, **surgery.PRESETS["fast"])
+        cfg = dataclasses.replace(cfg, **_MODULES[method].PRESETS["fast"])
     return cfg
 
 

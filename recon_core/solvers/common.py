@@ -386,6 +386,22 @@ def _keep_rows(params: State, opt: torch.optim.Optimizer, keep: torch.Tensor) ->
     return new, opt2
 
 
+def one_by_one(solve_batch: Callable, problems: Sequence[Problem], seed, **kw) -> list:
+    """``solve_batch`` on each problem alone (problem j with seeds[j]), for the fast schedule on
+    problems whose operators differ (it evaluates subsets of the rows, which a stack of
+    operators, one per group of rows, cannot take). A problem whose restarts all diverge raises
+    SolverDiverged naming it, as a batch would."""
+    from ..errors import SolverDiverged
+
+    out = []
+    for j, (p, s) in enumerate(zip(problems, problem_seeds(seed, len(problems)))):
+        try:
+            out.append(solve_batch([p], seed=[s], **kw)[0])
+        except SolverDiverged as e:
+            raise SolverDiverged(str(e).replace("every restart", f"every restart of problem {j}", 1)) from None
+    return out
+
+
 def fast_options(prune_after: float, stop_tol: float, noise_floor=0.0, groups: int = 1) -> dict:
     """The keywords of the fast schedule (``optimise_state(..., fast=...)``) from a config's
     fields; noise_floor: m sigma^2 (float, or one per row), 0 when the noise level is unknown."""
@@ -405,8 +421,8 @@ def pick_best(best_state: State, best_loss: torch.Tensor, diverged: List[int], l
 def stack_problems(problems: Sequence[Problem]) -> tuple:
     """B problems as one batch: (operator over B equal groups of rows, y (B, *meas), B).
 
-    The operator is the problems' own when they share one object, else a StackedOperator of
-    theirs (group j = problem j); shapes must agree. Used by the solvers' ``solve_batch``."""
+    The operator is the first problem's when they share one object or one spec, else a
+    StackedOperator of theirs (group j = problem j); shapes must agree. Used by the solvers' ``solve_batch``."""
     from ..operators.stacked import StackedOperator
 
     problems = list(problems)
@@ -414,7 +430,9 @@ def stack_problems(problems: Sequence[Problem]) -> tuple:
         raise BadInput("solve_batch needs a non-empty list of Problem objects")
     A0 = problems[0].A
     try:
-        A = A0 if all(p.A is A0 for p in problems) else StackedOperator([p.A for p in problems])
+        # operators with one spec are the same operator (the spec contract): use it for every row
+        same = all(p.A is A0 for p in problems) or all(p.A.spec() == A0.spec() for p in problems[1:])
+        A = A0 if same else StackedOperator([p.A for p in problems])
     except OperatorError as e:
         raise BadInput(f"problems solved as one batch must have operators of one shape: {e}") from None
     y = torch.cat([p.y for p in problems])
@@ -503,8 +521,13 @@ def seeded_rng(seed: int) -> torch.Generator:
     return g
 
 
-def invert_at_cut(
-    problem: Problem,
+def invert_at_cut(problem: Problem, prior, **kw) -> Result:
+    """``invert_at_cut_batch`` on one problem (seed: an int)."""
+    return invert_at_cut_batch([problem], prior, **kw)[0]
+
+
+def invert_at_cut_batch(
+    problems: Sequence[Problem],
     prior,
     *,
     cut: int,
@@ -513,49 +536,80 @@ def invert_at_cut(
     lr: float,
     steps: int,
     restarts: int,
-    seed: int,
+    seed,
     phase: str,
     on_event: EventSink = null_sink,
     z_reg: float = 0.0,
     lbfgs_max_iter: int = 20,
     prune_after: float = 0.0,
     stop_tol: float = 1e-3,
-) -> Result:
+) -> List[Result]:
     """Minimise ||y - A G_c(s)||^2 (+ z_reg ||s||^2) over the state s entering block ``cut``,
-    with ``restarts`` initialisations optimised as one batch (cut 0 is CSGM).
+    with ``restarts`` initialisations per problem, every problem's restarts optimised as one
+    batch (cut 0 is CSGM). Problem j starts from what a single solve with seeds[j] would
+    (common.problem_seeds) and, row by row, takes the same iterates (up to floating-point
+    reassociation in batched kernels).
 
     optimizer adam|sgd|lbfgs run ``steps`` fixed steps (the papers' schedules); lbfgs-ls is the
-    fast schedule (``linesearch.minimise_ls``: ``steps`` batched evaluations at most, restarts
-    pruned after ``prune_after`` of them, stopped at the noise level or when the loss changes by
-    less than ``stop_tol``). Result.extra records "evaluations" (batched loss evaluations) and
-    "stop" (why the kept restart stopped)."""
+    fast schedule (``linesearch.minimise_ls``: ``steps`` batched evaluations per problem at most,
+    restarts pruned after ``prune_after`` of them, stopped at the noise level or when the loss
+    changes by less than ``stop_tol``). Result.extra records "evaluations" (batched loss
+    evaluations of that problem) and "stop" (why the kept restart stopped); wall_time is the
+    batch's and extra["batch"] = B when B > 1."""
     clock = timer()
     check_positive("restarts", restarts, integer=True)
     if not (isinstance(z_reg, (int, float)) and math.isfinite(z_reg) and z_reg >= 0):
         raise BadInput(f"z_reg must be a number >= 0, got {z_reg}")
     prior.check_cut(cut)
-    state0 = prior.init_state(cut, restarts, init=init, rng=seeded_rng(seed))
-    A, y = problem.A, problem.y
+    A, y, B = stack_problems(problems)
+    R = int(restarts)
+    state0 = grouped_init(prior, cut, R, problem_seeds(seed, B), init)
+    y_rows = rows_of(y, R)
+    if optimizer == "lbfgs-ls" and B > 1 and A is not problems[0].A:
+        return one_by_one(invert_at_cut_batch, problems, seed, prior=prior, cut=cut, init=init, optimizer=optimizer,
+                          lr=lr, steps=steps, restarts=restarts, phase=phase, on_event=on_event, z_reg=z_reg,
+                          lbfgs_max_iter=lbfgs_max_iter, prune_after=prune_after, stop_tol=stop_tol)
 
-    def loss_fn(state):
-        meas = measurement_loss(A, y, prior.tail(state, cut))
+    def loss_fn(state, rows):
+        meas = measurement_loss(A, y_rows if len(rows) == len(y_rows) else y_rows[rows], prior.tail(state, cut))
         if z_reg:  # minimise the penalised loss, select restarts on the measurement loss
             return meas + z_reg * _flat(state).pow(2).sum(1), meas
         return meas
+
+    floors = rows_of(torch.tensor([A.m * p.noise_std ** 2 for p in problems], dtype=torch.float64), R)
+    histories: List[List[dict]] = [[] for _ in range(B)]
+
+    def report(step, best, div):  # per-problem histories of a batch (fixed-step optimisers)
+        group_history(histories, best, div, B, {"step": step})
+        ok = best[~div]
+        on_event(Event(phase=phase, step=step, total=steps, loss=float(ok.min()) if ok.numel() else float("nan"),
+                       extra={"diverged": int(div.sum())}))
 
     with frozen(prior):
         info: dict = {}
         best, losses, history, diverged = optimise_state(
             loss_fn, state0, optimizer=optimizer, lr=lr, steps=steps, phase=phase, on_event=on_event,
-            lbfgs_max_iter=lbfgs_max_iter, info=info,
-            fast=fast_options(prune_after, stop_tol, A.m * problem.noise_std ** 2),
+            lbfgs_max_iter=lbfgs_max_iter, info=info, with_rows=True,
+            fast=fast_options(prune_after, stop_tol, floors, B),
+            report=report if B > 1 and optimizer != "lbfgs-ls" else None,
         )
+        if B > 1 and optimizer == "lbfgs-ls":
+            histories = info["group_history"]
         stops = info["stops"]
-        i, state = pick_best(best, losses, diverged, lr)
-        with torch.no_grad():
-            x_hat = prior.tail(state, cut)
-    return Result(
-        x_hat=x_hat.detach(), state=state, losses=[float(v) for v in losses], best_restart=i,
-        history=history, wall_time=clock(), diverged=diverged,
-        extra={"evaluations": info["evaluations"], "stop": stops[i], "stops": stops},
-    )
+        group_evals = info.get("group_evaluations", [info["evaluations"]] * B)
+        results = []
+        for j, i in enumerate(best_per_group(losses.clone().index_fill_(0, torch.tensor(diverged, dtype=torch.long), float("nan")), B, lr)):
+            rows = slice(j * R, (j + 1) * R)
+            state = OrderedDict((k, v[i : i + 1].detach().clone()) for k, v in best.items())
+            with torch.no_grad():
+                x_hat = prior.tail(state, cut)
+            results.append(Result(
+                x_hat=x_hat.detach(), state=state, losses=[float(v) for v in losses[rows]], best_restart=i - j * R,
+                history=history if B == 1 else histories[j], diverged=[d - j * R for d in diverged if j * R <= d < (j + 1) * R],
+                extra={"evaluations": group_evals[j], "stop": stops[i], "stops": stops[rows],
+                       **({"batch": B} if B > 1 else {})},
+            ))
+    wall = clock()
+    for r in results:
+        r.wall_time = wall
+    return results

@@ -9,10 +9,12 @@ a default; no shorter Adam schedule tried kept the quality either."""
 
 from __future__ import annotations
 
+from typing import List, Sequence, Union
+
 from dataclasses import dataclass
 
 from ..events import EventSink, null_sink
-from .common import Problem, Result, invert_at_cut
+from .common import Problem, Result, invert_at_cut, invert_at_cut_batch
 
 
 @dataclass
@@ -44,4 +46,16 @@ def solve(problem: Problem, prior, config: CSGMConfig = CSGMConfig(), on_event: 
         steps=config.steps, restarts=config.restarts, seed=seed, phase="csgm", on_event=on_event,
         z_reg=config.z_reg, lbfgs_max_iter=config.lbfgs_max_iter, prune_after=config.prune_after,
         stop_tol=config.stop_tol,
+    )
+
+
+def solve_batch(problems: Sequence[Problem], prior, config: CSGMConfig = CSGMConfig(), on_event: EventSink = null_sink,
+                seed: Union[int, Sequence[int]] = 0) -> List[Result]:
+    """``solve`` on B problems as one batch (B x restarts rows per generator evaluation); problem
+    j gets what ``solve(problems[j], seed=seeds[j])`` computes, up to floating-point reassociation
+    (common.invert_at_cut_batch)."""
+    return invert_at_cut_batch(
+        problems, prior, cut=0, init=config.init, optimizer=config.optimizer, lr=config.lr,
+        steps=config.steps, restarts=config.restarts, seed=seed, phase="csgm", on_event=on_event,
+        z_reg=config.z_reg, lbfgs_max_iter=config.lbfgs_max_iter, prune_after=config.prune_after, stop_tol=config.stop_tol,
     )

@@ -62,7 +62,7 @@ import torch
 
 from ..errors import BadInput
 from ..events import Event, EventSink, null_sink
-from .common import (Problem, Result, State, best_per_group, check_positive, fast_options, frozen, group_history, grouped_init,
+from .common import (Problem, Result, State, best_per_group, check_positive, fast_options, frozen, one_by_one, group_history, grouped_init,
                      optimise_state, problem_seeds, rows_of, seeded_rng, stack_problems, timer)
 from .losses import geodesic_loss, lpips_loss, measurement_consistent_reference
 from .projections import project_state_l1
@@ -225,9 +225,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
     layers, steps, radii = _check_config(config, prior)
     A, y, B = stack_problems(problems)
     if config.optimizer == "lbfgs-ls" and B > 1 and A is not problems[0].A:
-        # the fast schedule evaluates subsets of the rows, which a stack of different operators
-        # (one per group of rows) cannot take: solve the problems one by one
-        return [solve_batch([p], prior, config, on_event, [s])[0] for p, s in zip(problems, problem_seeds(seed, B))]
+        return one_by_one(solve_batch, problems, seed, prior=prior, config=config, on_event=on_event)
     m = A.m
     R = int(config.restarts)
     N = B * R

@@ -70,7 +70,8 @@ def minimise_ls(
     ``loss_fn`` takes a state whose rows are any subset of the restarts (the measurements must
     broadcast: y of batch 1) and returns the per-row loss (R',), or (total, measurement) when the
     minimised loss differs from the one restarts are selected on. max_evals: budget of batched
-    loss evaluations (each one generator forward + backward on the rows still running);
+    loss evaluations (each one generator forward + backward on the rows still running) of each
+    group (an evaluation counts for the groups whose rows it includes);
     noise_floor: stop a restart once its measurement loss is <= this (0 = off; a float, or one
     per row). with_rows: call ``loss_fn(state, rows)`` with the restart indices (LongTensor) of
     the state's rows, for losses with per-restart constants (a decoder's fixed input, one
@@ -81,7 +82,9 @@ def minimise_ls(
     that projected path (f <= f(x) + c1 g.(P(x + t d) - x)), and the curvature pair is taken
     from the projected step (a projected quasi-Newton heuristic, not L-BFGS-B).
     Returns (best_state, best_losses (R,) float64 NaN for diverged, history [{"step", "loss"}],
-    diverged indices, info {"evaluations", "stops": per-restart reason})."""
+    diverged indices, info {"evaluations" (batched), "stops": per-restart reason,
+    "group_evaluations": the evaluations each group took part in, "group_history": each group's
+    history, as its problem alone would have it})."""
     for name, v in (("max_evals", max_evals), ("history", history), ("window", window)):
         if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
             raise BadInput(f"{name} must be a positive integer, got {v}")
@@ -96,10 +99,17 @@ def minimise_ls(
     if not (isinstance(groups, int) and groups >= 1 and R % groups == 0):
         raise BadInput(f"groups must divide the {R} rows, got {groups}")
     floor = torch.as_tensor(noise_floor, dtype=torch.float64).expand(R).clone()
+    # the budget, pruning and the counts are per group (problem), so a problem solved in a batch
+    # takes the same iterates as alone: a group counts only the evaluations that include it
+    per = R // groups
+    gid = torch.arange(R) // per
+    count = torch.zeros(groups, dtype=torch.long)
+    pruned = torch.full((groups,), prune_after == 0)
 
     def evaluate(xs: torch.Tensor, rows: torch.Tensor) -> tuple:
         nonlocal evals
         evals += 1
+        count[torch.unique(gid[rows.cpu()])] += 1
         xs = xs.detach().requires_grad_(True)
         st = _unflat(xs, init)
         total, meas = _split(loss_fn(st, rows) if with_rows else loss_fn(st))
@@ -124,7 +134,7 @@ def minimise_ls(
     started = torch.zeros(R, dtype=torch.bool)
     f_hist = [f.detach().cpu().clone()]
     hist: List[dict] = []
-    pruned = prune_after == 0
+    group_hist: List[List[dict]] = [[] for _ in range(groups)]
 
     def stop(rows, reason: str) -> None:
         for i in rows:
@@ -132,9 +142,9 @@ def minimise_ls(
                 active[i] = False
                 stops[i] = reason
 
-    while bool(active.any()):
-        if evals >= max_evals:
-            stop(active.nonzero().flatten().tolist(), "budget")
+    while True:
+        stop((active & (count[gid] >= max_evals)).nonzero().flatten().tolist(), "budget")
+        if not bool(active.any()):
             break
         a = active.nonzero().flatten()
         ad = a.to(x.device)
@@ -149,6 +159,7 @@ def minimise_ls(
         t = torch.where(started[a].to(x.device), torch.ones_like(gd), (1.0 / ga.abs().sum(1).clamp_min(1e-30)).clamp(max=1.0))
         todo = torch.ones(len(a), dtype=torch.bool, device=x.device)
         f_new, m_new, g_new, step = f[ad].clone(), meas[ad].clone(), ga.clone(), torch.zeros_like(ga)
+        spent = torch.zeros_like(todo)
         for bt in range(max_backtracks):
             ii = todo.nonzero().flatten()
             trial = x[ad[ii]] + t[ii].unsqueeze(1) * d[ii]
@@ -160,10 +171,13 @@ def minimise_ls(
             acc = ii[ok]
             f_new[acc], m_new[acc], g_new[acc], step[acc] = ft[ok], mt[ok], gt[ok], dx[ok]
             todo[acc] = False
-            if not bool(todo.any()) or evals >= max_evals:
+            out = todo & (count[gid[a]] >= max_evals).to(todo.device)  # their problem's budget is spent
+            todo &= ~out
+            spent[out] = True
+            if not bool(todo.any()):
                 break
             t[todo] *= 0.5 if bt else 0.1  # a rejected unit step is usually far too long
-        acc = ~todo
+        acc = ~todo & ~spent
         rows = ad[acc]
         s = torch.zeros_like(x)
         yv = torch.zeros_like(x)
@@ -186,6 +200,7 @@ def minimise_ls(
             best_loss[better] = m_cpu[better]
             best_x[better.to(x.device)] = x[better.to(x.device)]
         stop(a[todo.cpu()].tolist(), "line_search")
+        stop(a[spent.cpu()].tolist(), "budget")
         f_cpu = f.detach().cpu()
         f_hist.append(f_cpu.clone())
         if bool((floor > 0).any()):
@@ -193,19 +208,22 @@ def minimise_ls(
         if stop_tol > 0 and len(f_hist) > window:
             old = f_hist[-1 - window]
             stop((active & ((old - f_cpu) <= stop_tol * old.abs())).nonzero().flatten().tolist(), "converged")
-        if not pruned and evals >= prune_after * max_evals:
-            pruned = True
-            per = R // groups
-            for j in range(groups):
-                run = active[j * per : (j + 1) * per].nonzero().flatten() + j * per
-                if len(run) > 1:
-                    keep = int(run[f_cpu[run].argmin()])
-                    stop([int(i) for i in run if int(i) != keep], "pruned")
+        for j in (~pruned & (count >= prune_after * max_evals)).nonzero().flatten().tolist():
+            pruned[j] = True
+            run = active[j * per : (j + 1) * per].nonzero().flatten() + j * per
+            if len(run) > 1:
+                keep = int(run[f_cpu[run].argmin()])
+                stop([int(i) for i in run if int(i) != keep], "pruned")
         ok = best_loss[torch.isfinite(best_loss)]
         cur = float(ok.min()) if ok.numel() else float("nan")
         hist.append({"step": evals, "loss": cur})
+        fin = torch.where(torch.isfinite(best_loss), best_loss, torch.full_like(best_loss, float("inf")))
+        for j in torch.unique(gid[a.cpu()]).tolist():  # the groups that took part in this iteration
+            v = float(fin[j * per : (j + 1) * per].min())
+            group_hist[j].append({"step": int(count[j]), "loss": v if math.isfinite(v) else float("nan")})
         on_event(Event(phase=phase, step=min(evals, max_evals), total=max_evals, loss=cur,
                        extra={"running": int(active.sum())}))
     diverged = [i for i in range(R) if stops[i] == "diverged" or not math.isfinite(float(best_loss[i]))]
     best_loss[diverged] = float("nan")
-    return _unflat(best_x, init), best_loss, hist, diverged, {"evaluations": evals, "stops": stops}
+    return _unflat(best_x, init), best_loss, hist, diverged, {"evaluations": evals, "stops": stops,
+                                                             "group_evaluations": count.tolist(), "group_history": group_hist}

@@ -43,7 +43,7 @@ from ..errors import BadInput
 from ..events import Event, EventSink, null_sink
 from .common import (Problem, Result, State, best_per_group, check_positive, frozen, group_history, grouped_init,
                      problem_seeds, rows_of, stack_problems, timer)
-from .common import fast_options
+from .common import fast_options, one_by_one
 from .ilo import OPTIMIZERS as FIRST_ORDER, optimise_tracked
 
 #: the reference code's SGD, the surgery paper's Adam, and the fast schedule
@@ -135,10 +135,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: MGANConfig = MGANCon
     _check_config(config, prior)
     A, y, B = stack_problems(problems)
     if config.optimizer == "lbfgs-ls" and B > 1 and A is not problems[0].A:
-        # the fast schedule evaluates subsets of the rows, which a stack of different operators
-        # (one per group of rows) cannot take: solve the problems one by one
-        seeds = problem_seeds(seed, B)
-        return [solve_batch([p], prior, config, on_event, [s])[0] for p, s in zip(problems, seeds)]
+        return one_by_one(solve_batch, problems, seed, prior=prior, config=config, on_event=on_event)
     R, N, layer = int(config.restarts), int(config.n_codes), config.layer
     RB = R * B
     y_rows = rows_of(y, R)

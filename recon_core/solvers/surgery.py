@@ -10,10 +10,12 @@ for the line-search L-BFGS of linesearch.py (see benchmarks/speed.py for what it
 
 from __future__ import annotations
 
+from typing import List, Sequence, Union
+
 from dataclasses import dataclass
 
 from ..events import EventSink, null_sink
-from .common import FAST_SCHEDULE, Problem, Result, invert_at_cut
+from .common import FAST_SCHEDULE, Problem, Result, invert_at_cut, invert_at_cut_batch
 
 #: Table 3 of the paper: architecture -> (lr, cut) for compressed sensing
 PAPER_SETTINGS = {"dcgan": (0.1, 1), "began": (1.0, 2), "vae": (1.0, 1), "biggan": (1.5, 7)}
@@ -49,5 +51,17 @@ def solve(problem: Problem, prior, config: SurgeryConfig = SurgeryConfig(), on_e
         problem, prior, cut=config.cut, init=config.init, optimizer=config.optimizer, lr=config.lr,
         steps=config.steps, restarts=config.restarts, seed=seed,
         phase="csgm" if config.cut == 0 else f"surgery:c{config.cut}", on_event=on_event,
+        lbfgs_max_iter=config.lbfgs_max_iter, prune_after=config.prune_after, stop_tol=config.stop_tol,
+    )
+
+
+def solve_batch(problems: Sequence[Problem], prior, config: SurgeryConfig = SurgeryConfig(), on_event: EventSink = null_sink,
+                seed: Union[int, Sequence[int]] = 0) -> List[Result]:
+    """``solve`` on B problems as one batch (B x restarts rows per generator evaluation); problem
+    j gets what ``solve(problems[j], seed=seeds[j])`` computes, up to floating-point reassociation
+    (common.invert_at_cut_batch)."""
+    return invert_at_cut_batch(
+        problems, prior, cut=config.cut, init=config.init, optimizer=config.optimizer, lr=config.lr,
+        steps=config.steps, restarts=config.restarts, seed=seed, phase="csgm" if config.cut == 0 else f"surgery:c{config.cut}", on_event=on_event,
         lbfgs_max_iter=config.lbfgs_max_iter, prune_after=config.prune_after, stop_tol=config.stop_tol,
     )
