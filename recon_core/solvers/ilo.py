@@ -88,7 +88,8 @@ class ILOConfig:
     lpips_weight >= 0; geodesic_weight >= 0 (only used with a "w" entry (n_layers, dim));
     sna_std >= 0: Stochastic Noise Addition std in [0,1] pixel units (0 = off; for denoising set
     it to the noise level); project_range: project each round's solution back to the range of
-    the earlier layers (range_steps Adam steps at lr range_lr). optimizer adam|lbfgs-ls: with
+    the earlier layers (range_steps Adam steps at lr range_lr). optimizer adam|lbfgs-ls (one for
+    every round, or a list with one per round): with
     lbfgs-ls (the fast schedule) each round's steps is a budget of batched evaluations, lr and its
     ramps are unused, every trial point is projected onto the round's l1 balls, and prune_after /
     stop_tol apply within each round."""
@@ -108,7 +109,7 @@ class ILOConfig:
     project_range: bool = False
     range_steps: int = 100
     range_lr: float = 0.1
-    optimizer: str = "adam"
+    optimizer: Union[str, Tuple[str, ...]] = "adam"
     prune_after: float = 0.0
     stop_tol: float = 1e-3
 
@@ -141,6 +142,15 @@ def optimise_tracked(objective, init: State, *, optimizer: str, lr: float, steps
     mask = torch.zeros(losses.shape[0], dtype=torch.bool)
     mask[div] = True
     return best, losses, mask
+
+
+def round_optimizers(optimizer, rounds: int) -> list:
+    """One optimiser name per round: ``optimizer`` is a name for every round or a list of names."""
+    if isinstance(optimizer, str):
+        return [optimizer] * rounds
+    if isinstance(optimizer, (list, tuple)) and len(optimizer) == rounds:
+        return list(optimizer)
+    raise BadInput(f"optimizer must be one name or one per round ({rounds}), got {optimizer!r}")
 
 
 def _check_config(config: ILOConfig, prior) -> tuple:
@@ -181,8 +191,10 @@ def _check_config(config: ILOConfig, prior) -> tuple:
         v = getattr(config, name)
         if not isinstance(v, (int, float)) or not 0 <= v <= 1:
             raise BadInput(f"{name} must be a fraction in [0, 1], got {v}")
-    if config.optimizer not in ROUND_OPTIMIZERS:
-        raise BadInput(f"unknown ILO optimizer '{config.optimizer}'; choose from: {', '.join(ROUND_OPTIMIZERS)}")
+    opts = round_optimizers(config.optimizer, len(layers))
+    for o in opts:
+        if o not in ROUND_OPTIMIZERS:
+            raise BadInput(f"unknown ILO optimizer '{o}'; choose from: {', '.join(ROUND_OPTIMIZERS)}")
     if not (isinstance(config.prune_after, (int, float)) and 0 <= config.prune_after <= 1):
         raise BadInput(f"prune_after must be in [0, 1], got {config.prune_after}")
     if config.loss not in LOSSES:
@@ -224,7 +236,8 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
     clock = timer()
     layers, steps, radii = _check_config(config, prior)
     A, y, B = stack_problems(problems)
-    if config.optimizer == "lbfgs-ls" and B > 1 and A is not problems[0].A:
+    opts = round_optimizers(config.optimizer, len(layers))
+    if "lbfgs-ls" in opts and B > 1 and A is not problems[0].A:
         return one_by_one(solve_batch, problems, seed, prior=prior, config=config, on_event=on_event)
     m = A.m
     R = int(config.restarts)
@@ -298,7 +311,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
                 ))
 
             best, losses, div = optimise_tracked(
-                make_objective(cut), start, optimizer=config.optimizer, lr=config.lr, steps=n_steps, report=report,
+                make_objective(cut), start, optimizer=opts[k], lr=config.lr, steps=n_steps, report=report,
                 lr_schedule=ilo_lr_schedule(n_steps, config.lr_rampup, config.lr_rampdown), project=project,
                 optimizers=ROUND_OPTIMIZERS, with_rows=True, info=info_k,
                 fast=fast_options(config.prune_after, config.stop_tol, floors, B),
