@@ -183,6 +183,14 @@ def cost_model(G, problem: Problem, rows: int) -> dict:
 
 ARMS = ("recipe", "paper", "fast")
 METHODS = ("surgery", "csgm")
+#: the other generator methods: no plain recipe arm (their paper preset is the papers' schedule),
+#: so their fast preset is compared with their paper preset
+OTHER_METHODS = ("ilo", "mgan", "iagan", "hybrid", "deep-decoder")
+
+
+def arms_of(method: str) -> tuple:
+    """The arms measured for ``method``: recipe / paper / fast, or paper / fast."""
+    return ARMS if method in METHODS else ("paper", "fast")
 
 
 def photos_64() -> list:
@@ -225,7 +233,7 @@ def run(out: Path, seeds, images, ops, methods, arms) -> dict:
                     doc["cost"].append({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "op": op,
                                         "evals": [cost_model(G, problem, r) for r in (1, 3)]})
                 for method in methods:
-                    for arm in arms:
+                    for arm in [a for a in arms if a in arms_of(method)]:
                         key = f"{name}|{op}|{seed}|{method}|{arm}"
                         if key in doc["runs"]:
                             continue
@@ -248,8 +256,9 @@ def _mean_se(v: list) -> tuple:
     return m, se
 
 
-def complete_cells(doc: dict, method: str, arms=ARMS) -> dict:
+def complete_cells(doc: dict, method: str, arms=None) -> dict:
     """(image, op, seed) -> {arm: run} for the cells where every arm of ``method`` finished."""
+    arms = arms_of(method) if arms is None else arms
     cells = {}
     for r in doc["runs"].values():
         if r["method"] == method:
@@ -259,22 +268,24 @@ def complete_cells(doc: dict, method: str, arms=ARMS) -> dict:
 
 def summary(doc: dict) -> list:
     """One row per (method, op, arm) over the complete cells: n, mean +- SE of PSNR, SSIM, LPIPS,
-    mean seconds, mean evaluations, and the mean of per-cell time ratios arm / recipe."""
+    mean seconds, mean evaluations, and the mean of per-cell time ratios arm / reference (the
+    recipe for surgery and csgm, the paper preset for the other methods: row["ref"])."""
     rows = []
-    for method in METHODS:
+    for method in METHODS + OTHER_METHODS:
         cells = complete_cells(doc, method)
+        ref = arms_of(method)[0]
         for op in OPERATORS:
             cs = [v for (i, o, s), v in cells.items() if o == op]
             if not cs:
                 continue
-            for arm in ARMS:
+            for arm in arms_of(method):
                 runs = [c[arm] for c in cs]
-                row = {"method": method, "op": op, "arm": arm, "n": len(runs)}
+                row = {"method": method, "op": op, "arm": arm, "n": len(runs), "ref": ref}
                 for k in ("psnr", "ssim", "lpips"):
                     row[k], row[k + "_se"] = _mean_se([r[k] for r in runs])
                 row["seconds"] = statistics.mean(r["seconds"] for r in runs)
                 row["evaluations"] = statistics.mean(r["evaluations"] for r in runs)
-                row["time_ratio"] = statistics.mean(c[arm]["seconds"] / c["recipe"]["seconds"] for c in cs)
+                row["time_ratio"] = statistics.mean(c[arm]["seconds"] / c[ref]["seconds"] for c in cs)
                 row["psnr_vs_paper"], row["psnr_vs_paper_se"] = _mean_se([c[arm]["psnr"] - c["paper"]["psnr"] for c in cs])
                 rows.append(row)
     return rows
@@ -295,6 +306,23 @@ def compact_table(doc: dict) -> str:
             out.append(f"| {method} | {op} | {f['n']} | {arms['recipe']['psnr']:.2f} / {arms['paper']['psnr']:.2f} / {f['psnr']:.2f} | "
                        f"{f['psnr_vs_paper']:+.2f} +- {f['psnr_vs_paper_se']:.2f} | {arms['recipe']['seconds']:.1f} / "
                        f"{arms['paper']['seconds']:.1f} / {f['seconds']:.1f} | {f['time_ratio']:.3f} |")
+    return "\n".join(out)
+
+
+def other_table(doc: dict) -> str:
+    """The README's table for the other generator methods: per method and operator, mean PSNR
+    and seconds of the paper and fast presets, their PSNR difference (+- SE) and time ratio."""
+    rows = summary(doc)
+    out = ["| method | operator | n | PSNR paper / fast (dB) | fast - paper (dB) | seconds paper / fast | fast / paper time |",
+           "|---|---|---|---|---|---|---|"]
+    for method in OTHER_METHODS:
+        for op in OPERATORS:
+            arms = {r["arm"]: r for r in rows if r["method"] == method and r["op"] == op}
+            if len(arms) < 2:
+                continue
+            p, f = arms["paper"], arms["fast"]
+            out.append(f"| {method} | {op} | {f['n']} | {p['psnr']:.2f} / {f['psnr']:.2f} | {f['psnr_vs_paper']:+.2f} +- "
+                       f"{f['psnr_vs_paper_se']:.2f} | {p['seconds']:.1f} / {f['seconds']:.1f} | {f['time_ratio']:.3f} |")
     return "\n".join(out)
 
 
@@ -369,12 +397,12 @@ def report(doc: dict, out_md: Path, out_png: Path) -> str:
         c = cost[-1]
         lines += ["One batched evaluation (generator forward + backward at cut 1, the dense operator and its adjoint, "
                   "cs-gaussian m/n 0.1): " + ", ".join(f"{e['rows']} row(s) {1000 * e['eval_s']:.1f} ms" for e in c["evals"]) + ".", ""]
-    for method in METHODS:
+    for method in METHODS + OTHER_METHODS:
         mr = [r for r in rows if r["method"] == method]
         if not mr:
             continue
         lines += [f"## {method}", "",
-                  "| operator | arm | n | PSNR (dB) | SSIM | LPIPS | PSNR - paper | seconds | evaluations | time / recipe |",
+                  f"| operator | arm | n | PSNR (dB) | SSIM | LPIPS | PSNR - paper | seconds | evaluations | time / {mr[0]['ref']} |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for r in mr:
             lines.append(f"| {r['op']} | {r['arm']} | {r['n']} | {r['psnr']:.2f} +- {r['psnr_se']:.2f} | {r['ssim']:.3f} | "
@@ -382,7 +410,9 @@ def report(doc: dict, out_md: Path, out_png: Path) -> str:
                          f"{r['evaluations']:.0f} | {r['time_ratio']:.3f} |")
         lines.append("")
     lines += ["## Summary (the README's table)", "", compact_table(doc), ""]
-    lines += ["## Physical limits", ""] + limits_table(doc, rows)
+    if any(r["method"] in OTHER_METHODS for r in rows):
+        lines += ["## The other generator methods: fast vs paper preset", "", other_table(doc), ""]
+    lines += ["## Physical limits", ""] + limits_table(doc, [r for r in rows if r["method"] in METHODS])
     extra = doc.get("throughput")
     if extra:
         lines += ["## Throughput and fixed cost", ""] + [f"- {line}" for line in extra.get("lines", [])] + [""]
@@ -456,7 +486,9 @@ def throughput(doc: dict, workdir: Path, n_images: int = 24, recipe_every: int =
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     batches = {}
     # one process with every thread (the default), and one worker process per core
-    for label, extra in (("jobs1", ["--threads", str(torch.get_num_threads())]), ("jobs2", ["--jobs", "2", "--threads", "1"])):
+    n_threads = str(torch.get_num_threads())
+    for label, extra in (("jobs1", ["--threads", n_threads]), ("nobatch", ["--batch-images", "1", "--threads", n_threads]),
+                         ("jobs2", ["--jobs", "2", "--threads", "1"])):
         out = workdir / f"batch_{label}"
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.perf_counter()

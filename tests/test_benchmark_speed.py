@@ -68,6 +68,21 @@ def test_summary_and_report(tmp_path):
     assert "| cs-0.1 | fast | 2 | 21.50 +- 0.50 |" in text and (tmp_path / "s.png").stat().st_size > 0
 
 
+def test_other_methods_compare_fast_with_paper(tmp_path):
+    """A method without a recipe arm (e.g. mgan) is summarised against its paper preset."""
+    d = _doc()
+    for i, img in enumerate(["a", "b"]):
+        for arm, sec, ps in (("paper", 40.0, 25.0), ("fast", 4.0 + 4 * i, 25.5)):
+            d["runs"][f"{img}|cs-0.1|0|mgan|{arm}"] = {"image": img, "op": "cs-0.1", "seed": 0, "method": "mgan", "arm": arm,
+                                                       "psnr": ps, "ssim": 0.5, "lpips": 0.2, "seconds": sec, "evaluations": 9,
+                                                       "stop": "budget"}
+    fast = next(r for r in speed.summary(d) if r["method"] == "mgan" and r["arm"] == "fast")
+    assert fast["ref"] == "paper" and fast["time_ratio"] == pytest.approx(0.15) and fast["psnr_vs_paper"] == pytest.approx(0.5)
+    text = speed.report(d, tmp_path / "s.md", tmp_path / "s.png")
+    assert "| mgan | cs-0.1 | 2 | 25.00 / 25.50 | +0.50 +- 0.00 | 40.0 / 6.0 | 0.150 |" in text
+    assert "time / paper" in text
+
+
 def test_merge(tmp_path):
     d = _doc()
     a, b = dict(d, runs=dict(list(d["runs"].items())[:3])), dict(d, runs=dict(list(d["runs"].items())[3:]))
@@ -89,7 +104,7 @@ def test_throughput_end_to_end(tmp_path):
     doc = {}
     res = speed.throughput(doc, tmp_path, n_images=2, recipe_every=2, repeats=1, cli_extra=["--steps", "2", "--restarts", "1"],
                            recipe_kw={"lbfgs_steps": 1, "restarts": 1})
-    assert doc["throughput"] is res and set(res["batches"]) == {"jobs1", "jobs2"}
+    assert doc["throughput"] is res and set(res["batches"]) == {"jobs1", "nobatch", "jobs2"}
     assert all(b["ok"] == 2 and b["images_per_min"] > 0 for b in res["batches"].values())
     assert res["recipe_images"] == 1 and len(res["pinv_run_s"]) == 1 and len(res["lines"]) == 3
 
