@@ -56,6 +56,10 @@ OTHER_VARIANTS = {
         "steps-75-50-25": {"steps": (75, 50, 25)},
         "ls-40-60-40-p30": {"optimizer": "lbfgs-ls", "steps": (40, 60, 40), "prune_after": 0.3},
         "ls-60-100-60": {"optimizer": "lbfgs-ls", "steps": (60, 100, 60)},
+        # round 0 (the latent) with the paper's Adam, shortened; rounds 1-2 on the line search
+        "a75-ls40-40": {"optimizer": ("adam", "lbfgs-ls", "lbfgs-ls"), "steps": (75, 40, 40)},
+        "a75-ls40-40-p30": {"optimizer": ("adam", "lbfgs-ls", "lbfgs-ls"), "steps": (75, 40, 40), "prune_after": 0.3},
+        "a60-ls30-30-p30": {"optimizer": ("adam", "lbfgs-ls", "lbfgs-ls"), "steps": (60, 30, 30), "prune_after": 0.3},
     },
     "iagan": {
         "ls150-a1": {"csgm_optimizer": "lbfgs-ls", "csgm_steps": 150, "prune_after": 0.3, "adapt_restarts": 1},

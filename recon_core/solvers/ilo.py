@@ -314,7 +314,8 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
                 make_objective(cut), start, optimizer=opts[k], lr=config.lr, steps=n_steps, report=report,
                 lr_schedule=ilo_lr_schedule(n_steps, config.lr_rampup, config.lr_rampdown), project=project,
                 optimizers=ROUND_OPTIMIZERS, with_rows=True, info=info_k,
-                fast=fast_options(config.prune_after, config.stop_tol, floors, B),
+                # pruning stops restarts within a line-search round (Adam rounds run the papers' schedule)
+                fast=fast_options(config.prune_after if opts[k] == "lbfgs-ls" else 0.0, config.stop_tol, floors, B),
             )
             evaluations += info_k["evaluations"]
             done_steps += n_steps
