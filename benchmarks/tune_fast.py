@@ -38,6 +38,8 @@ VARIANTS = {
     "fast-100-r10": {**LS, "steps": 100, "restarts": 10}, "fast-150-r10": {**LS, "steps": 150, "restarts": 10},
     "fast-120-r10-p15": {**LS, "steps": 120, "restarts": 10, "prune_after": 0.15},
     "adam-150": {"optimizer": "adam", "steps": 150}, "adam-200-r6": {"optimizer": "adam", "steps": 200, "restarts": 6},
+    # earlier pruning (15 % of the budget): fewer 3-row evaluations
+    "fast-150-p15": {**LS, "steps": 150, "prune_after": 0.15}, "fast-130-p15": {**LS, "steps": 130, "prune_after": 0.15},
 }
 #: the other generator methods' candidates (Adam variants: pN = prune to the best restart after
 #: N % of the steps; ls-B: the line-search schedule with a budget of B evaluations)
