@@ -291,38 +291,25 @@ def summary(doc: dict) -> list:
     return rows
 
 
-def compact_table(doc: dict) -> str:
-    """The README's table: per method and operator, mean PSNR and seconds of each arm, fast vs
-    paper PSNR difference (+- SE) and fast / recipe time, over the complete cells."""
+def compact_table(doc: dict, methods=METHODS) -> str:
+    """The README's table for ``methods`` (all with the same arms): per method and operator,
+    mean PSNR and seconds of each arm, fast vs paper PSNR difference (+- SE) and fast /
+    reference time (the recipe, or the paper preset where there is no recipe arm)."""
     rows = summary(doc)
-    out = ["| method | operator | n | PSNR recipe / paper / fast (dB) | fast - paper (dB) | seconds recipe / paper / fast | fast / recipe time |",
+    arms_ = arms_of(methods[0])
+    names = " / ".join(arms_)
+    out = [f"| method | operator | n | PSNR {names} (dB) | fast - paper (dB) | seconds {names} | fast / {arms_[0]} time |",
            "|---|---|---|---|---|---|---|"]
-    for method in METHODS:
+    for method in methods:
         for op in OPERATORS:
             arms = {r["arm"]: r for r in rows if r["method"] == method and r["op"] == op}
-            if len(arms) < len(ARMS):
+            if len(arms) < len(arms_):
                 continue
             f = arms["fast"]
-            out.append(f"| {method} | {op} | {f['n']} | {arms['recipe']['psnr']:.2f} / {arms['paper']['psnr']:.2f} / {f['psnr']:.2f} | "
-                       f"{f['psnr_vs_paper']:+.2f} +- {f['psnr_vs_paper_se']:.2f} | {arms['recipe']['seconds']:.1f} / "
-                       f"{arms['paper']['seconds']:.1f} / {f['seconds']:.1f} | {f['time_ratio']:.3f} |")
-    return "\n".join(out)
-
-
-def other_table(doc: dict) -> str:
-    """The README's table for the other generator methods: per method and operator, mean PSNR
-    and seconds of the paper and fast presets, their PSNR difference (+- SE) and time ratio."""
-    rows = summary(doc)
-    out = ["| method | operator | n | PSNR paper / fast (dB) | fast - paper (dB) | seconds paper / fast | fast / paper time |",
-           "|---|---|---|---|---|---|---|"]
-    for method in OTHER_METHODS:
-        for op in OPERATORS:
-            arms = {r["arm"]: r for r in rows if r["method"] == method and r["op"] == op}
-            if len(arms) < 2:
-                continue
-            p, f = arms["paper"], arms["fast"]
-            out.append(f"| {method} | {op} | {f['n']} | {p['psnr']:.2f} / {f['psnr']:.2f} | {f['psnr_vs_paper']:+.2f} +- "
-                       f"{f['psnr_vs_paper_se']:.2f} | {p['seconds']:.1f} / {f['seconds']:.1f} | {f['time_ratio']:.3f} |")
+            psnrs = " / ".join(f"{arms[a]['psnr']:.2f}" for a in arms_)
+            secs = " / ".join(f"{arms[a]['seconds']:.1f}" for a in arms_)
+            out.append(f"| {method} | {op} | {f['n']} | {psnrs} | {f['psnr_vs_paper']:+.2f} +- {f['psnr_vs_paper_se']:.2f} | "
+                       f"{secs} | {f['time_ratio']:.3f} |")
     return "\n".join(out)
 
 
@@ -411,7 +398,7 @@ def report(doc: dict, out_md: Path, out_png: Path) -> str:
         lines.append("")
     lines += ["## Summary (the README's table)", "", compact_table(doc), ""]
     if any(r["method"] in OTHER_METHODS for r in rows):
-        lines += ["## The other generator methods: fast vs paper preset", "", other_table(doc), ""]
+        lines += ["## The other generator methods: fast vs paper preset", "", compact_table(doc, OTHER_METHODS), ""]
     lines += ["## Physical limits", ""] + limits_table(doc, [r for r in rows if r["method"] in METHODS])
     extra = doc.get("throughput")
     if extra:

@@ -80,6 +80,7 @@ def test_other_methods_compare_fast_with_paper(tmp_path):
     assert fast["ref"] == "paper" and fast["time_ratio"] == pytest.approx(0.15) and fast["psnr_vs_paper"] == pytest.approx(0.5)
     text = speed.report(d, tmp_path / "s.md", tmp_path / "s.png")
     assert "| mgan | cs-0.1 | 2 | 25.00 / 25.50 | +0.50 +- 0.00 | 40.0 / 6.0 | 0.150 |" in text
+    assert "| surgery | cs-0.1 | 2 | 20.00 / 20.50 / 21.50 | +1.00 +- 0.50 | 10.0 / 6.0 / 1.0 | 0.100 |" in text
     assert "time / paper" in text
 
 
