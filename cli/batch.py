@@ -16,12 +16,6 @@ from recon_core.errors import BadInput
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm", ".pbm"}
 SUMMARY_SCHEMA = 1
-#: metrics.json "args" entries that change the result: a resumed folder must match them
-RESULT_ARGS = ("prior", "method", "preset", "prune_after", "stop_tol", "cut", "lr", "steps", "restarts", "optimizer", "init", "z_reg", "op", "ratio", "frac",
-               "layers", "radii", "loss", "lpips_weight", "n_codes", "layer", "csgm_steps", "width", "depth", "n_pre", "lam", "backproject",
-               "mask", "factor", "kernel_size", "blur_boundary", "noise_std", "noise_convention", "fit", "seed")
-
-
 def expand_inputs(items: List[str], list_file: Optional[Path]) -> Tuple[List[Path], bool]:
     """Expand files, folders (their image files, sorted), glob patterns and a --list file (one
     path per line, '#' comments) into an ordered, de-duplicated list. Returns (paths, is_batch):
@@ -82,9 +76,13 @@ def output_names(paths: List[Path]) -> List[str]:
     return names
 
 
-def complete_record(out: Path, args: dict) -> Tuple[Optional[dict], Optional[str]]:
-    """(record, None) if ``out`` holds a complete result made with the same settings,
-    (None, reason) if it holds a complete one made differently, (None, None) if incomplete."""
+def complete_record(out: Path, identity: dict, image: Optional[Path] = None) -> Tuple[Optional[dict], Optional[str]]:
+    """(record, None) if ``out`` holds a complete result made with the same settings (its
+    metrics.json identity hash equals ``identity``'s) from the same input (the image file's
+    sha256, when the record has one), (None, reason) if it holds a complete one made
+    differently, (None, None) if incomplete."""
+    from recon_core.pipeline import file_digest, identity_diff
+
     mpath = out / "metrics.json"
     try:
         rec = json.loads(mpath.read_text())
@@ -94,7 +92,10 @@ def complete_record(out: Path, args: dict) -> Tuple[Optional[dict], Optional[str
         return None, None
     if not ok:
         return None, None
-    diff = [k for k in RESULT_ARGS if k in args and rec.get("args", {}).get(k) != args[k]]
+    diff = identity_diff(rec.get("identity"), identity)
+    stored = (rec.get("image") or {}).get("sha256") if isinstance(rec.get("image"), dict) else None
+    if image is not None and stored is not None and stored != file_digest(image):
+        diff.append("the input image changed")
     if diff:
         return None, f"existing outputs in {out} were made with other settings ({', '.join(diff)}); use --force to overwrite"
     return rec, None

@@ -129,6 +129,26 @@ class Job:
         self.cfg, self.solve = build_config(method, self.prior.meta.architecture, overrides, self.prior.cut_points, preset)
         if hasattr(self.cfg, "cut"):
             self.prior.check_cut(self.cfg.cut)
+        self.identity = self._identity(prior_options or {})
+
+    def _identity(self, prior_options: dict) -> dict:
+        """What determines a result besides its input image (recon_core.pipeline.result_identity):
+        the resolved method config, operator, noise, prior (files by content) and its options,
+        fit, seed, --observed and --backproject."""
+        from recon_core.pipeline import file_digest, result_identity
+        from recon_core.solvers.common import config_dict
+
+        op_params = dict(self.op_params)
+        if isinstance(op_params.get("mask"), str) and op_params["mask"] not in ("random", "box"):
+            op_params["mask_sha256"] = file_digest(op_params["mask"])
+        prior = {"name": self.prior_name, "meta": self.prior.meta.to_dict(), "options": prior_options}
+        if Path(self.prior_name).is_file():
+            prior["sha256"] = file_digest(self.prior_name)
+        return result_identity({
+            "method": {"name": self.method, "preset": self.preset, "config": config_dict(self.cfg)},
+            "operator": {"op": self.op, "params": op_params}, "noise": {"convention": self.noise_convention, "std": self.noise_std},
+            "prior": prior, "fit": self.fit, "seed": self.seed, "observed": self.observed, "backproject": self.backproject,
+        })
 
     def run(self, out: Path, *, image: Optional[Path] = None, measurements: Optional[Path] = None,
             truth: Optional[Path] = None, on_event=None) -> dict:
@@ -147,6 +167,7 @@ class Job:
         from recon_core.errors import BadInput
         from recon_core.images import fit_image, load_image
         from recon_core.measurements import load_measurements
+        from recon_core.pipeline import file_digest
         from recon_core.solvers import Problem
 
         from .measure import make_measurements
@@ -159,7 +180,7 @@ class Job:
             A, y, noise, image_info = self._observe(image)
         elif image is not None:
             raw = load_image(image, channels=c)
-            image_info = {"path": str(image), "fit": self.fit, "input_shape": list(raw.shape[1:])}
+            image_info = {"path": str(image), "sha256": file_digest(image), "fit": self.fit, "input_shape": list(raw.shape[1:])}
             h, w = _check_side(image, raw)
             x = fit_image(raw, r, self.fit).to(device)
             image_info["shape"] = list(x.shape[1:])
@@ -185,6 +206,7 @@ class Job:
         The noise level given is declared, not added. Returns (A, y, noise, image_info)."""
         from recon_core.images import fit_image, load_image
         from recon_core.operators import NoiseSpec, build
+        from recon_core.pipeline import file_digest
 
         from .common import NOISE_SEED_OFFSET
 
@@ -193,7 +215,8 @@ class Job:
         obs = load_image(image, channels=c)
         shape = tuple(A.meas_shape) if self.op == "superres" else tuple(A.img_shape)
         h, w = _check_side(image, obs)
-        info = {"path": str(image), "observed": True, "input_shape": [c, h, w], "shape": list(shape)}
+        info = {"path": str(image), "sha256": file_digest(image), "observed": True, "input_shape": [c, h, w],
+                "shape": list(shape)}
         if (h, w) != shape[1:]:
             scale = shape[1] / h
             info["fit"] = self.fit
@@ -282,6 +305,7 @@ class Job:
             "device": device,
             "seed": self.seed,
             "args": self.args,
+            "identity": self.identity,
             "image": image_info,
             "prior": {"name": self.prior_name, **prior.meta.to_dict()},
             "operator": A.spec(),
@@ -390,7 +414,7 @@ def run_batch(job: Job, inputs: List[Path], names: List[str], root: Path, *, for
             row = {"input": str(path), "out": str(out), "status": "ok", "reason": None, "metrics": None, "time_s": None}
             t0 = time.perf_counter()
             try:
-                rec, why = complete_record(out, job.args) if (resume and not force) else (None, None)
+                rec, why = complete_record(out, job.identity, inputs[i]) if (resume and not force) else (None, None)
                 if rec is not None:
                     row.update(status="skipped", reason="complete (--resume)", metrics=rec.get("metrics"))
                 elif why is not None:

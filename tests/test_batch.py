@@ -121,7 +121,7 @@ def test_batch_records_failures_and_resumes(tmp_path, folder, tiny_ckpt, monkeyp
     # resuming with other settings is refused for the finished images
     r = runner.invoke(app, ["reconstruct", str(folder), "--prior", str(tiny_ckpt), "--out", str(out), *FAST, "--resume", "--seed", "3"])
     rows = json.loads((out / "summary.json").read_text())["images"]
-    assert any("made with other settings (seed)" in (row["reason"] or "") for row in rows)
+    assert any("made with other settings (seed)" in (row["reason"] or "") for row in rows), rows
 
 
 def test_inputs_glob_list_and_shards(tmp_path, folder, tiny_ckpt):
@@ -188,7 +188,8 @@ def test_sigint_mid_batch_then_resume(tmp_path, tiny_ckpt):
     assert all(row["status"] in ("ok", "skipped") for row in rows) and len(rows) == 5
 
 
-@pytest.mark.parametrize("method,extra", [("ilo", ["--steps", "6,4,4", "--radii", "3,6"]), ("mgan", ["--steps", "8", "--n-codes", "2"]),
+@pytest.mark.parametrize("method,extra", [("ilo", ["--steps", "6,4,4", "--radii", "3,6", "--preset", "paper"]),
+                                          ("mgan", ["--steps", "8", "--n-codes", "2", "--preset", "paper"]),
                                           ("surgery", ["--steps", "12"]), ("csgm", ["--steps", "8", "--preset", "paper"])])
 def test_batch_images_solves_like_one_by_one(tmp_path, folder, tiny_ckpt, method, extra):
     """--batch-images K: the good images of a folder solved K at a time give what one-by-one
@@ -304,3 +305,46 @@ def test_summary_stats(tmp_path, folder, tiny_ckpt):
     assert doc["stats"]["psnr"]["mean"] == pytest.approx(statistics.mean(ok))
     assert doc["stats"]["psnr"]["std"] == pytest.approx(statistics.stdev(ok))
     assert metric_stats([{"metrics": {"psnr": 20.0}}, {"metrics": None}]) == {"psnr": {"n": 1, "mean": 20.0, "std": None}}
+
+
+@pytest.mark.parametrize("change", [
+    ["--lr", "0.05"], ["--steps", "3"], ["--restarts", "2"], ["--prune-after", "0.2"], ["--stop-tol", "0.01"],
+    ["--init", "zero"], ["--optimizer", "adam"], ["--preset", "paper"], ["--ratio", "0.2"], ["--op", "inpaint"],
+    ["--noise-std", "0.05"], ["--noise-convention", "cs-norm"], ["--fit", "pad"], ["--seed", "3"], ["--cut", "2"],
+    ["--backproject"], "image", "prior",
+])
+def test_resume_solves_again_when_anything_that_determines_the_result_changes(tmp_path, tiny_ckpt, change):
+    """--resume keeps an output only when everything that determines it is the same (the
+    identity hash in metrics.json, and the input's content); changing any one of them makes the
+    image count as made with other settings, never as complete."""
+    from recon_core.generators.checkpoints import save_checkpoint
+    from tests.conftest import tiny_prior
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i, x in enumerate(_photos()[:2]):
+        save_image(x, d / f"img{i}.png")
+    ckpt = tmp_path / "prior.pt"
+    ckpt.write_bytes(tiny_ckpt.read_bytes())
+    base = ["reconstruct", str(d), "--prior", str(ckpt), "--out", str(tmp_path / "out"), "--op", "cs-gaussian",
+            "--noise-std", "0.1", *FAST]
+    assert runner.invoke(app, base).exit_code == 0
+    r = runner.invoke(app, [*base, "--resume"])
+    assert r.exit_code == 0 and {row["status"] for row in json.loads((tmp_path / "out" / "summary.json").read_text())["images"]} == {"skipped"}
+    extra = []
+    if change == "image":
+        save_image(_photos()[3], d / "img0.png")
+    elif change == "prior":
+        save_checkpoint(tiny_prior("dcgan", seed=7), ckpt)
+    else:
+        extra = change
+    r = runner.invoke(app, [*base, "--resume", *extra])
+    rows = json.loads((tmp_path / "out" / "summary.json").read_text())["images"]
+    changed = rows[:1] if change == "image" else rows
+    assert all(row["status"] == "failed" and "made with other settings" in row["reason"] for row in changed), (change, rows)
+    if change == "image":
+        assert "the input image changed" in rows[0]["reason"] and rows[1]["status"] == "skipped"
+        return
+    field = {"--ratio": "operator", "--op": "operator", "--noise-std": "noise", "--noise-convention": "noise", "--fit": "fit",
+             "--seed": "seed", "--backproject": "backproject"}.get(change[0] if change != "prior" else "", "method")
+    assert f"({'prior' if change == 'prior' else field})" in rows[0]["reason"], rows[0]["reason"]

@@ -48,6 +48,12 @@ from .common import (Problem, Result, check_positive, fast_options, frozen, meas
 #: stage 1's optimisers: the paper's Adam, and the fast schedule
 CSGM_OPTIMIZERS = ("adam", "lbfgs-ls")
 
+#: named settings: ``paper`` = the dataclass defaults with the architecture's PAPER_SETTINGS;
+#: ``fast`` = stage 1 on the line-search schedule (150 evaluations, pruned after 30 %) and only
+#: its best restart adapted in stage 2 (the paper's stage-2 steps and learning rates), tuned on
+#: images outside the report set (benchmarks/tune_fast.py; measured in benchmarks/speed.py)
+PRESETS = {"paper": {}, "fast": {"csgm_optimizer": "lbfgs-ls", "csgm_steps": 150, "prune_after": 0.3, "adapt_restarts": 1}}
+
 
 #: per-architecture settings from the papers, for compressed sensing (the IAGAN paper for BEGAN
 #: and PGGAN; the Generator Surgery paper's Table 5 for DCGAN and VAE); for super-resolution the

@@ -71,6 +71,11 @@ LOSSES = ("mse", "mse+lpips")
 OPTIMIZERS = ("adam", "sgd")
 #: the optimisers of ILO's rounds: the paper's Adam with ramps, and the fast schedule
 ROUND_OPTIMIZERS = ("adam", "lbfgs-ls")
+#: named settings: ``paper`` = the dataclass defaults; ``fast`` = round 0 (the latent) with the
+#: paper's Adam and ramps for 75 steps, rounds 1-2 on the projected line-search schedule with 40
+#: evaluations each (tuned on images outside the report set: benchmarks/tune_fast.py, where the
+#: line search in round 0 lost 1.5 dB on super-resolution; measured in benchmarks/speed.py)
+PRESETS = {"paper": {}, "fast": {"optimizer": ("adam", "lbfgs-ls", "lbfgs-ls"), "steps": (75, 40, 40)}}
 #: the SNA noise stream is seeded from seed + this offset (independent of the init draws)
 SNA_SEED_OFFSET = 7919
 

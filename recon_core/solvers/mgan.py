@@ -52,6 +52,11 @@ from .losses import lpips_loss, measurement_consistent_reference
 
 ALPHA_PREFIX = "alpha:"
 
+#: named settings: ``paper`` = the dataclass defaults; ``fast`` = the line-search schedule with a
+#: budget of 300 batched evaluations, pruned to the best restart after 30 % of it (tuned on
+#: images outside the report set: benchmarks/tune_fast.py; measured in benchmarks/speed.py)
+PRESETS = {"paper": {}, "fast": {"optimizer": "lbfgs-ls", "steps": 300, "prune_after": 0.3}}
+
 
 @dataclass
 class MGANConfig:

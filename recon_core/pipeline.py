@@ -1,0 +1,49 @@
+"""One run of recon, shared by the CLI, the benchmarks and Python users (DESIGN.md).
+
+So far: the result identity, a hash of everything that determines a result, which ``recon
+reconstruct --resume`` compares to decide whether an existing output is still valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+#: bump when the meaning of the identity fields changes (old outputs are then solved again)
+IDENTITY_VERSION = 1
+
+
+def file_digest(path, chunk: int = 1 << 20) -> Optional[str]:
+    """sha256 hex digest of a file's bytes; None when ``path`` is not a readable file."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(chunk), b""):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def result_identity(fields: dict) -> dict:
+    """{"version", "hash", "fields"}: ``fields`` (JSON-able: the resolved method config, the
+    operator and noise settings, the prior's identity and options, the fit, the seed, ...) and a
+    sha256 of their canonical JSON, so two runs with one hash compute the same result from the
+    same input. A file named by a field should be given by content (see ``file_digest``)."""
+    canon = json.dumps({"version": IDENTITY_VERSION, **fields}, sort_keys=True, separators=(",", ":"), default=str)
+    return {"version": IDENTITY_VERSION, "hash": hashlib.sha256(canon.encode()).hexdigest(), "fields": fields}
+
+
+def identity_diff(old: Any, new: dict) -> list:
+    """The names of the top-level fields that differ between a stored identity ``old`` (a dict
+    from metrics.json, or anything else for a folder made before identities existed) and
+    ``new``; [] when the hashes agree."""
+    if not isinstance(old, dict) or old.get("version") != new["version"]:
+        return ["settings recorded by another version of recon"]
+    if old.get("hash") == new["hash"]:
+        return []
+    # compare as stored (JSON turns tuples into lists)
+    of, nf = old.get("fields") or {}, json.loads(json.dumps(new["fields"], default=str))
+    return sorted(k for k in set(of) | set(nf) if of.get(k) != nf.get(k)) or ["settings"]
