@@ -38,6 +38,9 @@ def _coerce(name: str, value, default):
     """Convert a CLI value to the type of the config field (tuples from 'a,b,c')."""
     from recon_core.errors import BadInput
 
+    if isinstance(default, tuple) and all(isinstance(d, str) for d in default) and isinstance(value, str):
+        names = [v.strip() for v in value.split(",") if v.strip()]  # e.g. ILO's per-round optimisers
+        return names[0] if len(names) == 1 else tuple(names)
     if isinstance(default, tuple):
         if isinstance(value, str):
             try:
@@ -122,11 +125,19 @@ class Job:
         self.prior_name, self.method, self.op, self.op_params = prior_name, method, op, op_params
         self.noise_std, self.noise_convention, self.fit, self.seed, self.device = noise_std, noise_convention, fit, seed, device
         self.args, self.max_memory, self.backproject, self.observed = args, max_memory, backproject, observed
-        self.prior = resolve_prior(prior_name, device=device, **(prior_options or {}))
-        from recon_core.solvers import effective_preset
+        from recon_core.generators.zoo import prior_image_shape
+        from recon_core.solvers import effective_preset, needs_prior
 
+        if needs_prior(method):
+            self.prior = resolve_prior(prior_name, device=device, **(prior_options or {}))
+            meta = self.prior.meta
+            self.image_shape = (meta.channels, meta.resolution, meta.resolution)
+        else:  # pinv, lasso-dct, deep-decoder: the prior only names the image size (zoo: no weights read)
+            self.prior = None
+            self.image_shape = tuple(prior_image_shape(prior_name, **(prior_options or {})))
         self.preset = effective_preset(method, preset)
-        self.cfg, self.solve = build_config(method, self.prior.meta.architecture, overrides, self.prior.cut_points, preset)
+        arch, cuts = (self.prior.meta.architecture, self.prior.cut_points) if self.prior is not None else ("", None)
+        self.cfg, self.solve = build_config(method, arch, overrides, cuts, preset)
         if hasattr(self.cfg, "cut"):
             self.prior.check_cut(self.cfg.cut)
         self.identity = self._identity(prior_options or {})
@@ -141,7 +152,8 @@ class Job:
         op_params = dict(self.op_params)
         if isinstance(op_params.get("mask"), str) and op_params["mask"] not in ("random", "box"):
             op_params["mask_sha256"] = file_digest(op_params["mask"])
-        prior = {"name": self.prior_name, "meta": self.prior.meta.to_dict(), "options": prior_options}
+        prior = {"name": self.prior_name, "options": prior_options, "image_shape": list(self.image_shape),
+                 **({"meta": self.prior.meta.to_dict()} if self.prior is not None else {})}
         if Path(self.prior_name).is_file():
             prior["sha256"] = file_digest(self.prior_name)
         return result_identity({
@@ -173,8 +185,8 @@ class Job:
         from .measure import make_measurements
 
         t0 = time.perf_counter()
-        prior, device = self.prior, self.device
-        c, r = prior.meta.channels, prior.meta.resolution
+        device = self.device
+        c, r = self.image_shape[:2]
         x = None
         if image is not None and self.observed:
             A, y, noise, image_info = self._observe(image)
@@ -192,10 +204,10 @@ class Job:
         else:
             y, A, noise, meta = load_measurements(measurements, device=device, max_memory=self.max_memory)
             image_info = meta.get("image")
-            if tuple(A.img_shape) != (c, r, r):
+            if self.prior is not None and tuple(A.img_shape) != (c, r, r):
                 raise BadInput(f"measurements are of {tuple(A.img_shape)} images but prior '{self.prior_name}' makes {(c, r, r)}")
-            if truth is not None:
-                x = fit_image(load_image(truth, channels=c), r, self.fit).to(device)
+            if truth is not None:  # fitted to the measured images' size (a prior-free method has no other)
+                x = fit_image(load_image(truth, channels=A.img_shape[0]), A.img_shape[1], self.fit).to(device)
         return Task(image=image, measurements=measurements, x=x, noise=noise, image_info=image_info,
                     problem=Problem(A, y, noise.std(A)), seconds=time.perf_counter() - t0)
 
@@ -210,7 +222,7 @@ class Job:
 
         from .common import NOISE_SEED_OFFSET
 
-        c, r = self.prior.meta.channels, self.prior.meta.resolution
+        c, r = self.image_shape[:2]
         A = build(self.op, (c, r, r), seed=self.seed, device=self.device, max_bytes=self.max_memory, **self.op_params)
         obs = load_image(image, channels=c)
         shape = tuple(A.meas_shape) if self.op == "superres" else tuple(A.img_shape)
@@ -274,7 +286,7 @@ class Job:
 
         t0 = time.perf_counter()
         prior, device = self.prior, self.device
-        r = prior.meta.resolution
+        r = task.problem.A.img_shape[1]
         x, noise, image, measurements, image_info = task.x, task.noise, task.image, task.measurements, task.image_info
         A, y = task.problem.A, task.problem.y
         x_hat = result.x_hat.clamp(0, 1)
@@ -307,7 +319,9 @@ class Job:
             "args": self.args,
             "identity": self.identity,
             "image": image_info,
-            "prior": {"name": self.prior_name, **prior.meta.to_dict()},
+            "prior": ({"name": self.prior_name, **prior.meta.to_dict()} if prior is not None else
+                      {"name": self.prior_name, "loaded": False, "image_shape": list(self.image_shape),
+                       "reason": f"--method {self.method} uses no generator; the prior only sets the image size"}),
             "operator": A.spec(),
             "noise": noise.to_dict(A),
             "measurements": {"m": A.m, "n": A.n, "ratio": A.m / A.n, "file": str(measurements) if measurements else "measurements.npz"},
@@ -540,7 +554,7 @@ def reconstruct(
     lr: Optional[float] = typer.Option(None, help="Learning rate.", show_default="method's, 0.1 for csgm and DCGAN surgery"),
     steps: Optional[str] = typer.Option(None, help="Optimiser steps (lbfgs-ls: batched evaluations); ILO: per round, e.g. 300,200,100.", show_default="surgery 150 evaluations (fast) or 25 (paper), csgm 500, ilo 300,200,100, mgan 2000, iagan 600 after 1600 CSGM, deep-decoder and hybrid 5000, lasso-dct 1000"),
     restarts: Optional[int] = typer.Option(None, help="Random restarts, run as one batch.", show_default="3"),
-    optimizer: Optional[str] = typer.Option(None, help="adam|sgd|lbfgs; csgm and surgery also lbfgs-ls (line search; --steps then counts evaluations).", show_default="csgm adam; surgery lbfgs-ls (fast), lbfgs (paper)"),
+    optimizer: Optional[str] = typer.Option(None, help="adam|sgd|lbfgs|lbfgs-ls (line search; --steps then counts evaluations) as the method allows; ilo: one for every round or one per round (adam,lbfgs-ls,lbfgs-ls).", show_default="the preset's: fast lbfgs-ls (ilo: adam,lbfgs-ls,lbfgs-ls); paper: the paper's"),
     init: Optional[str] = typer.Option(None, help="Initial state: prior|cn|zero|normal|uniform.", show_default="csgm prior, surgery cn"),
     z_reg: Optional[float] = typer.Option(None, help="CSGM lambda in lambda ||z||^2.", show_default="0"),
     prune_after: Optional[float] = typer.Option(None, help="Share of the steps (or evaluation budget) after which only the best restart goes on (0 = never prune).", show_default="0; fast preset 0.3"),

@@ -173,6 +173,29 @@ def test_measurements_of_other_size_refused(tmp_path, face, tiny_ckpt):
     assert r.exit_code == 2 and "measurements are of (3, 16, 16) images" in r.stderr
 
 
+@pytest.mark.parametrize("method", ["pinv", "lasso-dct", "deep-decoder"])
+def test_prior_free_methods_load_no_generator_and_take_any_size(tmp_path, face, method, monkeypatch):
+    """pinv, lasso-dct and deep-decoder never load a generator (the zoo prior only names the
+    image size, read from the manifest), and they reconstruct measurements of any image size."""
+    import recon_core.generators.zoo as zoo
+
+    def refuse(*a, **k):
+        raise AssertionError("a prior-free method loaded a generator")
+
+    monkeypatch.setattr(zoo, "resolve_prior", refuse)
+    monkeypatch.setattr(zoo, "load_prior", refuse)
+    meas = tmp_path / "m.npz"
+    assert run("measure", face, "-o", meas, "--size", "32", "--op", "inpaint", "--frac", "0.5").exit_code == 0
+    small = {"lasso-dct": ["--steps", "20"], "deep-decoder": ["--steps", "5", "--restarts", "1"]}.get(method, [])
+    r = run("reconstruct", "--measurements", meas, "--truth", face, "--method", method, "--out", tmp_path / "o", "--quiet", *small)
+    assert r.exit_code == 0, r.output
+    rec = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert rec["prior"]["loaded"] is False and rec["image"]["shape"][1:] == [32, 32] and rec["metrics"]["psnr"] is not None
+    r = run("reconstruct", face, "--method", method, "--out", tmp_path / "o2", "--quiet", *small)
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "o2" / "metrics.json").read_text())["prior"]["image_shape"] == [3, 64, 64]
+
+
 def test_internal_error_is_one_line_unless_debug(tmp_path, face, tiny_ckpt, monkeypatch):
     from recon_core.solvers import METHODS, surgery
 

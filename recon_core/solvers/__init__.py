@@ -41,6 +41,12 @@ _MODULES = {m: sys.modules[solve.__module__] for m, (_, solve) in METHODS.items(
 FAST_METHODS = tuple(m for m, mod in _MODULES.items() if "fast" in getattr(mod, "PRESETS", {}))
 
 
+def needs_prior(method: str) -> bool:
+    """Whether ``method`` uses a generator prior (its module's NEEDS_PRIOR; default True)."""
+    get_method(method)
+    return getattr(_MODULES[method], "NEEDS_PRIOR", True)
+
+
 def effective_preset(method: str, preset: str) -> str:
     """The preset a run of ``method`` really uses: ``fast`` only where the method has one."""
     if preset not in PRESET_NAMES:

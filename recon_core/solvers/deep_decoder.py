@@ -31,6 +31,9 @@ from .common import (Problem, Result, check_positive, fast_options, measurement_
 OPTIMIZERS = ("adam", "lbfgs-ls")
 
 
+#: capability: this method uses no generator (the CLI loads none)
+NEEDS_PRIOR = False
+
 @dataclass
 class DeepDecoderConfig:
     """Deep Decoder settings. width: channels k (None = largest with parameters < m); depth:

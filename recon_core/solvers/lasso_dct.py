@@ -35,6 +35,9 @@ POWER_ITERS = 100
 REPORT_EVERY = 10
 
 
+#: capability: this method uses no generator (the CLI loads none)
+NEEDS_PRIOR = False
+
 @dataclass
 class LassoDCTConfig:
     """Lasso-DCT settings: lam (l1 weight; 0.01, METHODS.md's setting for this objective),

@@ -19,6 +19,9 @@ from ..events import Event, EventSink, null_sink
 from .common import Problem, Result, measurement_loss, timer
 
 
+#: capability: this method uses no generator (the CLI loads none)
+NEEDS_PRIOR = False
+
 @dataclass
 class PinvConfig:
     """The pinv baseline has no settings."""
