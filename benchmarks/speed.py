@@ -37,7 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from recon_core.operators import NoiseSpec, add_noise, build  # noqa: E402
+from recon_core.pipeline import NOISE_SEED_OFFSET as NOISE_OFFSET, SOLVER_SEED_OFFSET as SOLVER_OFFSET, simulate  # noqa: E402
 from recon_core.solvers import Problem  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -49,17 +49,13 @@ OPERATORS = {
     "inpaint-0.1": ("inpaint", {"frac": 0.1}, "per-entry", 0.0),
     "superres-4": ("superres", {"factor": 4}, "per-entry", 0.0),
 }
-#: the seed offsets of `recon reconstruct --seed` (operator seed, noise seed + 1000003, solver + 2000006)
-NOISE_OFFSET, SOLVER_OFFSET = 1_000_003, 2_000_006
 
 
 def measure(x: torch.Tensor, op: str, seed: int) -> Problem:
     """The problem of image x (1, 3, 64, 64) under operator label ``op`` with ``seed``, as
-    `recon reconstruct --seed` would build it."""
+    `recon reconstruct --seed` would build it (recon_core.pipeline.simulate)."""
     kind, params, conv, value = OPERATORS[op]
-    A = build(kind, tuple(x.shape[1:]), seed=seed, **params)
-    noise = NoiseSpec(conv, value, seed=seed + NOISE_OFFSET)
-    return Problem(A, add_noise(A.A(x), noise, A), noise.std(A))
+    return simulate(x, kind, params, seed, value, conv)[0]
 
 
 # ---------------------------------------------------------------------------------------------

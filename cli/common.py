@@ -15,13 +15,11 @@ import typer
 from typing_extensions import Annotated
 
 from recon_core.errors import BadInput, ReconError
+from recon_core.pipeline import NOISE_SEED_OFFSET, SOLVER_SEED_OFFSET  # noqa: F401 - the seed policy, re-exported
 
 DEBUG_ENV = "RECON_DEBUG"
 OPS = ("identity", "denoise", "cs-gaussian", "cs-circulant", "cs-fourier", "inpaint", "superres", "blur")
 NOISE_CONVENTIONS = ("per-entry", "cs-norm")
-#: offsets so that one --seed gives independent streams to the operator, the noise and the solver
-NOISE_SEED_OFFSET = 1_000_003
-SOLVER_SEED_OFFSET = 2_000_006
 
 
 def fail(message: str, code: int) -> "typer.Exit":

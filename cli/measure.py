@@ -12,15 +12,12 @@ from .common import check_noise_convention, NOISE_SEED_OFFSET, check_free, handl
 
 
 def make_measurements(x, op, params, seed, noise_std, noise_convention, device="cpu", max_memory=None):
-    """Build the operator for image x (1, C, H, W) and simulate y -> (A, y, noise).
+    """Build the operator for image x (1, C, H, W) and simulate y -> (A, y, noise)
+    (recon_core.pipeline.simulate: the seed policy of every command)."""
+    from recon_core.pipeline import simulate
 
-    max_memory: operator memory budget in bytes (None = a quarter of the RAM)."""
-    from recon_core.operators import NoiseSpec, add_noise, build
-
-    A = build(op, tuple(x.shape[1:]), seed=seed, device=device, max_bytes=max_memory, **params)
-    noise = NoiseSpec(noise_convention, noise_std, seed=seed + NOISE_SEED_OFFSET)
-    y = add_noise(A.A(x.to(device)), noise, A)
-    return A, y, noise
+    problem, noise = simulate(x, op, params, seed, noise_std, noise_convention, device, max_memory)
+    return problem.A, problem.y, noise
 
 
 @handle_errors

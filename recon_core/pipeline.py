@@ -1,7 +1,8 @@
 """One run of recon, shared by the CLI, the benchmarks and Python users (DESIGN.md).
 
-So far: the result identity, a hash of everything that determines a result, which ``recon
-reconstruct --resume`` compares to decide whether an existing output is still valid.
+So far: the seed policy and ``simulate`` (one image measured as ``recon reconstruct --seed S``
+measures it), and the result identity, a hash of everything that determines a result, which
+``recon reconstruct --resume`` compares to decide whether an existing output is still valid.
 """
 
 from __future__ import annotations
@@ -10,6 +11,27 @@ import hashlib
 import json
 from pathlib import Path
 from typing import Any, Optional
+
+#: the seed policy: from one seed S, the operator draws from S, the noise from S + NOISE_SEED_OFFSET
+#: and the solver (restart initialisations, SNA noise) from S + SOLVER_SEED_OFFSET, so the three
+#: streams never coincide and each can be reproduced alone
+NOISE_SEED_OFFSET = 1_000_003
+SOLVER_SEED_OFFSET = 2_000_006
+
+
+def simulate(x, op: str, params: dict, seed: int, noise_std: float = 0.0, noise_convention: str = "per-entry",
+             device="cpu", max_memory=None):
+    """Measure image ``x`` (1, C, H, W) in [0, 1]: the operator ``op`` with ``params`` (e.g.
+    {"ratio": 0.1}) seeded by ``seed``, plus noise drawn from seed + NOISE_SEED_OFFSET.
+    max_memory: operator memory budget in bytes (None = a quarter of the RAM). Returns
+    (Problem, NoiseSpec); the problem's noise_std is the per-entry std the noise implies."""
+    from .operators import NoiseSpec, add_noise, build
+    from .solvers.common import Problem
+
+    A = build(op, tuple(x.shape[1:]), seed=seed, device=device, max_bytes=max_memory, **params)
+    noise = NoiseSpec(noise_convention, noise_std, seed=seed + NOISE_SEED_OFFSET)
+    return Problem(A, add_noise(A.A(x.to(device)), noise, A), noise.std(A)), noise
+
 
 #: bump when the meaning of the identity fields changes (old outputs are then solved again)
 IDENTITY_VERSION = 1
