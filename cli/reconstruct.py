@@ -21,7 +21,7 @@ METRICS_SCHEMA = 1
 MIN_IMAGE_SIDE = 8
 #: operators whose measurements are an image a user can hand in (--observed)
 OBSERVABLE_OPS = ("superres", "blur", "denoise", "inpaint")
-OUTPUT_FILES = ("x_hat.png", "compare.png", "metrics.json")
+OUTPUT_FILES = ("x_hat.png", "x_hat.npy", "compare.png", "metrics.json")
 
 
 def _check_side(image: Path, x) -> tuple:
@@ -275,6 +275,7 @@ class Job:
         return staged(out, lambda stage: self._write(stage, task, result))
 
     def _write(self, out: Path, task: "Task", result) -> dict:
+        import numpy as np
         import torch
 
         from recon_core import __version__
@@ -291,12 +292,14 @@ class Job:
         A, y = task.problem.A, task.problem.y
         x_hat = result.x_hat.clamp(0, 1)
         save_image(x_hat, out / "x_hat.png")
+        # the estimate at full precision (x_hat.png is 8-bit): float32 (C, H, W) in [0, 1]
+        np.save(out / "x_hat.npy", x_hat[0].detach().cpu().float().numpy())
         panels = [p.cpu() for p in (x, A.preview(y), x_hat) if p is not None]
         grid = make_grid(panels, nrow=len(panels))
         if r < 256:  # small priors: enlarge (nearest) so the comparison is legible
             grid = torch.nn.functional.interpolate(grid, scale_factor=256 // r, mode="nearest")
         save_image(grid, out / "compare.png")
-        outputs = {"x_hat": "x_hat.png", "compare": "compare.png"}
+        outputs = {"x_hat": "x_hat.png", "x_hat_npy": "x_hat.npy", "compare": "compare.png"}
         if image is not None:
             save_measurements(out / "measurements.npz", y, A, noise, image=image_info)
             outputs["measurements"] = "measurements.npz"

@@ -85,7 +85,7 @@ def test_batch_records_failures_and_resumes(tmp_path, folder, tiny_ckpt, monkeyp
     assert "every restart diverged" in status["d_diverge.png"]["reason"]
     assert summary["counts"] == {"ok": 3, "failed": 3, "skipped": 0}
     for name in ("a_good", "e_good", "f_good"):
-        assert {p.name for p in (out / name).iterdir()} == {"x_hat.png", "compare.png", "metrics.json", "measurements.npz"}
+        assert {p.name for p in (out / name).iterdir()} == {"x_hat.png", "x_hat.npy", "compare.png", "metrics.json", "measurements.npz"}
     assert not (out / "b_empty").exists() and not (out / "d_diverge").exists()
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert [row["status"] for row in rows] == ["ok", "failed", "failed", "failed", "ok", "ok"]
@@ -176,7 +176,7 @@ def test_sigint_mid_batch_then_resume(tmp_path, tiny_ckpt):
     done = sorted(p.parent.name for p in out.glob("*/metrics.json"))
     assert len(done) >= 2 and len(done) < 5
     for name in done:
-        assert {p.name for p in (out / name).iterdir()} == {"x_hat.png", "compare.png", "metrics.json", "measurements.npz"}
+        assert {p.name for p in (out / name).iterdir()} == {"x_hat.png", "x_hat.npy", "compare.png", "metrics.json", "measurements.npz"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] is True
     before = {n: _digest(out / n) for n in done}

@@ -30,7 +30,7 @@ def test_reconstruct_writes_outputs(tmp_path, face, tiny_ckpt):
     out = tmp_path / "out"
     r = run("reconstruct", face, "--prior", tiny_ckpt, "--out", out, *FAST, "--op", "inpaint", "--frac", "0.3")
     assert r.exit_code == 0, r.output
-    assert {p.name for p in out.iterdir()} == {"x_hat.png", "compare.png", "metrics.json", "measurements.npz"}
+    assert {p.name for p in out.iterdir()} == {"x_hat.png", "x_hat.npy", "compare.png", "metrics.json", "measurements.npz"}
     m = json.loads((out / "metrics.json").read_text())
     assert m["schema_version"] == 1 and m["method"]["name"] == "surgery"
     assert m["method"]["config"]["steps"] == 2 and m["method"]["config"]["optimizer"] == "lbfgs-ls"
@@ -39,6 +39,13 @@ def test_reconstruct_writes_outputs(tmp_path, face, tiny_ckpt):
     assert 0 < m["metrics"]["psnr"] < 60 and m["metrics"]["residual"] is not None
     assert m["seed"] == 0 and m["torch_version"] and m["device"] == "cpu"
     assert m["args"]["op"] == "inpaint" and m["image"]["shape"] == [3, 32, 32]
+    # x_hat.npy: the estimate at full precision, the same image as x_hat.png up to 8-bit rounding
+    from recon_core.images import load_image
+
+    full = np.load(out / "x_hat.npy")
+    assert full.dtype == np.float32 and full.shape == (3, 32, 32) and 0 <= full.min() and full.max() <= 1
+    png = load_image(out / "x_hat.png", channels=3)[0].numpy()
+    assert np.abs(full - png).max() <= 0.5 / 255 + 1e-6 and m["outputs"]["x_hat_npy"] == "x_hat.npy"
     # refuses to overwrite, then --force works
     r = run("reconstruct", face, "--prior", tiny_ckpt, "--out", out, *FAST)
     assert r.exit_code == 2 and "refusing to overwrite" in r.stderr and "Traceback" not in r.output

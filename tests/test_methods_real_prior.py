@@ -33,6 +33,6 @@ def test_method_on_real_prior(tmp_path, method, op):
                             "--out", str(out), "--quiet", "--json"])
     assert r.exit_code == 0, r.output
     m = json.loads(r.stdout)
-    assert {p.name for p in out.iterdir()} == {"x_hat.png", "compare.png", "metrics.json", "measurements.npz"}
+    assert {p.name for p in out.iterdir()} == {"x_hat.png", "x_hat.npy", "compare.png", "metrics.json", "measurements.npz"}
     assert m["prior"]["name"] == "dcgan-faces-64" and m["operator"]["kind"] == op and m["method"]["name"] == method
     assert m["metrics"]["psnr"] > 0 and m["metrics"]["lpips"] is not None and isinstance(m["method"]["config"], dict)
