@@ -273,6 +273,12 @@ def test_prior_options_errors(tmp_path, face, tiny_ckpt):
     assert r.exit_code == 2 and "not a 'rosinality' checkpoint" in r.stderr
     r = run("reconstruct", face, "--prior", tiny_ckpt, "--prior-format", "nope", *FAST)
     assert r.exit_code == 2 and "unknown checkpoint format 'nope'" in r.stderr
+    # --class / --truncation on a prior whose architecture has no such setting: one line naming the option
+    r = run("reconstruct", face, "--prior", tiny_ckpt, "--class", "3", *FAST)
+    assert r.exit_code == 2 and "--class does not apply to a dcgan prior (only to: biggan)" in r.stderr
+    assert "unexpected keyword" not in r.output
+    r = run("reconstruct", face, "--prior", tiny_ckpt, "--truncation", "0.5", *FAST)
+    assert r.exit_code == 2 and "--truncation does not apply to a dcgan prior" in r.stderr
 
 
 METHOD_FAST = {

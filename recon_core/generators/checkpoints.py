@@ -31,7 +31,7 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, UnknownName
+from ..errors import BadInput, CheckpointError, UnknownName
 from .base import GeneratorAdapter
 from .dcgan import DCGAN
 from .began import BEGAN
@@ -57,6 +57,15 @@ def build_adapter(arch: str, **config) -> GeneratorAdapter:
     """A randomly initialised adapter of architecture ``arch`` with the given config."""
     if arch not in ARCHITECTURES:
         raise UnknownName("architecture", arch, ARCHITECTURES)
+    import inspect
+
+    # the prior options users set by hand (--class, --truncation): a one-line error naming the
+    # option when the architecture has no such setting, not a Python signature message
+    accepted = inspect.signature(ARCHITECTURES[arch]).parameters
+    for key, option in (("class_idx", "--class"), ("truncation", "--truncation")):
+        if key in config and key not in accepted:
+            takers = sorted(a for a, cls in ARCHITECTURES.items() if key in inspect.signature(cls).parameters)
+            raise BadInput(f"{option} does not apply to a {arch} prior (only to: {', '.join(takers) or 'none'})")
     try:
         return ARCHITECTURES[arch](**config)
     except TypeError as e:
