@@ -123,6 +123,24 @@ def operator_params(op: str, ratio: float, frac: float, mask: str, factor: int, 
     return {}
 
 
+#: the operator options of each family (the others must not be given with it)
+OPERATOR_OPTIONS = {"cs-gaussian": ("ratio",), "cs-circulant": ("ratio",), "cs-fourier": ("ratio",),
+                    "inpaint": ("frac", "mask"), "superres": ("factor",), "blur": ("kernel_size", "blur_boundary"),
+                    "identity": (), "denoise": ()}
+
+
+def check_operator_options(ctx, op: str) -> None:
+    """BadInput when an operator option that ``op`` does not take was given on the command line
+    (e.g. ``--op cs-gaussian --frac 0.3``), instead of silently ignoring it; ``ctx`` is the
+    command's typer.Context."""
+    takes = OPERATOR_OPTIONS.get(op, ())
+    for name in ("ratio", "frac", "mask", "factor", "kernel_size", "blur_boundary"):
+        source = ctx.get_parameter_source(name)  # click's ParameterSource (typer may vendor click)
+        if name not in takes and getattr(source, "name", "") == "COMMANDLINE":
+            wants = ", ".join("--" + t.replace("_", "-") for t in takes) or "none"
+            raise BadInput(f"--{name.replace('_', '-')} does not apply to --op {op} (its options: {wants})")
+
+
 def check_free(paths, force: bool) -> None:
     """Refuse (BadInput) if any of ``paths`` exists and --force was not given."""
     existing = [str(p) for p in paths if Path(p).exists()]

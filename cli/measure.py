@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from .common import BoundaryOpt, DebugOpt, FactorOpt, FitOpt, FracOpt, KernelOpt, MaskOpt, NoiseConvOpt, NoiseStdOpt, OpOpt, RatioOpt  # noqa: E501
-from .common import check_noise_convention, NOISE_SEED_OFFSET, check_free, handle_errors, operator_params
+from .common import check_noise_convention, check_operator_options, NOISE_SEED_OFFSET, check_free, handle_errors, operator_params
 
 
 def make_measurements(x, op, params, seed, noise_std, noise_convention, device="cpu", max_memory=None):
@@ -22,6 +22,7 @@ def make_measurements(x, op, params, seed, noise_std, noise_convention, device="
 
 @handle_errors
 def measure(
+    ctx: typer.Context,
     image: Path = typer.Argument(..., help="Image to measure (PNG/JPEG/...)."),
     output: Path = typer.Option(..., "--output", "-o", help="Measurements file to write (.npz)."),
     op: OpOpt = "cs-gaussian",
@@ -50,6 +51,7 @@ def measure(
     from recon_core.measurements import save_measurements
 
     check_noise_convention(noise_convention)
+    check_operator_options(ctx, op)
     if output.suffix != ".npz":
         raise BadInput(f"--output must end in .npz, got '{output}'")
     preview_path = output.with_suffix(".png")

@@ -12,6 +12,7 @@ import typer
 
 from .common import BoundaryOpt, DebugOpt, DeviceOpt, FactorOpt, FitOpt, FracOpt, KernelOpt, LogJsonOpt, MaskOpt, NoiseConvOpt, NoiseStdOpt, OpOpt, QuietOpt, RatioOpt, ThreadsOpt  # noqa: E501
 from .common import (
+    check_operator_options,
     SOLVER_SEED_OFFSET, check_noise_convention, check_free, handle_errors, operator_params, prior_options, resolve_device, set_threads,
 )
 from .render import EventRenderer, print_summary
@@ -507,6 +508,7 @@ def _solve_in_workers(job: Job, inputs: List[Path], todo: list, jobs: int, threa
 
 @handle_errors
 def reconstruct(
+    ctx: typer.Context,
     images: Optional[List[str]] = typer.Argument(None, help="Image files, folders or glob patterns (omit with --measurements)."),
     list_file: Optional[Path] = typer.Option(None, "--list", help="A file with one image path per line ('#' comments)."),
     measurements: Optional[Path] = typer.Option(None, help="Reconstruct from a file written by `recon measure`."),
@@ -587,7 +589,7 @@ def reconstruct(
     compare.png, metrics.json (and measurements.npz when measured here) into --out. Several
     images, a folder, a glob or --list make a batch: one subfolder per image plus summary.json
     and summary.csv; exit code 0 if all succeeded, 1 if any failed, 130 if interrupted."""
-    args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}
+    args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items() if k != "ctx"}
     from recon_core.errors import BadInput, UnknownName
     from recon_core.solvers import BATCH_METHODS, METHODS, PRESET_NAMES
 
@@ -612,6 +614,8 @@ def reconstruct(
             raise BadInput("--observed --op inpaint needs --mask FILE (white = kept pixels): the damaged pixels of a photo are not random")
         if truth is not None:
             raise BadInput("--truth applies to --measurements; an --observed run has no ground truth")
+    if measurements is None:  # a measurements file brings its own operator
+        check_operator_options(ctx, op)
     if preset not in PRESET_NAMES:  # checked before any heavy work
         raise UnknownName("preset", preset, PRESET_NAMES)
     if batch_images < 0:

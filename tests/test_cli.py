@@ -442,6 +442,19 @@ def test_observed_errors(tmp_path, face, tiny_ckpt, args, message):
     assert r.exit_code == 2 and message in r.stderr and not (tmp_path / "o").exists(), r.output
 
 
+@pytest.mark.parametrize("command", ["reconstruct", "measure"])
+@pytest.mark.parametrize("args, message", [
+    (["--op", "cs-gaussian", "--frac", "0.3"], "--frac does not apply to --op cs-gaussian (its options: --ratio)"),
+    (["--op", "superres", "--ratio", "0.2"], "--ratio does not apply to --op superres (its options: --factor)"),
+    (["--op", "denoise", "--kernel-size", "5"], "--kernel-size does not apply to --op denoise (its options: none)"),
+    (["--op", "inpaint", "--mask", "boxx"], "is neither; did you mean 'box'?"),
+])
+def test_operator_options_that_do_not_apply_are_errors(tmp_path, face, tiny_ckpt, command, args, message):
+    out = ["--out", tmp_path / "o"] if command == "reconstruct" else ["-o", tmp_path / "o" / "m.npz"]
+    r = run(command, face, *args, "--prior", tiny_ckpt, *out, *(FAST if command == "reconstruct" else []))
+    assert r.exit_code == 2 and message in r.stderr and not (tmp_path / "o").exists(), r.output
+
+
 def test_tiny_images_refused_and_enlargement_stated(tmp_path, tiny_ckpt):
     save_image(torch.rand(1, 3, 4, 4), tmp_path / "dot.png")
     r = run("reconstruct", tmp_path / "dot.png", "--prior", tiny_ckpt, "--out", tmp_path / "o", *FAST)

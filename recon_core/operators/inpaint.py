@@ -83,7 +83,11 @@ class Inpaint(LinearOperator):
             if frac is not None:
                 raise OperatorError("inpaint: frac does not apply with a mask file (the file sets the kept pixels); omit it")
             if not os.path.isfile(mask):
-                raise OperatorError(f"inpaint: mask must be 'random', 'box' or an existing mask image file; '{mask}' is neither")
+                import difflib
+
+                close = difflib.get_close_matches(mask, ["random", "box"], n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise OperatorError(f"inpaint: mask must be 'random', 'box' or an existing mask image file; '{mask}' is neither{hint}")
             self.mask_path = os.path.abspath(mask)
             keep = load_mask(self.mask_path, (H, W))
             self.mask_sha256 = _mask_digest(keep)
