@@ -22,9 +22,25 @@ OPS = ("identity", "denoise", "cs-gaussian", "cs-circulant", "cs-fourier", "inpa
 NOISE_CONVENTIONS = ("per-entry", "cs-norm")
 
 
+#: set by a command given --log-json: every stderr line is then a JSON object (see ``say``)
+LOG_JSON = {"on": False}
+
+
+def say(kind: str, message: str, **fields) -> None:
+    """One line on stderr: ``kind: message`` for people, or with --log-json the JSON object
+    {"event": kind, "message": message, **fields} (kinds: error, warning, note, image, done,
+    interrupted, result)."""
+    if LOG_JSON["on"]:
+        from recon_core.io import dumps as strict_dumps
+
+        typer.echo(strict_dumps({"event": kind, "message": message, **fields}), err=True)
+    else:
+        typer.echo(message if kind in ("image", "done") else f"{kind}: {message}", err=True)
+
+
 def fail(message: str, code: int) -> "typer.Exit":
     """Print ``error: message`` (one line) on stderr and return the Exit to raise."""
-    typer.echo(f"error: {message}", err=True)
+    say("error", message, exit_code=code)
     return typer.Exit(code)
 
 
@@ -36,6 +52,7 @@ def handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         debug = bool(kwargs.get("debug")) or os.environ.get(DEBUG_ENV) == "1"
+        LOG_JSON["on"] = bool(kwargs.get("log_json"))  # per command (tests run many in one process)
         try:
             return fn(*args, **kwargs)
         except typer.Exit:

@@ -12,7 +12,7 @@ import typer
 
 from .common import BoundaryOpt, DebugOpt, DeviceOpt, FactorOpt, FitOpt, FracOpt, KernelOpt, LogJsonOpt, MaskOpt, NoiseConvOpt, NoiseStdOpt, OpOpt, QuietOpt, RatioOpt, ThreadsOpt  # noqa: E501
 from .common import (
-    check_operator_options,
+    LOG_JSON, check_operator_options, say,
     SOLVER_SEED_OFFSET, check_noise_convention, check_free, handle_errors, operator_params, prior_options, resolve_device, set_threads,
 )
 from .render import EventRenderer, print_summary
@@ -199,7 +199,7 @@ class Job:
             image_info["shape"] = list(x.shape[1:])
             if min(h, w) < r and self.fit in ("crop-resize", "resize"):
                 image_info["fit_note"] = f"{w}x{h} image enlarged {r / min(h, w):.2g}x to the prior's {r}x{r} ({self.fit})"
-                typer.echo(f"warning: {image}: {image_info['fit_note']}", err=True)
+                say("warning", f"{image}: {image_info['fit_note']}", image=str(image))
             A, y, noise = make_measurements(x, self.op, self.op_params, self.seed, self.noise_std, self.noise_convention,
                                             device, max_memory=self.max_memory)
         else:
@@ -235,7 +235,7 @@ class Job:
             info["fit"] = self.fit
             info["fit_note"] = (f"observed {w}x{h} image fitted ({self.fit}) to the measurement size {shape[2]}x{shape[1]}"
                                 + (f", enlarged {scale:.2g}x" if scale > 1 else ""))
-            typer.echo(f"note: {image}: {info['fit_note']}", err=True)
+            say("note", f"{image}: {info['fit_note']}", image=str(image))
             obs = fit_image(obs, shape[1:], self.fit)
         obs = obs.to(self.device)
         y = A.A(obs) if self.op == "inpaint" else obs  # inpainting's y is the mask's kept pixels
@@ -402,12 +402,15 @@ def run_batch(job: Job, inputs: List[Path], names: List[str], root: Path, *, for
     def finish(i: int, row: dict, t0: float, share: float = 0.0) -> None:
         row["time_s"] = round(time.perf_counter() - t0 + share, 3)
         rows[i] = row
-        if not quiet:
-            typer.echo(f"[{len(rows)}/{len(inputs)}] {row['status']}: {inputs[i]}" + (f" ({row['reason']})" if row["reason"] else ""), err=True)
+        if not quiet or LOG_JSON["on"]:
+            say("image", f"[{len(rows)}/{len(inputs)}] {row['status']}: {inputs[i]}" + (f" ({row['reason']})" if row["reason"] else ""),
+                **{k: row.get(k) for k in ("input", "out", "status", "reason", "metrics", "time_s")}, done=len(rows),
+                total=len(inputs))
 
     def solve_chunk():
         t_solve = time.perf_counter()
         try:
+            renderer.context = {"images": [str(inputs[t[0]]) for t in chunk]}  # --log-json: which images an event is about
             results = job.solve_all([t[3] for t in chunk], on_event=renderer)
         except Exception as e:  # the whole batch failed (not one image's divergence)
             results = [e] * len(chunk)
@@ -472,10 +475,12 @@ def run_batch(job: Job, inputs: List[Path], names: List[str], root: Path, *, for
     done = [r["input"] for r in rows if r["status"] in ("ok", "skipped")]
     failed = [r for r in rows if r["status"] == "failed"]
     if interrupted:
-        typer.echo(f"interrupted: {len(done)} image(s) complete, {len(inputs) - len(done)} not; rerun with --resume to continue ({jpath})", err=True)
+        say("interrupted", f"{len(done)} image(s) complete, {len(inputs) - len(done)} not; rerun with --resume to continue ({jpath})",
+            summary=str(jpath))
         return 130
-    if not quiet:
-        typer.echo(f"{len(done)} ok/skipped, {len(failed)} failed; summary: {jpath}", err=True)
+    if not quiet or LOG_JSON["on"]:
+        say("done", f"{len(done)} ok/skipped, {len(failed)} failed; summary: {jpath}", summary=str(jpath),
+            ok_or_skipped=len(done), failed=len(failed))
     return 1 if failed else 0
 
 
@@ -676,9 +681,14 @@ def reconstruct(
         target = out or Path("recon_out") / (single or measurements).stem
         check_free([target / f for f in OUTPUT_FILES] + ([target / "measurements.npz"] if single else []), force)
         job = Job(**job_kwargs)
+        renderer.context = {"images": [str(single or measurements)]}
         record = job.run(target, image=single, measurements=measurements, truth=truth, on_event=renderer)
     if json_out:
         from recon_core.io import dumps as strict_dumps
 
         typer.echo(strict_dumps(record))
+    if log_json:  # the final event: the outcome, as the batch's per-image events give it
+        say("result", f"ok: {single or measurements}", input=str(single or measurements), out=str(target), status="ok",
+            metrics=record["metrics"], solve=record["solve"], wall_time=record["wall_time"])
+        return
     print_summary(record["metrics"], {k: str(target / v) for k, v in record["outputs"].items()}, quiet=quiet, record=record)

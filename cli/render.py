@@ -23,6 +23,8 @@ class EventRenderer:
         self.enabled = not quiet and not log_json and self.stream.isatty()
         self.progress: Optional[Progress] = None
         self.tasks = {}
+        #: fields added to every JSON event (the images being solved), set by the command
+        self.context: dict = {}
 
     def __enter__(self):
         if self.enabled:
@@ -41,7 +43,7 @@ class EventRenderer:
 
     def __call__(self, event: Event) -> None:
         if self.log_json:
-            self.stream.write(strict_dumps({"event": "progress", **event.to_dict()}) + "\n")
+            self.stream.write(strict_dumps({"event": "progress", **self.context, **event.to_dict()}) + "\n")
             self.stream.flush()
             return
         if self.progress is None:

@@ -104,16 +104,42 @@ def test_measure_then_reconstruct(tmp_path, face, tiny_ckpt):
     assert r.exit_code == 0 and json.loads(r.stdout)["metrics"]["psnr"] > 0
 
 
+def load_face(path):
+    from recon_core.images import load_image
+
+    return load_image(path, channels=3)
+
+
 def test_log_json_progress(tmp_path, face, tiny_ckpt):
     r = run("reconstruct", face, "--prior", tiny_ckpt, "--out", tmp_path / "o", "--steps", "3", "--restarts", "1", "--log-json",
             "--preset", "paper")
     assert r.exit_code == 0, r.output
-    events = [json.loads(line) for line in r.stderr.splitlines() if line.startswith("{")]
-    assert [e["step"] for e in events] == [1, 2, 3] and all(e["event"] == "progress" for e in events)
+    # stderr is pure JSON lines: progress events naming the image, then one final result event
+    events = [json.loads(line) for line in r.stderr.splitlines()]
+    progress, final = events[:-1], events[-1]
+    assert [e["step"] for e in progress] == [1, 2, 3] and all(e["event"] == "progress" for e in progress)
+    assert all(e["images"] == [str(face)] for e in progress)
+    assert final["event"] == "result" and final["status"] == "ok" and final["input"] == str(face)
+    assert final["metrics"]["psnr"] > 0 and final["out"] == str(tmp_path / "o")
+    # a batch: every event names its images; one event per image; a closing "done" event
+    batch = tmp_path / "b"
+    batch.mkdir()
+    for name in ("a.png", "b.png"):
+        save_image(load_face(face), batch / name)
+    r = run("reconstruct", batch, "--prior", tiny_ckpt, "--out", tmp_path / "bo", "--steps", "3", "--log-json")
+    events = [json.loads(line) for line in r.stderr.splitlines()]
+    assert r.exit_code == 0 and {e["event"] for e in events} == {"progress", "image", "done"}
+    assert all(set(e["images"]) == {str(batch / "a.png"), str(batch / "b.png")} for e in events if e["event"] == "progress")
+    assert [e["input"] for e in events if e["event"] == "image"] == [str(batch / "a.png"), str(batch / "b.png")]
+    assert events[-1]["event"] == "done" and events[-1]["failed"] == 0
+    # errors too
+    r = run("reconstruct", face, "--prior", tiny_ckpt, "--out", tmp_path / "e", "--op", "cs-gausian", "--log-json")
+    (err,) = [json.loads(line) for line in r.stderr.splitlines()]
+    assert r.exit_code == 2 and err["event"] == "error" and "did you mean" in err["message"] and err["exit_code"] == 2
     # the fast schedule reports after every iteration, in evaluations spent out of the budget
     r = run("reconstruct", face, "--prior", tiny_ckpt, "--out", tmp_path / "f", "--steps", "12", "--log-json")
     assert r.exit_code == 0, r.output
-    events = [json.loads(line) for line in r.stderr.splitlines() if line.startswith("{")]
+    events = [e for e in map(json.loads, r.stderr.splitlines()) if e["event"] == "progress"]
     steps = [e["step"] for e in events]
     assert steps and steps == sorted(steps) and steps[-1] <= 12 and all(e["total"] == 12 for e in events)
 
