@@ -21,16 +21,19 @@ def priors(
     from rich.table import Table
 
     from recon_core.errors import ReconError
-    from recon_core.generators.zoo import entry_path, manifest
+    from recon_core.generators.zoo import entry_path, manifest, weights_dir
 
     rows = []
+    root = weights_dir().resolve().parent  # the manifest's relative paths (samples) are from here
     for name, e in sorted(manifest().items()):
         try:
-            entry_path(e)
-            status = "installed"
+            path, status = str(entry_path(e).resolve()), "installed"
         except ReconError as err:
-            status = f"missing: {err}"
-        rows.append({**e, "status": status})
+            path, status = None, f"missing: {err}"
+        samples = e.get("samples")
+        if samples and (root / samples).exists():
+            samples = str(root / samples)
+        rows.append({**e, "status": status, "path": path, "samples": samples})
     if json_out:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -47,8 +50,8 @@ def priors(
     con.print(t)
     for e in rows:
         src = e["source"]
-        where = f"pip {src['package']}=={src.get('version', '')}" if "package" in src else f"weights/{src.get('path', '')}"
-        con.print(f"[bold]{e['name']}[/]: samples {e.get('samples', '-')}; weights {where}", soft_wrap=True, highlight=False)
+        where = e["path"] or (f"pip {src['package']}=={src.get('version', '')}" if "package" in src else f"weights/{src.get('path', '')}")
+        con.print(f"[bold]{e['name']}[/]: samples {e.get('samples') or '-'}; weights {where}", soft_wrap=True, highlight=False)
         if e["status"] != "installed":
             con.print(f"  {e['status']}", soft_wrap=True, highlight=False)
     con.print("Full provenance (licence, training command, sha256): recon priors --json", highlight=False)

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import BadInput, CheckpointError, MissingWeights, UnknownName
-from .base import GeneratorAdapter
-from .checkpoints import load_checkpoint
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported only when weights are loaded (`recon priors` stays fast)
+    from .base import GeneratorAdapter
 
 DEFAULT_PRIOR = "dcgan-faces-64"
 
@@ -91,7 +93,7 @@ def sha256_file(path) -> str:
     return _sha256(str(path), st.st_size, st.st_mtime_ns)
 
 
-def load_prior(name: str, device="cpu", **overrides) -> GeneratorAdapter:
+def load_prior(name: str, device="cpu", **overrides) -> "GeneratorAdapter":
     """Load zoo entry ``name`` (sha256-verified) onto ``device``, in eval mode; ``overrides``
     (e.g. class_idx, truncation) replace config values of the entry."""
     e = entry(name)
@@ -99,6 +101,8 @@ def load_prior(name: str, device="cpu", **overrides) -> GeneratorAdapter:
     digest = sha256_file(path)
     if digest != e["sha256"]:
         raise CheckpointError(f"sha256 of {path} is {digest[:12]}..., manifest says {e['sha256'][:12]}...: file altered or wrong version")
+    from .checkpoints import load_checkpoint
+
     model = load_checkpoint(path, fmt=e.get("format"), arch=e["architecture"], device=device, **overrides)
     if {k: v for k, v in model.meta.config.items() if k not in overrides} != {k: v for k, v in e["config"].items() if k not in overrides}:
         raise CheckpointError(f"prior '{name}': checkpoint config {model.meta.config} differs from the manifest {e['config']}")
@@ -106,9 +110,11 @@ def load_prior(name: str, device="cpu", **overrides) -> GeneratorAdapter:
     return model
 
 
-def resolve_prior(prior: str, device="cpu", arch: Optional[str] = None, fmt: Optional[str] = None, **config) -> GeneratorAdapter:
+def resolve_prior(prior: str, device="cpu", arch: Optional[str] = None, fmt: Optional[str] = None, **config) -> "GeneratorAdapter":
     """A ``--prior`` value -> adapter: a zoo name, or a path to a checkpoint file."""
     if Path(prior).exists():
+        from .checkpoints import load_checkpoint
+
         model = load_checkpoint(prior, fmt=fmt, arch=arch, device=device, **config)
         model.meta.weights_id = str(prior)
         return model
