@@ -15,7 +15,8 @@ from .render import EventRenderer
 
 @handle_errors
 def cut_sweep(
-    images: List[str] = typer.Option(..., "--images", help="Validation images: files, folders or globs (repeatable)."),
+    positional: Optional[List[str]] = typer.Argument(None, metavar="IMAGES...", help="Validation images: files, folders or globs (as for `recon reconstruct`)."),
+    images: Optional[List[str]] = typer.Option(None, "--images", help="Validation images, as an option (repeatable; same as the positional IMAGES)."),
     out: Path = typer.Option(..., help="Output folder for sweep.json, sweep.csv, sweep.png."),
     prior: str = typer.Option("dcgan-faces-64", help="Zoo name or checkpoint path."),
     arch: Optional[str] = typer.Option(None, help="Architecture of a --prior PATH when its format does not say."),
@@ -60,7 +61,10 @@ def cut_sweep(
     check_noise_convention(noise_convention)
     dev = resolve_device(device)
     set_threads(threads)
-    paths, _ = expand_inputs(images, None)
+    items = list(positional or []) + list(images or [])
+    if not items:
+        raise BadInput("give the validation images: recon cut-sweep IMAGES... --out DIR (files, folders or globs)")
+    paths, _ = expand_inputs(items, None)
     g = resolve_prior(prior, device=dev, **prior_options(arch, prior_format, class_idx, None))
     cut_list = parse_cuts(cuts, g.cut_points)
     ratio_list = parse_ratios(ratios)

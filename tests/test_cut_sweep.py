@@ -63,6 +63,12 @@ def test_sweep_outputs_and_resume(tmp_path, val_dir, tiny_ckpt, monkeypatch):
     # other settings refuse to mix into the same sweep
     r = runner.invoke(app, [*args[:-1], "--seed", "4", "--quiet"])
     assert r.exit_code == 2 and "other settings" in r.stderr
+    # the images may be given positionally, as for `recon reconstruct`: the same sweep, all skipped
+    calls["n"] = 0
+    r = runner.invoke(app, ["cut-sweep", str(val_dir), *args[3:]])
+    assert r.exit_code == 0 and calls["n"] == 0, r.output
+    r = runner.invoke(app, ["cut-sweep", "--out", str(out), "--quiet"])
+    assert r.exit_code == 2 and "give the validation images" in r.stderr
 
 
 def test_parsers_and_errors(tmp_path, val_dir, tiny_ckpt):
