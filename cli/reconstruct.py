@@ -280,7 +280,7 @@ class Job:
         import torch
 
         from recon_core import __version__
-        from recon_core.images import atomic_write_text, make_grid, save_image
+        from recon_core.images import atomic_write_text, caption_grid, make_grid, save_image
         from recon_core.io import dumps as strict_dumps, finite_metrics
         from recon_core.measurements import save_measurements
         from recon_core.metrics import compute_metrics
@@ -295,25 +295,48 @@ class Job:
         save_image(x_hat, out / "x_hat.png")
         # the estimate at full precision (x_hat.png is 8-bit): float32 (C, H, W) in [0, 1]
         np.save(out / "x_hat.npy", x_hat[0].detach().cpu().float().numpy())
-        panels = [p.cpu() for p in (x, A.preview(y), x_hat) if p is not None]
-        grid = make_grid(panels, nrow=len(panels))
+        # the simple baseline every method should beat: pinv (A^+ y: zero-fill, bicubic, minimum norm)
+        with torch.no_grad():
+            x_base = x_hat if self.method == "pinv" else A.A_dagger(y).clamp(0, 1)
+        if x is not None:
+            metrics = compute_metrics(x, x_hat, y, A)
+            base = metrics if self.method == "pinv" else compute_metrics(x, x_base, y, A)
+        else:
+            reason = ("no ground truth (the input is an observed image)" if self.observed else
+                      "no ground truth (reconstructing from --measurements without --truth)")
+
+            def no_truth(est):
+                with torch.no_grad():
+                    res = float((A.A(est) - y).norm() / y.norm().clamp_min(1e-12))
+                return {"psnr": None, "ssim": None, "lpips": None, "mse": None, "residual": res,
+                        "psnr_reason": reason, "ssim_reason": reason, "lpips_reason": reason, "mse_reason": reason}
+
+            metrics, base = no_truth(x_hat), no_truth(x_base)
+        baseline = {"method": "pinv", "metrics": finite_metrics(base)}
+        if metrics.get("psnr") is not None and base.get("psnr") is not None:
+            baseline["estimate_beats_it"] = {"psnr": bool(metrics["psnr"] > base["psnr"]),
+                                             **({"lpips": bool(metrics["lpips"] < base["lpips"])}
+                                                if metrics.get("lpips") is not None and base.get("lpips") is not None else {})}
+
+        def scores(m):
+            if m.get("psnr") is None:
+                return f"residual {m['residual']:.3f}"
+            return f"{m['psnr']:.2f} dB" + (f", LPIPS {m['lpips']:.3f}" if m.get("lpips") is not None else "")
+
+        preview = A.preview(y)
+        named = [(x, ["truth", ""]), (preview, ["measurements", f"m/n {A.m / A.n:.3g}"]),
+                 (x_base, ["pinv baseline", scores(base)]), (x_hat, [f"{self.method} estimate", scores(metrics)])]
+        if self.method == "pinv":
+            named.pop(2)
+        named = [(p.cpu(), c) for p, c in named if p is not None]
+        grid = make_grid([p for p, _ in named], nrow=len(named))
         if r < 256:  # small priors: enlarge (nearest) so the comparison is legible
             grid = torch.nn.functional.interpolate(grid, scale_factor=256 // r, mode="nearest")
-        save_image(grid, out / "compare.png")
+        save_image(caption_grid(grid, [c for _, c in named], len(named)), out / "compare.png")
         outputs = {"x_hat": "x_hat.png", "x_hat_npy": "x_hat.npy", "compare": "compare.png"}
         if image is not None:
             save_measurements(out / "measurements.npz", y, A, noise, image=image_info)
             outputs["measurements"] = "measurements.npz"
-
-        if x is not None:
-            metrics = compute_metrics(x, x_hat, y, A)
-        else:
-            reason = ("no ground truth (the input is an observed image)" if self.observed else
-                      "no ground truth (reconstructing from --measurements without --truth)")
-            with torch.no_grad():
-                res = float((A.A(x_hat) - y).norm() / y.norm().clamp_min(1e-12))
-            metrics = {"psnr": None, "ssim": None, "lpips": None, "mse": None, "residual": res,
-                       "psnr_reason": reason, "ssim_reason": reason, "lpips_reason": reason, "mse_reason": reason}
         record = {
             "schema_version": METRICS_SCHEMA,
             "recon_version": __version__,
@@ -333,6 +356,7 @@ class Job:
             "solve": {"evaluations": result.extra.get("evaluations"), "stop": result.extra.get("stop")},
             "restarts": {"losses": result.losses, "best": result.best_restart, "diverged": result.diverged},
             "metrics": metrics,
+            "baseline": baseline,
             "extra": result.extra,
             "wall_time": wall_time(result, task.seconds + time.perf_counter() - t0),
             "history": result.history,

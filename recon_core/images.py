@@ -16,7 +16,7 @@ import threading
 import warnings
 from importlib import resources
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -422,6 +422,30 @@ def make_grid(images, nrow: int, pad: int = 2, pad_value: float = 1.0) -> torch.
         y0, x0 = (k // cols) * (h + pad) + pad, (k % cols) * (w + pad) + pad
         grid[:, y0 : y0 + h, x0 : x0 + w] = batch[k]
     return grid.unsqueeze(0)
+
+
+def caption_grid(grid: torch.Tensor, captions: Sequence[Sequence[str]], cols: int) -> torch.Tensor:
+    """A one-row ``grid`` (1, C, H, W) of ``cols`` equal panels (as from make_grid, pad 2) with a
+    white strip below, each panel's caption lines (e.g. a name and its scores) centred under it,
+    in black (Pillow's built-in font; no font files needed). Returns (1, 3, H + strip, W)."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    line_h = 12
+    strip = 4 + line_h * max((len(c) for c in captions), default=1)
+    rgb = convert_channels(grid.detach().float().cpu(), 3)[0]
+    H, W = rgb.shape[1:]
+    canvas = np.full((H + strip, W, 3), 255, dtype=np.uint8)
+    canvas[:H] = (rgb.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    img = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(img)
+    panel = (W - 2) / max(cols, 1)
+    for k, lines in enumerate(captions):
+        for j, text in enumerate(lines):
+            tw = draw.textlength(text, font=font)
+            draw.text((2 + k * panel + max(0.0, (panel - tw) / 2), H + 2 + j * line_h), text, fill=(0, 0, 0), font=font)
+    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float().div(255).unsqueeze(0)
 
 
 def example_image(name: str = "astronaut-face", size: Size = 64, channels: Optional[int] = None) -> torch.Tensor:

@@ -46,6 +46,20 @@ def test_reconstruct_writes_outputs(tmp_path, face, tiny_ckpt):
     assert full.dtype == np.float32 and full.shape == (3, 32, 32) and 0 <= full.min() and full.max() <= 1
     png = load_image(out / "x_hat.png", channels=3)[0].numpy()
     assert np.abs(full - png).max() <= 0.5 / 255 + 1e-6 and m["outputs"]["x_hat_npy"] == "x_hat.npy"
+    # the pinv baseline's scores, and whether the estimate beats it, computed like the estimate's
+    from recon_core.metrics import compute_metrics
+    from recon_core.measurements import load_measurements
+
+    y, A, _, _ = load_measurements(out / "measurements.npz")
+    truth = load_image(face, channels=3)
+    from recon_core.images import fit_image
+
+    ref = compute_metrics(fit_image(truth, 32), A.A_dagger(y).clamp(0, 1), y, A)
+    assert m["baseline"]["method"] == "pinv" and m["baseline"]["metrics"]["psnr"] == pytest.approx(ref["psnr"], abs=1e-3)
+    assert m["baseline"]["estimate_beats_it"]["psnr"] == (m["metrics"]["psnr"] > ref["psnr"])
+    # compare.png: truth | measurements | pinv | estimate, with a caption strip under the panels
+    cmp = load_image(out / "compare.png", channels=3)
+    assert cmp.shape[-1] > 4 * 256 and cmp.shape[-2] > 256 + 12
     # refuses to overwrite, then --force works
     r = run("reconstruct", face, "--prior", tiny_ckpt, "--out", out, *FAST)
     assert r.exit_code == 2 and "refusing to overwrite" in r.stderr and "Traceback" not in r.output
