@@ -35,7 +35,11 @@ def say(kind: str, message: str, **fields) -> None:
 
         typer.echo(strict_dumps({"event": kind, "message": message, **fields}), err=True)
     else:
-        typer.echo(message if kind in ("image", "done") else f"{kind}: {message}", err=True)
+        from .render import ACTIVE
+
+        text = message if kind in ("image", "done") else f"{kind}: {message}"
+        if ACTIVE["renderer"] is None or not ACTIVE["renderer"].print(text):
+            typer.echo(text, err=True)
 
 
 def fail(message: str, code: int) -> "typer.Exit":

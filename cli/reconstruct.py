@@ -426,6 +426,7 @@ def run_batch(job: Job, inputs: List[Path], names: List[str], root: Path, *, for
     def finish(i: int, row: dict, t0: float, share: float = 0.0) -> None:
         row["time_s"] = round(time.perf_counter() - t0 + share, 3)
         rows[i] = row
+        renderer.advance()
         if not quiet or LOG_JSON["on"]:
             say("image", f"[{len(rows)}/{len(inputs)}] {row['status']}: {inputs[i]}" + (f" ({row['reason']})" if row["reason"] else ""),
                 **{k: row.get(k) for k in ("input", "out", "status", "reason", "metrics", "time_s")}, done=len(rows),
@@ -691,7 +692,10 @@ def reconstruct(
                 from .batch import summary_paths
 
                 check_free(summary_paths(root, shard_kn), force=False)
+            renderer.status(f"loading prior {prior} ...")
             job = Job(**job_kwargs)
+            renderer.status(None)
+            renderer.overall(len(inputs))
             code = run_batch(job, inputs, names, root, force=force, resume=resume, shard=shard_kn, renderer=renderer, quiet=quiet,
                              batch_images=batch_images, jobs=jobs, threads=threads)
             if json_out:  # the batch's summary (strict JSON, as written to summary.json)
@@ -704,9 +708,12 @@ def reconstruct(
         single = inputs[0] if inputs else None
         target = out or Path("recon_out") / (single or measurements).stem
         check_free([target / f for f in OUTPUT_FILES] + ([target / "measurements.npz"] if single else []), force)
+        renderer.status(f"loading prior {prior} ...")
         job = Job(**job_kwargs)
+        renderer.status(f"measuring {single or measurements} ...")
         renderer.context = {"images": [str(single or measurements)]}
         record = job.run(target, image=single, measurements=measurements, truth=truth, on_event=renderer)
+        renderer.status(None)
     if json_out:
         from recon_core.io import dumps as strict_dumps
 

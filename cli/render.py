@@ -13,6 +13,10 @@ from recon_core.events import Event
 from recon_core.io import dumps as strict_dumps
 
 
+#: the renderer whose bars are live (so one-line messages print above them, see common.say)
+ACTIVE = {"renderer": None}
+
+
 class EventRenderer:
     """Callable event sink. Shows a rich progress bar on stderr when stderr is a terminal (and
     not ``quiet``); with ``log_json`` writes one JSON object per event to stderr instead."""
@@ -23,6 +27,7 @@ class EventRenderer:
         self.enabled = not quiet and not log_json and self.stream.isatty()
         self.progress: Optional[Progress] = None
         self.tasks = {}
+        self.steps = {}  # phase -> last step shown (a smaller one starts the next solve)
         #: fields added to every JSON event (the images being solved), set by the command
         self.context: dict = {}
 
@@ -30,16 +35,46 @@ class EventRenderer:
         if self.enabled:
             self.progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                 console=Console(file=self.stream), transient=False,
             )
             self.progress.start()
+        ACTIVE["renderer"] = self
         return self
 
     def __exit__(self, *exc):
+        ACTIVE["renderer"] = None
         if self.progress is not None:
             self.progress.stop()
         return False
+
+    def print(self, text: str) -> bool:
+        """Print a line above the live bars (so it never overwrites them); False when there
+        are no live bars (the caller prints it itself)."""
+        if self.progress is None:
+            return False
+        self.progress.console.print(text, highlight=False, markup=False, soft_wrap=True)
+        return True
+
+    def status(self, text: Optional[str]) -> None:
+        """A line saying what is happening before any solver event (e.g. loading the prior);
+        None removes it."""
+        if self.progress is None:
+            return
+        if "status" in self.tasks:
+            self.progress.remove_task(self.tasks.pop("status"))
+        if text is not None:
+            self.tasks["status"] = self.progress.add_task(text, total=None, loss="")
+
+    def overall(self, total: int) -> None:
+        """An overall bar over a batch's ``total`` images (with its ETA), advanced by ``advance``."""
+        if self.progress is not None:
+            self.tasks["images"] = self.progress.add_task("images", total=total, loss="")
+
+    def advance(self) -> None:
+        """One more image of the batch is done."""
+        if self.progress is not None and "images" in self.tasks:
+            self.progress.advance(self.tasks["images"])
 
     def __call__(self, event: Event) -> None:
         if self.log_json:
@@ -48,9 +83,13 @@ class EventRenderer:
             return
         if self.progress is None:
             return
-        loss = "-" if event.loss is None else f"{event.loss:.4g}"
+        self.status(None)
+        loss = "loss -" if event.loss is None else f"loss {event.loss:.4g}"
         if event.phase not in self.tasks:
             self.tasks[event.phase] = self.progress.add_task(event.phase, total=event.total, loss=loss)
+        elif (event.step or 0) < self.steps.get(event.phase, 0):
+            self.progress.reset(self.tasks[event.phase], total=event.total)  # the next image's solve
+        self.steps[event.phase] = event.step or 0
         self.progress.update(self.tasks[event.phase], completed=event.step, loss=loss)
 
 

@@ -348,3 +348,36 @@ def test_resume_solves_again_when_anything_that_determines_the_result_changes(tm
     field = {"--ratio": "operator", "--op": "operator", "--noise-std": "noise", "--noise-convention": "noise", "--fit": "fit",
              "--seed": "seed", "--backproject": "backproject"}.get(change[0] if change != "prior" else "", "method")
     assert f"({'prior' if change == 'prior' else field})" in rows[0]["reason"], rows[0]["reason"]
+
+
+def test_terminal_shows_an_overall_bar_and_lines_above_it(tmp_path, tiny_ckpt):
+    """In a terminal (a pty here), a batch shows a status while the prior loads, an overall
+    'images' bar that reaches n/n, and the per-image lines printed above the bars in full."""
+    import pty
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i, x in enumerate(_photos()[:3]):
+        save_image(x, d / f"img{i}.png")
+    master, slave = pty.openpty()
+    env = {**os.environ, "COLUMNS": "120", "TERM": "xterm"}
+    proc = subprocess.Popen([sys.executable, "-m", "recon_cli", "reconstruct", str(d), "--prior", str(tiny_ckpt), "--out",
+                             str(tmp_path / "out"), "--steps", "3", "--restarts", "1", "--threads", "1"],
+                            stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the child closed the pty
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=300)
+    os.close(master)
+    text = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, text
+    assert "loading prior" in text and "images" in text and "3/3" in text
+    for i in range(3):
+        assert f"ok: {d / f'img{i}.png'}" in text
