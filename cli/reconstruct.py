@@ -155,8 +155,10 @@ class Job:
             op_params["mask_sha256"] = file_digest(op_params["mask"])
         prior = {"name": self.prior_name, "options": prior_options, "image_shape": list(self.image_shape),
                  **({"meta": self.prior.meta.to_dict()} if self.prior is not None else {})}
-        if Path(self.prior_name).is_file():
-            prior["sha256"] = file_digest(self.prior_name)
+        for f in (Path(self.prior_name), Path(self.prior_name) / "checkpoint.pt", Path(self.prior_name) / "pytorch_model.bin"):
+            if f.is_file():  # a checkpoint file, a train-rtil run directory, an HF BigGAN directory
+                prior["sha256"] = file_digest(f)
+                break
         return result_identity({
             "method": {"name": self.method, "preset": self.preset, "config": config_dict(self.cfg)},
             "operator": {"op": self.op, "params": op_params}, "noise": {"convention": self.noise_convention, "std": self.noise_std},

@@ -320,6 +320,20 @@ def test_every_architecture_end_to_end(tmp_path, face, arch, method):
         assert m["prior"]["config"]["class_idx"] == 2
 
 
+def test_prior_from_a_train_rtil_run_directory(tmp_path, face, tiny_ckpt):
+    """--prior RUN_DIR: a `recon train-rtil` run directory is read through its checkpoint.pt; a
+    directory that is neither a run nor an HF BigGAN model gets a one-line error."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "checkpoint.pt").write_bytes(tiny_ckpt.read_bytes())
+    r = run("reconstruct", face, "--prior", run_dir, "--out", tmp_path / "o", *FAST, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["prior"]["architecture"] == "dcgan"
+    (tmp_path / "empty").mkdir()
+    r = run("reconstruct", face, "--prior", tmp_path / "empty", "--out", tmp_path / "o2", *FAST)
+    assert r.exit_code == 2 and "neither a `recon train-rtil` run (checkpoint.pt)" in r.stderr
+
+
 def test_prior_options_errors(tmp_path, face, tiny_ckpt):
     r = run("reconstruct", face, "--arch", "dcgan", *FAST)
     assert r.exit_code == 2 and "apply to checkpoint paths" in r.stderr

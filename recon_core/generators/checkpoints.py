@@ -461,7 +461,8 @@ def read_hf_biggan_dir(path) -> dict:
     path = Path(path)
     cfg_path, bin_path = path / "config.json", path / "pytorch_model.bin"
     if not cfg_path.is_file() or not bin_path.is_file():
-        raise CheckpointError(f"'{path}' is a directory but not an HF BigGAN model (needs config.json and pytorch_model.bin)")
+        raise CheckpointError(f"'{path}' is a directory but neither a `recon train-rtil` run (checkpoint.pt) nor an HF BigGAN "
+                              "model (config.json and pytorch_model.bin)")
     try:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -548,8 +549,10 @@ def from_object(obj, fmt: Optional[str] = None, arch: Optional[str] = None, sour
 
 
 def load_checkpoint(path, fmt: Optional[str] = None, arch: Optional[str] = None, device="cpu", **config) -> GeneratorAdapter:
-    """Load a generator checkpoint file (or an HF BigGAN directory) into an adapter on
-    ``device`` (eval mode)."""
+    """Load a generator checkpoint file, a `recon train-rtil` run directory (its checkpoint.pt),
+    or an HF BigGAN directory into an adapter on ``device`` (eval mode)."""
+    if Path(path).is_dir() and (Path(path) / "checkpoint.pt").is_file() and not (Path(path) / "config.json").exists():
+        path = Path(path) / "checkpoint.pt"  # a train-rtil run directory
     obj = read_hf_biggan_dir(path) if Path(path).is_dir() else read_checkpoint(path)
     return from_object(obj, fmt=fmt, arch=arch, source=f"'{path}'", **config).to(device)
 
