@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from recon_core.errors import BadInput, ReconError
+from recon_core.errors import BadInput, ReconError, UnknownName
 from recon_core.pipeline import NOISE_SEED_OFFSET, SOLVER_SEED_OFFSET  # noqa: F401 - the seed policy, re-exported
 
 DEBUG_ENV = "RECON_DEBUG"
@@ -87,7 +87,7 @@ def resolve_device(device: str) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise BadInput("--device cuda requested but no CUDA device is available; use --device cpu or auto")
     if device not in ("cpu", "cuda"):
-        raise BadInput(f"--device must be auto, cpu or cuda, got '{device}'")
+        raise UnknownName("--device", device, ("auto", "cpu", "cuda"))
     return device
 
 

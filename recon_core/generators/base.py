@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from ..errors import BadInput
+from ..errors import BadInput, UnknownName
 
 State = Dict[str, torch.Tensor]
 
@@ -140,7 +140,7 @@ class GeneratorAdapter(nn.Module):
             elif init == "uniform":
                 t = torch.rand(size, generator=rng) * 2 - 1
             else:
-                raise BadInput(f"unknown init '{init}'; choose from: cn, zero, normal, uniform, prior")
+                raise UnknownName("init", init, ("cn", "zero", "normal", "uniform", "prior"))
             out[name] = t.to(**self._placement())
         return out
 

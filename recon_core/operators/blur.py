@@ -20,7 +20,7 @@ import numbers
 import torch
 import torch.nn.functional as F
 
-from ..errors import OperatorError
+from ..errors import OperatorError, UnknownName
 from .base import LinearOperator, register
 from .superres import vjp_adjoint
 
@@ -62,7 +62,7 @@ class Blur(LinearOperator):
         if k < 1 or k % 2 == 0 or k > min(H, W):
             raise OperatorError(f"blur: kernel_size must be an odd integer in 1..{min(H, W)} (image {H}x{W}), got {k}")
         if boundary not in BOUNDARIES:
-            raise OperatorError(f"blur: boundary must be one of {', '.join(BOUNDARIES)}, got {boundary!r}")
+            raise UnknownName("blur boundary", boundary, BOUNDARIES)
         self.kernel_size, self.boundary = k, boundary
         self.meas_shape = self.img_shape
 

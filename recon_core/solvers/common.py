@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from ..errors import BadInput, OperatorError, SolverDiverged
+from ..errors import BadInput, OperatorError, SolverDiverged, UnknownName
 from ..events import Event, EventSink, null_sink
 from ..operators.base import LinearOperator
 
@@ -237,7 +237,7 @@ def optimise_state(
     Returns (best_state, best_losses (R,) float64 with NaN for diverged, history, diverged
     indices)."""
     if optimizer not in CUT_OPTIMIZERS:
-        raise BadInput(f"unknown optimizer '{optimizer}'; choose from: {', '.join(CUT_OPTIMIZERS)}")
+        raise UnknownName("optimizer", optimizer, CUT_OPTIMIZERS)
     check_positive("lr", lr)
     check_positive("steps", steps, integer=True)
     R = next(iter(init.values())).shape[0]

@@ -23,7 +23,7 @@ import torch
 
 from ..events import EventSink, null_sink
 from ..priors import deep_decoder as dd
-from ..errors import BadInput
+from ..errors import BadInput, UnknownName
 from .common import (Problem, Result, check_positive, fast_options, measurement_loss, optimise_state, pick_best,
                      seeded_rng, timer)
 
@@ -74,7 +74,7 @@ def solve(problem: Problem, prior=None, config: DeepDecoderConfig = DeepDecoderC
     net_input = dd.init_input(A.img_shape, width, config.depth, R, rng, **place)
 
     if config.optimizer not in OPTIMIZERS:
-        raise BadInput(f"unknown optimizer '{config.optimizer}' for the deep decoder; choose from: {', '.join(OPTIMIZERS)}")
+        raise UnknownName("deep decoder optimizer", config.optimizer, OPTIMIZERS)
     info: dict = {}
     best, losses, history, diverged = optimise_state(
         lambda p, rows: measurement_loss(A, y, dd.decode(p, net_input[rows])), params0, optimizer=config.optimizer,

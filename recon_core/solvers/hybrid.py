@@ -26,7 +26,7 @@ from typing import Optional
 
 import torch
 
-from ..errors import BadInput
+from ..errors import BadInput, UnknownName
 from ..events import EventSink, null_sink
 from ..priors import deep_decoder as dd
 from .common import (
@@ -83,7 +83,7 @@ def solve(problem: Problem, prior, config: HybridConfig = HybridConfig(), on_eve
     check_positive("steps", config.steps, integer=True)
     check_positive("lr", config.lr)
     if config.optimizer not in OPTIMIZERS:
-        raise BadInput(f"unknown optimizer '{config.optimizer}' for the hybrid; choose from: {', '.join(OPTIMIZERS)}")
+        raise UnknownName("hybrid optimizer", config.optimizer, OPTIMIZERS)
     A, y = problem.A, problem.y
     if tuple(A.img_shape) != (prior.meta.channels, prior.meta.resolution, prior.meta.resolution):
         raise BadInput(f"the operator takes {tuple(A.img_shape)} images but the prior makes "

@@ -39,7 +39,7 @@ from typing import List
 
 import torch
 
-from ..errors import BadInput, SolverDiverged
+from ..errors import BadInput, SolverDiverged, UnknownName
 from ..events import Event, EventSink, null_sink
 from . import postprocess
 from .common import (Problem, Result, check_positive, fast_options, frozen, measurement_loss, optimise_state, seeded_rng,
@@ -106,7 +106,7 @@ def _check(config: IAGANConfig) -> None:
     check_positive("lr_z", config.lr_z)
     check_positive("lr_theta", config.lr_theta)
     if config.csgm_optimizer not in CSGM_OPTIMIZERS:
-        raise BadInput(f"unknown csgm_optimizer '{config.csgm_optimizer}'; choose from: {', '.join(CSGM_OPTIMIZERS)}")
+        raise UnknownName("csgm_optimizer", config.csgm_optimizer, CSGM_OPTIMIZERS)
     a = config.adapt_restarts
     if not (isinstance(a, int) and not isinstance(a, bool) and 0 <= a):
         raise BadInput(f"adapt_restarts must be an integer >= 0 (0 = all), got {a!r}")

@@ -60,7 +60,7 @@ from typing import Callable, List, Sequence, Tuple, Union
 
 import torch
 
-from ..errors import BadInput
+from ..errors import BadInput, UnknownName
 from ..events import Event, EventSink, null_sink
 from .common import (Problem, Result, State, best_per_group, check_positive, fast_options, frozen, one_by_one, group_history, grouped_init,
                      optimise_state, problem_seeds, rows_of, seeded_rng, stack_problems, timer)
@@ -141,7 +141,7 @@ def optimise_tracked(objective, init: State, *, optimizer: str, lr: float, steps
     allows; ``fast``: optimise_state's with_rows / fast / info keywords. Returns (best_state,
     best_meas (R,) float64 with NaN for diverged, diverged (R,) bool)."""
     if optimizer not in optimizers:
-        raise BadInput(f"unknown optimizer '{optimizer}'; choose from: {', '.join(optimizers)}")
+        raise UnknownName("optimizer", optimizer, optimizers)
     best, losses, _, div = optimise_state(objective, init, optimizer=optimizer, lr=lr, steps=steps, report=report or (lambda *a: None),
                                           lr_schedule=lr_schedule, project=project, **fast)
     mask = torch.zeros(losses.shape[0], dtype=torch.bool)
@@ -199,11 +199,11 @@ def _check_config(config: ILOConfig, prior) -> tuple:
     opts = round_optimizers(config.optimizer, len(layers))
     for o in opts:
         if o not in ROUND_OPTIMIZERS:
-            raise BadInput(f"unknown ILO optimizer '{o}'; choose from: {', '.join(ROUND_OPTIMIZERS)}")
+            raise UnknownName("ILO optimizer", o, ROUND_OPTIMIZERS)
     if not (isinstance(config.prune_after, (int, float)) and 0 <= config.prune_after <= 1):
         raise BadInput(f"prune_after must be in [0, 1], got {config.prune_after}")
     if config.loss not in LOSSES:
-        raise BadInput(f"unknown ILO loss '{config.loss}'; choose from: {', '.join(LOSSES)}")
+        raise UnknownName("ILO loss", config.loss, LOSSES)
     for name in ("lpips_weight", "geodesic_weight", "sna_std"):
         v = getattr(config, name)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:

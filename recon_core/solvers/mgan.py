@@ -39,7 +39,7 @@ from typing import List, Sequence, Union
 
 import torch
 
-from ..errors import BadInput
+from ..errors import BadInput, UnknownName
 from ..events import Event, EventSink, null_sink
 from .common import (Problem, Result, State, best_per_group, check_positive, frozen, group_history, grouped_init,
                      problem_seeds, rows_of, stack_problems, timer)
@@ -93,7 +93,7 @@ def _check_config(config: MGANConfig, prior) -> None:
     check_positive("restarts", config.restarts, integer=True)
     check_positive("lr", config.lr)
     if config.optimizer not in OPTIMIZERS:
-        raise BadInput(f"unknown optimizer '{config.optimizer}' for mGANprior; choose from: {', '.join(OPTIMIZERS)}")
+        raise UnknownName("mGANprior optimizer", config.optimizer, OPTIMIZERS)
     if not (isinstance(config.prune_after, (int, float)) and 0 <= config.prune_after <= 1):
         raise BadInput(f"prune_after must be in [0, 1], got {config.prune_after}")
     valid = prior.cut_points

@@ -413,7 +413,7 @@ def test_superres_matches_pil_bicubic():
         ({"kernel_size": 0}, "odd integer in 1..16"),
         ({"kernel_size": 17}, "odd integer in 1..16"),
         ({"kernel_size": 3.0}, "odd integer in 1..16"),
-        ({"kernel_size": 3, "boundary": "zero"}, "boundary must be one of circular, reflect"),
+        ({"kernel_size": 3, "boundary": "zero"}, "unknown blur boundary .zero.; choose from: circular, reflect"),
     ],
 )
 def test_blur_param_errors(params, match):
