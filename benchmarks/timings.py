@@ -1,6 +1,6 @@
 """Time README's two commands on this machine and record what they printed: the default
 reconstruction (`make demo`'s `recon reconstruct` call, set-up excluded: run `make setup` first)
-and, with --tests, the test suite (`make test`: test count and wall time).
+`recon priors` (5 runs), and, with --tests, the test suite (`make test`: test count and wall time).
 
     python benchmarks/timings.py [--tests] [--out benchmarks/results/timings.json]
 
@@ -36,6 +36,17 @@ def demo(out_dir: Path) -> dict:
             "evaluations": rec["solve"]["evaluations"], "stop": rec["solve"]["stop"], "preset": rec["method"]["preset"]}
 
 
+def priors(repeats: int = 5) -> dict:
+    """Wall time of `recon priors` (listing the zoo; reads the manifest only), ``repeats`` runs."""
+    recon = str(Path(sys.executable).parent / "recon")
+    walls = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run([recon, "priors"], cwd=ROOT, capture_output=True, check=True)
+        walls.append(time.perf_counter() - t0)
+    return {"command": "priors", "wall_s": walls, "median_s": sorted(walls)[len(walls) // 2]}
+
+
 def tests() -> dict:
     """Run `make test` and return its wall time and pytest's final counts."""
     t0 = time.perf_counter()
@@ -52,7 +63,7 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "timings.json")
     a = ap.parse_args(argv)
     doc = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "host": platform.platform(), "cpus": os.cpu_count(),
-           "demo": demo(Path(os.environ.get("TMPDIR", "/tmp")) / "recon_timings_demo")}
+           "demo": demo(Path(os.environ.get("TMPDIR", "/tmp")) / "recon_timings_demo"), "priors": priors()}
     if a.tests:
         doc["tests"] = tests()
     a.out.write_text(json.dumps(doc, indent=1) + "\n")

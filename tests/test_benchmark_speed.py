@@ -120,6 +120,8 @@ def test_timings_demo_records_the_default_run(tmp_path):
     rec = load_benchmark("timings").demo(tmp_path / "demo")
     assert rec["preset"] == "fast" and 0 < rec["evaluations"] <= 150 and rec["stop"]
     assert rec["psnr"] > 15 and rec["wall_s"] >= rec["total_in_process_s"] >= rec["solve_s"] > 0
+    pri = load_benchmark("timings").priors(repeats=2)
+    assert len(pri["wall_s"]) == 2 and 0 < pri["median_s"] < 30
 
 
 def test_limits_table_arithmetic():
