@@ -376,13 +376,15 @@ _WORKER_JOB: Optional[Job] = None
 AUTO_BATCH = 8
 
 
-def _worker_init(job_kwargs: dict, threads: int) -> None:
-    """A --jobs worker process: its own torch threads and its own Job (prior loaded once)."""
+def _worker_init(job_kwargs: dict, threads: int, log_json: bool = False) -> None:
+    """A --jobs worker process: its own torch threads and its own Job (prior loaded once); its
+    stderr lines follow the parent's --log-json."""
     global _WORKER_JOB
     import signal
 
     import torch
 
+    LOG_JSON["on"] = log_json
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     torch.set_num_threads(threads)
     _WORKER_JOB = Job(**job_kwargs)
@@ -520,7 +522,7 @@ def _solve_in_workers(job: Job, inputs: List[Path], todo: list, jobs: int, threa
     # spawn, not fork: a forked child of a process that has run torch's OpenMP pool can hang
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx, initializer=_worker_init,
-                               initargs=(job.kwargs, jobs_threads(jobs, threads)))
+                               initargs=(job.kwargs, jobs_threads(jobs, threads), LOG_JSON["on"]))
     try:
         futures = {pool.submit(_worker_solve, str(inputs[i]), str(out)): (i, row) for i, out, row in todo}
         for fut in as_completed(futures):
