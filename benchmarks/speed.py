@@ -116,14 +116,10 @@ def recipe(method: str, problem: Problem, G, seed: int, restarts: int = 3, lbfgs
 
 def recon_arm(method: str, preset: str, problem: Problem, G, seed: int) -> dict:
     """recon's solver for ``method`` with ``preset`` (paper | fast)."""
-    from dataclasses import replace
+    from recon_core.solvers import fast_candidate, get_method, make_config
 
-    from recon_core.solvers import get_method, make_config
-    from recon_core.solvers.common import FAST_SCHEDULE
-
-    cfg = make_config(method, preset, G.meta.architecture)
-    if preset == "fast" and method == "csgm":  # csgm's candidate fast schedule (not its default: see csgm.py)
-        cfg = replace(cfg, **FAST_SCHEDULE)
+    # the fast arm: the method's fast preset, or the candidate it did not adopt (csgm, ilo, iagan)
+    cfg = make_config(method, preset, G.meta.architecture) if preset == "paper" else fast_candidate(method, G.meta.architecture)
     t0 = time.perf_counter()
     r = get_method(method)[1](problem, G, cfg, seed=seed)
     return {"x_hat": r.x_hat, "evaluations": r.extra["evaluations"], "seconds": time.perf_counter() - t0,

@@ -74,6 +74,18 @@ def make_config(method: str, preset: str = "paper", arch: str = "", cut_points=N
     return cfg
 
 
+def fast_candidate(method: str, arch: str = "", cut_points=None):
+    """The config of the fast schedule measured for ``method`` in benchmarks/speed.py: its fast
+    preset, or for a method without one (csgm, ilo, iagan) the candidate it did not adopt
+    (its module's FAST_CANDIDATE), on the paper settings; None when it has neither."""
+    import dataclasses
+
+    if method in FAST_METHODS:
+        return make_config(method, "fast", arch, cut_points)
+    cand = getattr(_MODULES[method], "FAST_CANDIDATE", None)
+    return None if cand is None else dataclasses.replace(make_config(method, "paper", arch, cut_points), **cand)
+
+
 def get_method(name: str):
     """(ConfigClass, solve) of method ``name``; UnknownName with a suggestion otherwise."""
     if name not in METHODS:

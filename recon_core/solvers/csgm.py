@@ -14,7 +14,7 @@ from typing import List, Sequence, Union
 from dataclasses import dataclass
 
 from ..events import EventSink, null_sink
-from .common import Problem, Result, invert_at_cut, invert_at_cut_batch
+from .common import FAST_SCHEDULE, Problem, Result, invert_at_cut, invert_at_cut_batch
 
 
 @dataclass
@@ -37,6 +37,8 @@ class CSGMConfig:
 
 #: named settings: ``paper`` = the dataclass defaults (no fast preset: see the module docstring)
 PRESETS = {"paper": {}}
+#: the fast schedule measured but not made the default (see the module docstring)
+FAST_CANDIDATE = dict(FAST_SCHEDULE)
 
 
 def solve(problem: Problem, prior, config: CSGMConfig = CSGMConfig(), on_event: EventSink = null_sink, seed: int = 0) -> Result:

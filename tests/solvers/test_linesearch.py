@@ -148,13 +148,17 @@ def test_z_reg_selects_on_measurement_loss():
 
 
 def test_presets():
-    assert set(FAST_METHODS) == {"surgery", "ilo", "mgan", "iagan"}
+    from recon_core.solvers import fast_candidate
+
+    assert set(FAST_METHODS) == {"surgery", "mgan"}
     assert make_config("csgm", "fast") == csgm.CSGMConfig()
     assert effective_preset("deep-decoder", "fast") == "paper" and effective_preset("surgery", "fast") == "fast"
-    assert make_config("hybrid", "fast") == make_config("hybrid", "paper")
-    # a fast preset sits on top of the architecture's paper settings (IAGAN's lrs) and changes the schedule
-    fast, paper = make_config("iagan", "fast", "pggan"), make_config("iagan", "paper", "pggan")
-    assert fast.lr_theta == paper.lr_theta == 1e-3 and fast.csgm_optimizer == "lbfgs-ls" and paper.csgm_optimizer == "adam"
+    assert make_config("hybrid", "fast") == make_config("hybrid", "paper") and fast_candidate("hybrid") is None
+    assert make_config("ilo", "fast") == make_config("ilo", "paper")  # its candidate lost quality: not the default
+    # a candidate sits on top of the architecture's paper settings (IAGAN's lrs) and changes the schedule
+    cand, paper = fast_candidate("iagan", "pggan"), make_config("iagan", "paper", "pggan")
+    assert cand.lr_theta == paper.lr_theta == 1e-3 and cand.csgm_optimizer == "lbfgs-ls" and paper.csgm_optimizer == "adam"
+    assert fast_candidate("mgan") == make_config("mgan", "fast") and fast_candidate("csgm").optimizer == "lbfgs-ls"
     assert make_config("surgery", "paper", "dcgan") == surgery.SurgeryConfig()
     with pytest.raises(UnknownName, match="preset"):
         effective_preset("csgm", "quick")
@@ -273,7 +277,9 @@ def test_fast_schedules_of_the_other_methods_solve_and_record(method):
     small = {"ilo": dict(steps=(6, 5, 5), radii=(3.0, 6.0)), "mgan": dict(steps=12, n_codes=2),
              "iagan": dict(csgm_steps=12, steps=4), "deep-decoder": dict(optimizer="lbfgs-ls", steps=15, prune_after=0.3),
              "hybrid": dict(optimizer="lbfgs-ls", n_pre=6, steps=12, prune_after=0.3)}[method]
-    cfg = replace(make_config(method, "fast", "dcgan", g.cut_points), **small)
+    from recon_core.solvers import fast_candidate
+
+    cfg = replace(fast_candidate(method, "dcgan", g.cut_points) or make_config(method, "paper", "dcgan"), **small)
     r = get_method(method)[1](pb, g, cfg, seed=3)
     assert r.x_hat.shape == (1,) + tuple(pb.A.img_shape) and float(r.x_hat.min()) >= 0 and float(r.x_hat.max()) <= 1
     assert r.extra["evaluations"] > 0
