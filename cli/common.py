@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 import traceback
 from pathlib import Path
 
@@ -167,10 +166,6 @@ def check_free(paths, force: bool) -> None:
     existing = [str(p) for p in paths if Path(p).exists()]
     if existing and not force:
         raise BadInput(f"refusing to overwrite {existing[0]}" + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else "") + "; use --force")
-
-
-def stdout_is_tty() -> bool:
-    return sys.stdout.isatty()
 
 
 # ---- options shared by several subcommands (one definition, one help text) ------------------

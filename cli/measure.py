@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from .common import BoundaryOpt, DebugOpt, FactorOpt, FitOpt, FracOpt, KernelOpt, MaskOpt, NoiseConvOpt, NoiseStdOpt, OpOpt, RatioOpt  # noqa: E501
-from .common import check_noise_convention, check_operator_options, NOISE_SEED_OFFSET, check_free, handle_errors, operator_params
+from .common import check_noise_convention, check_operator_options, check_free, handle_errors, operator_params
 
 
 def make_measurements(x, op, params, seed, noise_std, noise_convention, device="cpu", max_memory=None):

@@ -57,9 +57,3 @@ class UnknownName(BadInput):
 
 class SolverDiverged(ReconError):
     """Every restart of a solver produced NaN/Inf."""
-
-
-class Interrupted(ReconError):
-    """The user interrupted a run (Ctrl-C)."""
-
-    exit_code = 130

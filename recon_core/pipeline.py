@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any, Optional
 
 #: the seed policy: from one seed S, the operator draws from S, the noise from S + NOISE_SEED_OFFSET

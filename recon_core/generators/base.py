@@ -19,8 +19,6 @@ from ..errors import BadInput, UnknownName
 
 State = Dict[str, torch.Tensor]
 
-LATENT_KINDS = ("normal", "uniform")
-
 
 @dataclass
 class GeneratorMeta:

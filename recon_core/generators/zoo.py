@@ -22,8 +22,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch is imported only when weights are loaded (`recon priors` stays fast)
     from .base import GeneratorAdapter
 
-DEFAULT_PRIOR = "dcgan-faces-64"
-
 
 def weights_dir() -> Path:
     """The folder holding MANIFEST.json: $RECON_WEIGHTS_DIR, else the repository's weights/."""

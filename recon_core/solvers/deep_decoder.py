@@ -23,7 +23,7 @@ import torch
 
 from ..events import EventSink, null_sink
 from ..priors import deep_decoder as dd
-from ..errors import BadInput, UnknownName
+from ..errors import UnknownName
 from .common import (Problem, Result, check_positive, fast_options, measurement_loss, optimise_state, pick_best,
                      seeded_rng, timer)
 

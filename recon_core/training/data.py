@@ -246,11 +246,6 @@ def synthetic(n: int, split: str, resolution: int, channels: Optional[int]) -> T
     return TensorSource(f"synthetic:{n}", split, u8[sl], labels[sl], 10, [str(i) for i in range(10)])
 
 
-def natural_channels(spec: str) -> int:
-    """The channel count a source has by nature: 1 for (Fashion-)MNIST and synthetic, 3 for folders."""
-    return 3 if spec.startswith("folder:") else 1
-
-
 def check_spec(spec: str) -> str:
     """Validate a source spec (without reading data); returns it. BadInput lists the choices."""
     if spec in ("fashion-mnist", "mnist5k"):

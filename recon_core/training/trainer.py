@@ -426,7 +426,6 @@ class Trainer:
         self.wall_before = 0.0
         self.resumed_at: List[int] = []
         self.last_stats: Dict[str, float] = {}
-        self.real_loss_began = 0.0
 
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
