@@ -17,15 +17,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional, Sequence, Union
 
 import torch
 
-from ..events import EventSink, null_sink
+from ..events import Event, EventSink, null_sink
 from ..priors import deep_decoder as dd
 from ..errors import UnknownName
-from .common import (Problem, Result, check_positive, fast_options, measurement_loss, optimise_state, pick_best,
-                     seeded_rng, timer)
+from .common import (Problem, Result, best_per_group, check_positive, fast_options, group_history, measurement_loss,
+                     one_by_one, optimise_state, problem_seeds, rows_of, seeded_rng, stack_problems, timer)
 
 #: Adam is the paper's; lbfgs-ls the fast schedule
 OPTIMIZERS = ("adam", "lbfgs-ls")
@@ -61,35 +61,72 @@ def solve(problem: Problem, prior=None, config: DeepDecoderConfig = DeepDecoderC
     """Fit ``config.restarts`` decoders to ``problem.y`` (``prior`` is ignored); returns the
     restart with the lowest measurement loss. x_hat: (1, C, H, W) in (0, 1); state: the best
     decoder's weights (batch 1) plus its fixed ``input``."""
+    return solve_batch([problem], prior, config, on_event, seed)[0]
+
+
+def solve_batch(problems: Sequence[Problem], prior=None, config: DeepDecoderConfig = DeepDecoderConfig(),
+                on_event: EventSink = null_sink, seed: Union[int, Sequence[int]] = 0) -> List[Result]:
+    """Deep Decoders for B problems at once (B x restarts decoders as one batch of rows; the
+    problems need one operator shape). Problem j gets what ``solve(problems[j], seed=seeds[j])``
+    computes (Adam and the selection act row by row), up to floating-point reassociation;
+    seeds as in common.problem_seeds. Returns one Result per problem (wall_time: the batch's;
+    extra["batch"] = B when B > 1)."""
     clock = timer()
     check_positive("restarts", config.restarts, integer=True)
     check_positive("steps", config.steps, integer=True)
     check_positive("lr", config.lr)
-    A, y = problem.A, problem.y
-    width = resolve_width(A.img_shape, A.m, config.width, config.depth)
-    R = int(config.restarts)
-    rng = seeded_rng(seed)
-    place = {"device": y.device, "dtype": y.dtype if y.is_floating_point() else torch.float32}
-    params0 = dd.init_params(A.img_shape, width, config.depth, R, rng, **place)
-    net_input = dd.init_input(A.img_shape, width, config.depth, R, rng, **place)
-
     if config.optimizer not in OPTIMIZERS:
         raise UnknownName("deep decoder optimizer", config.optimizer, OPTIMIZERS)
+    A, y, B = stack_problems(problems)
+    if config.optimizer == "lbfgs-ls" and B > 1 and A is not problems[0].A:
+        return one_by_one(solve_batch, problems, seed, prior=prior, config=config, on_event=on_event)
+    width = resolve_width(A.img_shape, A.m, config.width, config.depth)
+    R = int(config.restarts)
+    place = {"device": y.device, "dtype": y.dtype if y.is_floating_point() else torch.float32}
+    params, inputs = [], []
+    for s in problem_seeds(seed, B):  # problem j draws as a single solve with its seed would
+        rng = seeded_rng(s)
+        params.append(dd.init_params(A.img_shape, width, config.depth, R, rng, **place))
+        inputs.append(dd.init_input(A.img_shape, width, config.depth, R, rng, **place))
+    params0 = OrderedDict((k, torch.cat([p[k] for p in params])) for k in params[0])
+    net_input = torch.cat(inputs)
+    y_rows = rows_of(y, R)
+    floors = rows_of(torch.tensor([A.m * p.noise_std ** 2 for p in problems], dtype=torch.float64), R)
+    histories: List[List[dict]] = [[] for _ in range(B)]
+
+    def report(step, best, div):
+        group_history(histories, best, div, B, {"step": step})
+        ok = best[~div]
+        on_event(Event(phase="deep-decoder", step=step, total=config.steps, loss=float(ok.min()) if ok.numel() else float("nan"),
+                       extra={"diverged": int(div.sum())}))
+
     info: dict = {}
     best, losses, history, diverged = optimise_state(
-        lambda p, rows: measurement_loss(A, y, dd.decode(p, net_input[rows])), params0, optimizer=config.optimizer,
-        lr=config.lr, steps=int(config.steps), phase="deep-decoder", on_event=on_event, with_rows=True, info=info,
-        fast=fast_options(config.prune_after, config.stop_tol, A.m * problem.noise_std ** 2),
+        lambda p, rows: measurement_loss(A, y_rows if len(rows) == len(y_rows) else y_rows[rows], dd.decode(p, net_input[rows])),
+        params0, optimizer=config.optimizer, lr=config.lr, steps=int(config.steps), phase="deep-decoder", on_event=on_event,
+        with_rows=True, info=info, fast=fast_options(config.prune_after, config.stop_tol, floors, B),
+        report=report if B > 1 and config.optimizer != "lbfgs-ls" else None,
     )
-    i, state = pick_best(best, losses, diverged, config.lr)
-    with torch.no_grad():
-        x_hat = dd.decode(state, net_input[i : i + 1])
-    state = OrderedDict(state)
-    state["input"] = net_input[i : i + 1].clone()
+    if B > 1 and config.optimizer == "lbfgs-ls":
+        histories = info["group_history"]
     n_par = dd.num_params(width, config.depth, A.img_shape[0])
-    return Result(
-        x_hat=x_hat.detach(), state=state, losses=[float(v) for v in losses], best_restart=i,
-        history=history, wall_time=clock(), diverged=diverged,
-        extra={"evaluations": info["evaluations"], "stop": info["stops"][i], "width": width, "depth": config.depth, "num_params": n_par, "m": A.m,
-               "under_parameterised": n_par < A.m},
-    )
+    group_evals = info.get("group_evaluations", [info["evaluations"]] * B)
+    loss_nan = losses.clone()
+    loss_nan[diverged] = float("nan")
+    results = []
+    for j, i in enumerate(best_per_group(loss_nan, B, config.lr)):
+        rows = slice(j * R, (j + 1) * R)
+        state = OrderedDict((k, v[i : i + 1].detach().clone()) for k, v in best.items())
+        with torch.no_grad():
+            x_hat = dd.decode(state, net_input[i : i + 1])
+        state["input"] = net_input[i : i + 1].clone()
+        results.append(Result(
+            x_hat=x_hat.detach(), state=state, losses=[float(v) for v in losses[rows]], best_restart=i - j * R,
+            history=history if B == 1 else histories[j], diverged=[d - j * R for d in diverged if j * R <= d < (j + 1) * R],
+            extra={"evaluations": group_evals[j], "stop": info["stops"][i], "width": width, "depth": config.depth,
+                   "num_params": n_par, "m": A.m, "under_parameterised": n_par < A.m, **({"batch": B} if B > 1 else {})},
+        ))
+    wall = clock()
+    for r in results:
+        r.wall_time = wall
+    return results
