@@ -16,6 +16,11 @@ hits all arms alike). The same run measures this machine's sgemm GFLOP/s and mem
 The fast settings were tuned on other images (benchmarks/tune_fast.py). Results are appended to
 ``--out`` after every run (rerun to resume) and summarised in speed.md / speed.png.
 
+The other generator methods (``--methods ilo,mgan,iagan``; no plain recipe arm) compare their
+fast schedule (the fast preset, or the candidate a method did not adopt: ``fast_candidate``)
+with their paper preset; their protocol (stated in speed.md) is seed 0 x the 6 photos x
+{cs-gaussian m/n 0.1, inpaint 10 %, superres x4}: the paper schedules take minutes per image.
+
     python benchmarks/speed.py                          # the full protocol
     python benchmarks/speed.py --report-only            # rebuild speed.md / speed.png from speed.json
 """
@@ -364,9 +369,12 @@ def report(doc: dict, out_md: Path, out_png: Path) -> str:
         f"Produced by `python benchmarks/speed.py` ({n_runs} runs; host: {doc['host']['platform']}, "
         f"{doc['host']['cpus']} CPUs, torch {doc['host']['torch']}, {doc['host']['threads']} threads). Prior dcgan-faces-64; "
         "the 6 photos of benchmarks/data/photos at 64 px; operators as in the script's docstring. Only cells where all "
-        "three arms finished are counted (n = images x seeds). PSNR/SSIM/LPIPS: mean +- standard error; seconds: mean "
-        "wall time of the solve alone (no start-up, loading or writing); ratio: mean over cells of arm time / recipe time, "
-        "measured side by side in one process. The fast settings were tuned on other images (benchmarks/tune_fast.py).",
+        "arms of a method finished are counted (n = images x seeds). PSNR/SSIM/LPIPS: mean +- standard error; seconds: mean "
+        "wall time of the solve alone (no start-up, loading or writing); ratio: mean over cells of arm time / recipe time "
+        "(surgery, csgm) or / paper-preset time (the other methods, which have no recipe arm), measured side by side in "
+        "one process. The fast settings were tuned on other images (benchmarks/tune_fast.py). For csgm, ilo and iagan "
+        "the fast arm is a candidate schedule that is not their default (it lost quality); their default is the paper "
+        "schedule under both presets.",
         "",
         "Machine limits measured in the same run(s): " + "; ".join(
             f"{m['when']}: sgemm {m['sgemm_gflops']:.0f} GFLOP/s, copy {m['copy_gbs']:.1f} GB/s ({m['threads']} threads)" for m in lim),
