@@ -22,16 +22,16 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional, Sequence, Union
 
 import torch
 
 from ..errors import BadInput, UnknownName
-from ..events import EventSink, null_sink
+from ..events import Event, EventSink, null_sink
 from ..priors import deep_decoder as dd
 from .common import (
-    Problem, Result, check_positive, fast_options, frozen, measurement_loss, optimise_state, pick_best, seeded_rng,
-    timer,
+    Problem, Result, best_per_group, check_positive, fast_options, frozen, group_history, measurement_loss, one_by_one,
+    optimise_state, problem_seeds, rows_of, seeded_rng, stack_problems, timer,
 )
 
 #: Adam is the paper's; lbfgs-ls the fast schedule
@@ -75,6 +75,15 @@ def solve(problem: Problem, prior, config: HybridConfig = HybridConfig(), on_eve
           seed: int = 0) -> Result:
     """Invert alpha G(z) + beta DD(theta) on ``problem``; returns the restart with the lowest
     joint-stage measurement loss. x_hat (1, C, H, W) in [0, 1]; extra has alpha, beta (floats)."""
+    return solve_batch([problem], prior, config, on_event, seed)[0]
+
+
+def solve_batch(problems: Sequence[Problem], prior, config: HybridConfig = HybridConfig(), on_event: EventSink = null_sink,
+                seed: Union[int, Sequence[int]] = 0) -> List[Result]:
+    """The hybrid on B problems at once (B x restarts rows in each stage). Problem j gets what
+    ``solve(problems[j], seed=seeds[j])`` computes (Adam and the selections act row by row), up
+    to floating-point reassociation; seeds as in common.problem_seeds. Returns one Result per
+    problem (wall_time: the batch's; extra["batch"] = B when B > 1)."""
     clock = timer()
     if prior is None:
         raise BadInput("the hybrid method needs a generator prior")
@@ -84,10 +93,12 @@ def solve(problem: Problem, prior, config: HybridConfig = HybridConfig(), on_eve
     check_positive("lr", config.lr)
     if config.optimizer not in OPTIMIZERS:
         raise UnknownName("hybrid optimizer", config.optimizer, OPTIMIZERS)
-    A, y = problem.A, problem.y
+    A, y, B = stack_problems(problems)
     if tuple(A.img_shape) != (prior.meta.channels, prior.meta.resolution, prior.meta.resolution):
         raise BadInput(f"the operator takes {tuple(A.img_shape)} images but the prior makes "
                        f"{(prior.meta.channels, prior.meta.resolution, prior.meta.resolution)}")
+    if config.optimizer == "lbfgs-ls" and B > 1 and A is not problems[0].A:
+        return one_by_one(solve_batch, problems, seed, prior=prior, config=config, on_event=on_event)
     R = int(config.restarts)
     n_z = prior.latent_dim(0)
     if config.dd_width is None:
@@ -98,49 +109,77 @@ def solve(problem: Problem, prior, config: HybridConfig = HybridConfig(), on_eve
         width = dd.choose_width(A.img_shape, budget, config.dd_depth)
     else:
         width = config.dd_width
-    rng = seeded_rng(seed)
-    z0 = prior.init_state(0, R, init=config.init, rng=rng)
-    place = {"device": y.device, "dtype": next(iter(z0.values())).dtype}
-    theta0 = dd.init_params(A.img_shape, width, config.dd_depth, R, rng, **place)
-    net_input = dd.init_input(A.img_shape, width, config.dd_depth, R, rng, **place)
+    zs, thetas, inputs = [], [], []
+    for s in problem_seeds(seed, B):  # problem j draws as a single solve with its seed would
+        rng = seeded_rng(s)
+        zs.append(prior.init_state(0, R, init=config.init, rng=rng))
+        place = {"device": y.device, "dtype": next(iter(zs[-1].values())).dtype}
+        thetas.append(dd.init_params(A.img_shape, width, config.dd_depth, R, rng, **place))
+        inputs.append(dd.init_input(A.img_shape, width, config.dd_depth, R, rng, **place))
+    z0 = OrderedDict((k, torch.cat([z[k] for z in zs])) for k in zs[0])
+    theta0 = OrderedDict((k, torch.cat([t[k] for t in thetas])) for k in thetas[0])
+    net_input = torch.cat(inputs)
+    y_rows = rows_of(y, R)
+    floors = rows_of(torch.tensor([A.m * p.noise_std ** 2 for p in problems], dtype=torch.float64), R)
+    histories: List[List[dict]] = [[] for _ in range(B)]
 
-    floor = A.m * problem.noise_std ** 2
-    # every restart goes on from both pre-inversions, so they are never pruned
-    pre = {"optimizer": config.optimizer, "lr": config.lr, "steps": int(config.n_pre), "on_event": on_event,
-           "with_rows": True, "fast": fast_options(0.0, config.stop_tol, floor)}
+    def loss(x, rows):
+        return measurement_loss(A, y_rows if len(rows) == len(y_rows) else y_rows[rows], x)
+
+    def stage(fn, init, phase, steps, prune_after, info):
+        """One stage of Algorithm 1 with per-problem histories tagged with the stage."""
+        def report(step, best, div):
+            group_history(histories, best, div, B, {"step": step, "phase": phase})
+            ok = best[~div]
+            on_event(Event(phase=f"hybrid:{phase}", step=step, total=steps, loss=float(ok.min()) if ok.numel() else float("nan"),
+                           extra={"diverged": int(div.sum())}))
+
+        out = optimise_state(fn, init, optimizer=config.optimizer, lr=config.lr, steps=steps, phase=f"hybrid:{phase}",
+                             on_event=on_event, with_rows=True, info=info, report=None if config.optimizer == "lbfgs-ls" else report,
+                             fast=fast_options(prune_after, config.stop_tol, floors, B))
+        if config.optimizer == "lbfgs-ls":
+            for j, h in enumerate(info["group_history"]):
+                histories[j] += [dict(e, phase=phase) for e in h]
+        return out
+
     with frozen(prior):
         # Algorithm 1, lines 1-6: the two pre-inversions are independent problems, run one after
-        # the other (the paper interleaves their Adam steps, which gives the same iterates)
+        # the other (the paper interleaves their Adam steps, which gives the same iterates); every
+        # restart goes on from both, so they are never pruned
         info_g, info_dd, info = {}, {}, {}
-        z_pre, loss_g, hist_g, _ = optimise_state(
-            lambda s, rows: measurement_loss(A, y, prior.tail(s, 0)), z0, phase="hybrid:pre-gan", info=info_g, **pre)
-        th_pre, loss_dd, hist_dd, _ = optimise_state(
-            lambda p, rows: measurement_loss(A, y, dd.decode(p, net_input[rows])), theta0, phase="hybrid:pre-dd",
-            info=info_dd, **pre)
+        z_pre, loss_g, _, _ = stage(lambda s, rows: loss(prior.tail(s, 0), rows), z0, "pre-gan", int(config.n_pre), 0.0, info_g)
+        th_pre, loss_dd, _, _ = stage(lambda p, rows: loss(dd.decode(p, net_input[rows]), rows), theta0, "pre-dd",
+                                      int(config.n_pre), 0.0, info_dd)
         joint = OrderedDict()
         joint.update((f"g.{k}", v) for k, v in z_pre.items())
         joint.update((f"dd.{k}", v) for k, v in th_pre.items())
-        joint["alpha"] = torch.full((R, 1), MIX_INIT, **place)
-        joint["beta"] = torch.full((R, 1), MIX_INIT, **place)
-        best, losses, hist_j, diverged = optimise_state(
-            lambda s, rows: measurement_loss(A, y, _mix(prior, s, net_input[rows])), joint, optimizer=config.optimizer,
-            lr=config.lr, steps=int(config.steps), phase="hybrid:joint", on_event=on_event, with_rows=True,
-            info=info, fast=fast_options(config.prune_after, config.stop_tol, floor),
-        )
-        i, state = pick_best(best, losses, diverged, config.lr)
-        with torch.no_grad():
-            x_hat = _mix(prior, state, net_input[i : i + 1]).clamp(0, 1)
-            final = float(measurement_loss(A, y, x_hat)[0])
-    history = ([dict(h, phase="pre-gan") for h in hist_g] + [dict(h, phase="pre-dd") for h in hist_dd]
-               + [dict(h, phase="joint") for h in hist_j])
-    state["dd.input"] = net_input[i : i + 1].clone()
-    return Result(
-        x_hat=x_hat.detach(), state=state, losses=[float(v) for v in losses], best_restart=i, history=history,
-        wall_time=clock(), diverged=diverged,
-        extra={
-            "alpha": float(state["alpha"].reshape(-1)[0]), "beta": float(state["beta"].reshape(-1)[0]),
-            "evaluations": info_g["evaluations"] + info_dd["evaluations"] + info["evaluations"], "stop": info["stops"][i], "pre_gan_loss": float(loss_g[i]), "pre_dd_loss": float(loss_dd[i]), "final_loss": final,
-            "dd_width": width, "dd_depth": config.dd_depth,
-            "num_params": dd.num_params(width, config.dd_depth, A.img_shape[0]) + n_z + 2,
-        },
-    )
+        joint["alpha"] = torch.full((B * R, 1), MIX_INIT, **place)
+        joint["beta"] = torch.full((B * R, 1), MIX_INIT, **place)
+        best, losses, _, diverged = stage(lambda s, rows: loss(_mix(prior, s, net_input[rows]), rows), joint, "joint",
+                                          int(config.steps), config.prune_after, info)
+        loss_nan = losses.clone()
+        loss_nan[diverged] = float("nan")
+        evals = [sum(d.get("group_evaluations", [d["evaluations"]] * B)[j] for d in (info_g, info_dd, info)) for j in range(B)]
+        results = []
+        for j, i in enumerate(best_per_group(loss_nan, B, config.lr)):
+            rows = slice(j * R, (j + 1) * R)
+            state = OrderedDict((k, v[i : i + 1].detach().clone()) for k, v in best.items())
+            with torch.no_grad():
+                x_hat = _mix(prior, state, net_input[i : i + 1]).clamp(0, 1)
+                final = float(measurement_loss(problems[j].A, problems[j].y, x_hat)[0])
+            state["dd.input"] = net_input[i : i + 1].clone()
+            results.append(Result(
+                x_hat=x_hat.detach(), state=state, losses=[float(v) for v in losses[rows]], best_restart=i - j * R,
+                history=histories[j], diverged=[d - j * R for d in diverged if j * R <= d < (j + 1) * R],
+                extra={
+                    "alpha": float(state["alpha"].reshape(-1)[0]), "beta": float(state["beta"].reshape(-1)[0]),
+                    "evaluations": evals[j], "stop": info["stops"][i], "pre_gan_loss": float(loss_g[i]),
+                    "pre_dd_loss": float(loss_dd[i]), "final_loss": final, "dd_width": width, "dd_depth": config.dd_depth,
+                    "num_params": dd.num_params(width, config.dd_depth, A.img_shape[0]) + n_z + 2,
+                    **({"batch": B} if B > 1 else {}),
+                },
+            ))
+    wall = clock()
+    for r in results:
+        r.wall_time = wall
+    return results

@@ -9,7 +9,7 @@ import torch
 
 from recon_core.errors import BadInput, OperatorError, SolverDiverged
 from recon_core.operators import StackedOperator, build
-from recon_core.solvers import Problem, csgm, deep_decoder, ilo, mgan, surgery
+from recon_core.solvers import Problem, csgm, deep_decoder, hybrid, ilo, mgan, surgery
 from recon_core.solvers.common import best_per_group, problem_seeds, solve_isolated
 from tests.conftest import tiny_prior
 
@@ -24,6 +24,7 @@ CONFIGS = {
     "surgery": (surgery, surgery.SurgeryConfig(steps=4, lbfgs_max_iter=5, restarts=2)),
     "surgery-fast": (surgery, surgery.SurgeryConfig(optimizer="lbfgs-ls", steps=20, restarts=3, prune_after=0.3)),
     "deep-decoder": (deep_decoder, deep_decoder.DeepDecoderConfig(steps=15, restarts=2, depth=2, width=8)),
+    "hybrid": (hybrid, hybrid.HybridConfig(n_pre=5, steps=10, restarts=2, dd_depth=2, dd_width=6)),
     "deep-decoder-fast": (deep_decoder, deep_decoder.DeepDecoderConfig(steps=15, restarts=2, depth=2, width=8, optimizer="lbfgs-ls",
                                                                        prune_after=0.3)),
 }
