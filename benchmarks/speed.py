@@ -417,13 +417,21 @@ def _plot(rows: list, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = [m for m in METHODS if any(r["method"] == m for r in rows)] or list(METHODS[:1])
-    fig, axes = plt.subplots(1, len(methods), figsize=(6 * len(methods), 4.2), squeeze=False)
+    from recon_core.solvers import FAST_METHODS
+
+    methods = [m for m in METHODS + OTHER_METHODS if any(r["method"] == m for r in rows)]
+    if not methods:
+        return
+    cols = min(3, len(methods))
+    nrows = -(-len(methods) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(6 * cols, 4.2 * nrows), squeeze=False)
+    for ax in axes.flat[len(methods):]:
+        ax.set_visible(False)
     colours = {"recipe": "tab:grey", "paper": "tab:blue", "fast": "tab:red"}
-    for ax, method in zip(axes[0], methods):
-        for arm in ARMS:
+    for ax, method in zip(axes.flat, methods):
+        for arm in arms_of(method):
             pts = [r for r in rows if r["method"] == method and r["arm"] == arm]
-            label = "fast candidate (not csgm's default)" if (arm == "fast" and method == "csgm") else arm
+            label = f"fast candidate (not {method}'s default)" if (arm == "fast" and method not in FAST_METHODS) else arm
             ax.scatter([r["seconds"] for r in pts], [r["psnr"] for r in pts], c=colours[arm], label=label)
             for r in pts:
                 ax.annotate(r["op"], (r["seconds"], r["psnr"]), fontsize=6, alpha=0.7)
