@@ -62,7 +62,7 @@ class Blur(LinearOperator):
         if k < 1 or k % 2 == 0 or k > min(H, W):
             raise OperatorError(f"blur: kernel_size must be an odd integer in 1..{min(H, W)} (image {H}x{W}), got {k}")
         if boundary not in BOUNDARIES:
-            raise UnknownName("blur boundary", boundary, BOUNDARIES)
+            raise OperatorError(str(UnknownName("blur boundary", boundary, BOUNDARIES)))
         self.kernel_size, self.boundary = k, boundary
         self.meas_shape = self.img_shape
 

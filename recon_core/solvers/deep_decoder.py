@@ -76,7 +76,7 @@ def solve_batch(problems: Sequence[Problem], prior=None, config: DeepDecoderConf
     check_positive("steps", config.steps, integer=True)
     check_positive("lr", config.lr)
     if config.optimizer not in OPTIMIZERS:
-        raise UnknownName("deep decoder optimizer", config.optimizer, OPTIMIZERS)
+        raise UnknownName("optimizer", config.optimizer, OPTIMIZERS)
     A, y, B = stack_problems(problems)
     if config.optimizer == "lbfgs-ls" and B > 1 and A is not problems[0].A:
         return one_by_one(solve_batch, problems, seed, prior=prior, config=config, on_event=on_event)

@@ -92,7 +92,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: HybridConfig = Hybri
     check_positive("steps", config.steps, integer=True)
     check_positive("lr", config.lr)
     if config.optimizer not in OPTIMIZERS:
-        raise UnknownName("hybrid optimizer", config.optimizer, OPTIMIZERS)
+        raise UnknownName("optimizer", config.optimizer, OPTIMIZERS)
     A, y, B = stack_problems(problems)
     if tuple(A.img_shape) != (prior.meta.channels, prior.meta.resolution, prior.meta.resolution):
         raise BadInput(f"the operator takes {tuple(A.img_shape)} images but the prior makes "

@@ -93,7 +93,7 @@ def _check_config(config: MGANConfig, prior) -> None:
     check_positive("restarts", config.restarts, integer=True)
     check_positive("lr", config.lr)
     if config.optimizer not in OPTIMIZERS:
-        raise UnknownName("mGANprior optimizer", config.optimizer, OPTIMIZERS)
+        raise UnknownName("optimizer", config.optimizer, OPTIMIZERS)
     if not (isinstance(config.prune_after, (int, float)) and 0 <= config.prune_after <= 1):
         raise BadInput(f"prune_after must be in [0, 1], got {config.prune_after}")
     valid = prior.cut_points

@@ -584,7 +584,7 @@ def test_hf_biggan_errors(tmp_path):
     with pytest.raises(CheckpointError, match="need their config.json: pass the directory"):
         load_checkpoint(tmp_path / "pytorch_model.bin")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(CheckpointError, match="not an HF BigGAN model"):
+    with pytest.raises(CheckpointError, match="neither a .recon train-rtil. run .checkpoint.pt. nor an HF BigGAN model"):
         load_checkpoint(tmp_path / "empty")
     d = write_hf_dir(tmp_path / "badjson", HF_TINY, sd)
     (d / "config.json").write_text("{not json")
