@@ -551,7 +551,7 @@ def reconstruct(
     out: Optional[Path] = typer.Option(None, help="Output folder (a batch gets one subfolder per image).", show_default="recon_out/<name>, or recon_out for a batch"),
     resume: bool = typer.Option(False, help="Batch: skip images whose outputs are complete; redo the others."),
     shard: Optional[str] = typer.Option(None, help="Batch: process only share K of N (K/N, 1-based, deterministic)."),
-    batch_images: int = typer.Option(0, help="Batch, --method csgm|surgery|ilo|mgan|deep-decoder|hybrid: solve K images at a time as one batch (same results up to float rounding; faster on a CPU, see README 'Speed'). 0 = auto: batches of 8 for those methods without --jobs, else 1.", show_default="0 (auto)"),
+    batch_images: int = typer.Option(0, help="Batch, every method but pinv and lasso-dct: solve K images at a time as one batch (same results up to float rounding; faster on a CPU, see README 'Speed'). 0 = auto: batches of 8 for those methods without --jobs, else 1.", show_default="0 (auto)"),
     jobs: int = typer.Option(1, help="Batch: solve N images at a time in N worker processes (each with --threads, or the CPU cores shared out, torch threads). On a CPU, --jobs 2 with 1 thread each beats one process with 2 threads for the 64 px priors (see README 'Speed')."),
     max_memory: float = typer.Option(0.0, help="Memory budget in GB for operators (0 = a quarter of the RAM); larger dense operators are refused."),
     prior: str = typer.Option("dcgan-faces-64", help="Zoo name (see `recon priors`) or path to a checkpoint."),

@@ -29,7 +29,8 @@ METHODS = {
 #: methods with a batched solver ``solve_batch(problems, prior, config, on_event, seed)``: several
 #: images as one batch (see common.solve_isolated)
 BATCH_METHODS = {"csgm": csgm.solve_batch, "surgery": surgery.solve_batch, "ilo": ilo.solve_batch,
-                 "mgan": mgan.solve_batch, "deep-decoder": deep_decoder.solve_batch, "hybrid": hybrid.solve_batch}
+                 "mgan": mgan.solve_batch, "deep-decoder": deep_decoder.solve_batch, "hybrid": hybrid.solve_batch,
+                 "iagan": iagan.solve_batch}
 
 
 #: settings presets: ``paper`` (each config's defaults: its paper's schedule) and ``fast`` (a

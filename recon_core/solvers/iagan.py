@@ -35,15 +35,15 @@ import copy
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import List
+from typing import List, Sequence, Union
 
 import torch
 
 from ..errors import BadInput, SolverDiverged, UnknownName
 from ..events import Event, EventSink, null_sink
 from . import postprocess
-from .common import (Problem, Result, check_positive, fast_options, frozen, measurement_loss, optimise_state, seeded_rng,
-                     timer)
+from .common import (Problem, Result, check_positive, fast_options, frozen, group_history, grouped_init, measurement_loss,
+                     one_by_one, optimise_state, problem_seeds, rows_of, stack_problems, timer)
 
 #: stage 1's optimisers: the paper's Adam, and the fast schedule
 CSGM_OPTIMIZERS = ("adam", "lbfgs-ls")
@@ -168,30 +168,75 @@ def solve(problem: Problem, prior, config: IAGANConfig = IAGANConfig(), on_event
     (left unmodified). Returns the restart with the lowest stage-2 measurement loss; x_hat (1, C,
     H, W) in [0, 1]; extra: stage1_loss, stage2_loss (of that restart), per-restart stage-1 losses,
     adapt_steps."""
+    return solve_batch([problem], prior, config, on_event, seed)[0]
+
+
+def solve_batch(problems: Sequence[Problem], prior, config: IAGANConfig = IAGANConfig(), on_event: EventSink = null_sink,
+                seed: Union[int, Sequence[int]] = 0) -> list:
+    """IAGAN on B problems: stage 1 (CSGM) for all B x restarts rows as one batch, stage 2 image
+    by image and restart by restart (each adapts its own copy of the weights). Problem j gets
+    what ``solve(problems[j], seed=seeds[j])`` computes, up to floating-point reassociation in
+    stage 1; seeds as in common.problem_seeds. Returns one Result per problem (wall_time: the
+    batch's; extra["batch"] = B when B > 1); a problem whose restarts all diverge raises
+    SolverDiverged naming it (common.solve_isolated then solves the others alone)."""
     clock = timer()
     if prior is None:
         raise BadInput("IAGAN needs a generator prior")
     _check(config)
-    A, y = problem.A, problem.y
+    A, y, B = stack_problems(problems)
+    if config.csgm_optimizer == "lbfgs-ls" and B > 1 and A is not problems[0].A:
+        return one_by_one(solve_batch, problems, seed, prior=prior, config=config, on_event=on_event)
     R = int(config.restarts)
+    y_rows = rows_of(y, R)
+    floors = rows_of(torch.tensor([A.m * p.noise_std ** 2 for p in problems], dtype=torch.float64), R)
 
-    # stage 1: CSGM, every restart in one batch; keep each restart's best z (not only the winner),
-    # since each restart goes on to stage 2 (the same code path as common.invert_at_cut at cut 0)
-    state0 = prior.init_state(0, R, init=config.init, rng=seeded_rng(seed))
+    # stage 1: CSGM, every restart of every problem in one batch; keep each restart's best z (not
+    # only the winner), since each restart goes on to stage 2 (common.invert_at_cut's code path)
+    state0 = grouped_init(prior, 0, R, problem_seeds(seed, B), config.init)
+    hist1: List[List[dict]] = [[] for _ in range(B)]
+
+    def report(step, best, div):
+        group_history(hist1, best, div, B, {"step": step, "phase": "csgm"})
+        ok = best[~div]
+        on_event(Event(phase="iagan:csgm", step=step, total=int(config.csgm_steps),
+                       loss=float(ok.min()) if ok.numel() else float("nan"), extra={"diverged": int(div.sum())}))
+
     info: dict = {}
     with frozen(prior):
-        z1, loss1, hist1, div1 = optimise_state(
-            lambda s: measurement_loss(A, y, prior.tail(s, 0)), state0, optimizer=config.csgm_optimizer,
-            lr=config.csgm_lr, steps=int(config.csgm_steps), phase="iagan:csgm", on_event=on_event, info=info,
-            fast=fast_options(config.prune_after, config.stop_tol, A.m * problem.noise_std ** 2),
+        z1, loss1, _, div1 = optimise_state(
+            lambda s, rows: measurement_loss(A, y_rows if len(rows) == len(y_rows) else y_rows[rows], prior.tail(s, 0)),
+            state0, optimizer=config.csgm_optimizer, lr=config.csgm_lr, steps=int(config.csgm_steps), phase="iagan:csgm",
+            on_event=on_event, info=info, with_rows=True, fast=fast_options(config.prune_after, config.stop_tol, floors, B),
+            report=None if config.csgm_optimizer == "lbfgs-ls" else report,
         )
-    if len(div1) == R:
-        raise SolverDiverged(f"every restart diverged in the CSGM stage; try a smaller csgm_lr than {config.csgm_lr}")
-    # stage 2 for the adapt_restarts best stage-1 restarts only (all by default)
+    if config.csgm_optimizer == "lbfgs-ls":
+        hist1 = [[dict(h, phase="csgm") for h in hs] for hs in info["group_history"]]
+    evals1 = info.get("group_evaluations", [info["evaluations"]] * B)
+    results = []
+    for j, problem in enumerate(problems):
+        rows = range(j * R, (j + 1) * R)
+        dj = [r - j * R for r in div1 if r in rows]
+        if len(dj) == R:
+            raise SolverDiverged(f"every restart{'' if B == 1 else f' of problem {j}'} diverged in the CSGM stage; "
+                                 f"try a smaller csgm_lr than {config.csgm_lr}")
+        zj = OrderedDict((k, v[j * R : (j + 1) * R]) for k, v in z1.items())
+        lj = loss1[j * R : (j + 1) * R]
+        results.append(_stage2(prior, problem, config, zj, lj, dj, hist1[j], evals1[j], info["stops"][j * R : (j + 1) * R],
+                               on_event, B))
+    wall = clock()
+    for r in results:
+        r.wall_time = wall
+    return results
+
+
+def _stage2(prior, problem: Problem, config: IAGANConfig, z1, loss1, div1: List[int], hist1: List[dict], evals1: int,
+            stops1: List[str], on_event: EventSink, B: int) -> Result:
+    """Stage 2 of one problem from its stage-1 restarts (z1 (R, ...), their losses, diverged
+    indices, history and evaluations): the adapt_restarts best are adapted (all by default)."""
+    R = int(config.restarts)
     order = sorted((r for r in range(R) if r not in div1), key=lambda r: float(loss1[r]))
     adapt = set(order[: config.adapt_restarts or R])
-
-    # stage 2: per restart, a fresh copy of the original weights
+    # per restart, a fresh copy of the original weights
     T = adapt_steps(config, problem.noise_std)
     loss2: List[float] = []
     outs, traces, diverged = [], [], list(div1)
@@ -218,7 +263,7 @@ def solve(problem: Problem, prior, config: IAGANConfig = IAGANConfig(), on_event
     i = min(ok, key=lambda r: loss2[r])
     x_hat, z_best = outs[i]
 
-    history = [dict(h, phase="csgm") for h in hist1]
+    history = list(hist1)
     S1 = int(config.csgm_steps)
     for t in range(max(len(tr) for tr in traces)):
         vals = [tr[min(t, len(tr) - 1)] for tr in traces]  # a restart that stopped early keeps its best
@@ -228,10 +273,9 @@ def solve(problem: Problem, prior, config: IAGANConfig = IAGANConfig(), on_event
         diverged=sorted(diverged),
         extra={"stage1_loss": float(loss1[i]), "stage2_loss": loss2[i],
                "stage1_losses": [float(v) for v in loss1], "adapt_steps": T, "adapted": sorted(adapt),
-               "evaluations": info["evaluations"] + sum(len(tr) for tr in traces), "stop": info["stops"][i],
-               "backprojected": False},
+               "evaluations": evals1 + sum(len(tr) for tr in traces), "stop": stops1[i],
+               "backprojected": False, **({"batch": B} if B > 1 else {})},
     )
     if config.backproject:
         result = postprocess.backproject(result, problem)
-    result.wall_time = clock()
     return result
