@@ -67,6 +67,21 @@ class Result:
     extra: dict = field(default_factory=dict)
 
 
+class MethodConfig:
+    """Base of every method's config dataclass: ``for_prior`` gives the papers' settings for a
+    prior's architecture (and the fast preset on request), as the CLI uses them."""
+
+    @classmethod
+    def for_prior(cls, meta, preset: str = "paper", cut_points=None):
+        """This method's config for a prior with GeneratorMeta ``meta`` (its architecture picks
+        the paper's per-architecture settings, e.g. Surgery's lr and cut, IAGAN's lrs), with
+        ``preset`` ("paper" or "fast") applied; ``cut_points`` of a smaller model adjust the cut."""
+        from . import METHODS, make_config
+
+        name = next(m for m, (c, _) in METHODS.items() if c is cls)
+        return make_config(name, preset, getattr(meta, "architecture", ""), cut_points)
+
+
 def config_dict(config) -> dict:
     """A solver config dataclass as a JSON-able dict."""
     return {f.name: getattr(config, f.name) for f in fields(config)}

@@ -14,11 +14,11 @@ from typing import List, Sequence, Union
 from dataclasses import dataclass
 
 from ..events import EventSink, null_sink
-from .common import FAST_SCHEDULE, Problem, Result, invert_at_cut, invert_at_cut_batch
+from .common import MethodConfig, FAST_SCHEDULE, Problem, Result, invert_at_cut, invert_at_cut_batch
 
 
 @dataclass
-class CSGMConfig:
+class CSGMConfig(MethodConfig):
     """CSGM settings (Bora et al.: Adam lr 0.1, a few hundred steps, restarts; z drawn from the
     prior). z_reg is lambda in lambda ||z||^2 (0 = off; restarts are still selected on the
     measurement loss). optimizer adam|sgd|lbfgs|lbfgs-ls; with lbfgs-ls, ``steps`` is a budget of

@@ -24,7 +24,7 @@ import torch
 from ..events import Event, EventSink, null_sink
 from ..priors import deep_decoder as dd
 from ..errors import UnknownName
-from .common import (Problem, Result, best_per_group, check_positive, fast_options, group_history, measurement_loss,
+from .common import (MethodConfig, Problem, Result, best_per_group, check_positive, fast_options, group_history, measurement_loss,
                      one_by_one, optimise_state, problem_seeds, rows_of, seeded_rng, stack_problems, timer)
 
 #: Adam is the paper's; lbfgs-ls the fast schedule
@@ -35,7 +35,7 @@ OPTIMIZERS = ("adam", "lbfgs-ls")
 NEEDS_PRIOR = False
 
 @dataclass
-class DeepDecoderConfig:
+class DeepDecoderConfig(MethodConfig):
     """Deep Decoder settings. width: channels k (None = largest with parameters < m); depth:
     number of upsampling layers (5 at 64 px as in the paper); lr, steps: Adam; restarts: batched.
     optimizer adam|lbfgs-ls: with lbfgs-ls (the fast schedule, common.optimise_state) ``steps``

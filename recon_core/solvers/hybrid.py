@@ -29,7 +29,7 @@ import torch
 from ..errors import BadInput, UnknownName
 from ..events import Event, EventSink, null_sink
 from ..priors import deep_decoder as dd
-from .common import (
+from .common import (MethodConfig, 
     Problem, Result, best_per_group, check_positive, fast_options, frozen, group_history, measurement_loss, one_by_one,
     optimise_state, problem_seeds, rows_of, seeded_rng, stack_problems, timer,
 )
@@ -42,7 +42,7 @@ MIX_INIT = 0.5
 
 
 @dataclass
-class HybridConfig:
+class HybridConfig(MethodConfig):
     """Hybrid settings. n_pre: separate pre-inversion steps for G and DD; steps: joint steps;
     lr: Adam lr for every variable; init: z init (prior|cn|zero|normal|uniform); dd_width: decoder
     channels (None = largest keeping the whole model under-parameterised); dd_depth: decoder

@@ -42,7 +42,7 @@ import torch
 from ..errors import BadInput, SolverDiverged, UnknownName
 from ..events import Event, EventSink, null_sink
 from . import postprocess
-from .common import (Problem, Result, check_positive, fast_options, frozen, group_history, grouped_init, measurement_loss,
+from .common import (MethodConfig, Problem, Result, check_positive, fast_options, frozen, group_history, grouped_init, measurement_loss,
                      one_by_one, optimise_state, problem_seeds, rows_of, stack_problems, timer)
 
 #: stage 1's optimisers: the paper's Adam, and the fast schedule
@@ -72,7 +72,7 @@ PAPER_SETTINGS = {
 
 
 @dataclass
-class IAGANConfig:
+class IAGANConfig(MethodConfig):
     """IAGAN settings. Stage 1 (CSGM): csgm_lr, csgm_steps, init; stage 2 (joint z + weights):
     steps, lr_z, lr_theta, halve_if_noisy (stage 2 runs steps // 2 when noise_std > 0);
     restarts; backproject: apply eq. 10 to the estimate (IAGAN-BP; for low noise).

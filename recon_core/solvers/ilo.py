@@ -62,7 +62,7 @@ import torch
 
 from ..errors import BadInput, UnknownName
 from ..events import Event, EventSink, null_sink
-from .common import (Problem, Result, State, best_per_group, check_positive, fast_options, frozen, one_by_one, group_history, grouped_init,
+from .common import (MethodConfig, Problem, Result, State, best_per_group, check_positive, fast_options, frozen, one_by_one, group_history, grouped_init,
                      optimise_state, problem_seeds, rows_of, seeded_rng, stack_problems, timer)
 from .losses import geodesic_loss, lpips_loss, measurement_consistent_reference
 from .projections import project_state_l1
@@ -85,7 +85,7 @@ SNA_SEED_OFFSET = 7919
 
 
 @dataclass
-class ILOConfig:
+class ILOConfig(MethodConfig):
     """ILO settings (defaults: the paper's, see the module docstring).
 
     layers: cut points of the rounds, starting with 0 (round 0 = CSGM), non-decreasing (a repeated

@@ -26,7 +26,7 @@ import torch
 
 from ..errors import BadInput
 from ..events import Event, EventSink, null_sink
-from .common import Problem, Result, check_positive, measurement_loss, seeded_rng, timer
+from .common import MethodConfig, Problem, Result, check_positive, measurement_loss, seeded_rng, timer
 
 #: power iteration underestimates ||A||^2 (it converges from below); a step 1/L with L below the
 #: true Lipschitz constant can make FISTA oscillate, so the estimate is inflated by this factor
@@ -39,7 +39,7 @@ REPORT_EVERY = 10
 NEEDS_PRIOR = False
 
 @dataclass
-class LassoDCTConfig:
+class LassoDCTConfig(MethodConfig):
     """Lasso-DCT settings: lam (l1 weight; 0.01, METHODS.md's setting for this objective),
     steps (FISTA iterations, at most), tol (stop when ||z_k - z_{k-1}|| <= tol ||z_k||),
     adaptive_restart (reset FISTA's momentum when it points uphill, O'Donoghue & Candes 2015's

@@ -41,7 +41,7 @@ import torch
 
 from ..errors import BadInput, UnknownName
 from ..events import Event, EventSink, null_sink
-from .common import (Problem, Result, State, best_per_group, check_positive, frozen, group_history, grouped_init,
+from .common import (MethodConfig, Problem, Result, State, best_per_group, check_positive, frozen, group_history, grouped_init,
                      problem_seeds, rows_of, stack_problems, timer)
 from .common import fast_options, one_by_one
 from .ilo import OPTIMIZERS as FIRST_ORDER, optimise_tracked
@@ -59,7 +59,7 @@ PRESETS = {"paper": {}, "fast": {"optimizer": "lbfgs-ls", "steps": 300, "prune_a
 
 
 @dataclass
-class MGANConfig:
+class MGANConfig(MethodConfig):
     """mGANprior settings. n_codes: N >= 1 latent codes per restart; layer: composing cut point
     (>= 1, an intermediate layer); optimizer: adam|sgd; lr > 0; steps >= 1; restarts: run as one
     batch of restarts x n_codes codes; init: latent init (prior|cn|zero|normal|uniform);

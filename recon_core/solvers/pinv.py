@@ -16,14 +16,14 @@ from dataclasses import dataclass
 import torch
 
 from ..events import Event, EventSink, null_sink
-from .common import Problem, Result, measurement_loss, timer
+from .common import MethodConfig, Problem, Result, measurement_loss, timer
 
 
 #: capability: this method uses no generator (the CLI loads none)
 NEEDS_PRIOR = False
 
 @dataclass
-class PinvConfig:
+class PinvConfig(MethodConfig):
     """The pinv baseline has no settings."""
 
 

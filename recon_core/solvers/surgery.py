@@ -15,14 +15,14 @@ from typing import List, Sequence, Union
 from dataclasses import dataclass
 
 from ..events import EventSink, null_sink
-from .common import FAST_SCHEDULE, Problem, Result, invert_at_cut, invert_at_cut_batch
+from .common import MethodConfig, FAST_SCHEDULE, Problem, Result, invert_at_cut, invert_at_cut_batch
 
 #: Table 3 of the paper: architecture -> (lr, cut) for compressed sensing
 PAPER_SETTINGS = {"dcgan": (0.1, 1), "began": (1.0, 2), "vae": (1.0, 1), "biggan": (1.5, 7)}
 
 
 @dataclass
-class SurgeryConfig:
+class SurgeryConfig(MethodConfig):
     """Generator Surgery settings; init in cn|zero|normal|uniform, optimizer lbfgs|adam|lbfgs-ls.
 
     With lbfgs-ls, ``steps`` is a budget of batched evaluations, lr is unused (the line search

@@ -288,3 +288,18 @@ def test_fast_schedules_of_the_other_methods_solve_and_record(method):
     if method == "iagan":
         assert len(r.extra["adapted"]) == 1  # the other restarts are not adapted: NaN stage-2 loss
         assert sum(v != v for v in r.losses) == 2
+
+
+def test_config_for_prior_gives_the_papers_settings():
+    """Config.for_prior(meta): the papers' per-architecture settings (and a preset) for Python users."""
+    from recon_core.generators.base import GeneratorMeta
+    from recon_core.solvers import METHODS, iagan
+
+    began = GeneratorMeta(architecture="began", resolution=64, channels=3)
+    assert surgery.SurgeryConfig.for_prior(began) == make_config("surgery", "paper", "began")
+    assert (surgery.SurgeryConfig.for_prior(began).lr, surgery.SurgeryConfig.for_prior(began).cut) == (1.0, 2)
+    assert surgery.SurgeryConfig.for_prior(began, "fast").optimizer == "lbfgs-ls"
+    pggan = GeneratorMeta(architecture="pggan", resolution=64, channels=3)
+    assert iagan.IAGANConfig.for_prior(pggan).lr_theta == 1e-3
+    for name, (cls, _) in METHODS.items():
+        assert cls.for_prior(began) == make_config(name, "paper", "began")
