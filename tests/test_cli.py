@@ -129,7 +129,7 @@ def test_log_json_progress(tmp_path, face, tiny_ckpt):
             "--preset", "paper")
     assert r.exit_code == 0, r.output
     # stderr is pure JSON lines: progress events naming the image, then one final result event
-    events = [json.loads(line) for line in r.stderr.splitlines()]
+    events = [_strict(line) for line in r.stderr.splitlines()]
     progress, final = events[:-1], events[-1]
     assert [e["step"] for e in progress] == [1, 2, 3] and all(e["event"] == "progress" for e in progress)
     assert all(e["images"] == [str(face)] for e in progress)
@@ -141,19 +141,19 @@ def test_log_json_progress(tmp_path, face, tiny_ckpt):
     for name in ("a.png", "b.png"):
         save_image(load_face(face), batch / name)
     r = run("reconstruct", batch, "--prior", tiny_ckpt, "--out", tmp_path / "bo", "--steps", "3", "--log-json")
-    events = [json.loads(line) for line in r.stderr.splitlines()]
+    events = [_strict(line) for line in r.stderr.splitlines()]
     assert r.exit_code == 0 and {e["event"] for e in events} == {"progress", "image", "done"}
     assert all(set(e["images"]) == {str(batch / "a.png"), str(batch / "b.png")} for e in events if e["event"] == "progress")
     assert [e["input"] for e in events if e["event"] == "image"] == [str(batch / "a.png"), str(batch / "b.png")]
     assert events[-1]["event"] == "done" and events[-1]["failed"] == 0
     # errors too
     r = run("reconstruct", face, "--prior", tiny_ckpt, "--out", tmp_path / "e", "--op", "cs-gausian", "--log-json")
-    (err,) = [json.loads(line) for line in r.stderr.splitlines()]
+    (err,) = [_strict(line) for line in r.stderr.splitlines()]
     assert r.exit_code == 2 and err["event"] == "error" and "did you mean" in err["message"] and err["exit_code"] == 2
     # the fast schedule reports after every iteration, in evaluations spent out of the budget
     r = run("reconstruct", face, "--prior", tiny_ckpt, "--out", tmp_path / "f", "--steps", "12", "--log-json")
     assert r.exit_code == 0, r.output
-    events = [e for e in map(json.loads, r.stderr.splitlines()) if e["event"] == "progress"]
+    events = [e for e in map(_strict, r.stderr.splitlines()) if e["event"] == "progress"]
     steps = [e["step"] for e in events]
     assert steps and steps == sorted(steps) and steps[-1] <= 12 and all(e["total"] == 12 for e in events)
 
