@@ -117,9 +117,10 @@ def test_timings_demo_records_the_default_run(tmp_path):
         load_prior("dcgan-faces-64")
     except Exception as e:  # noqa: BLE001 - weights package absent
         pytest.skip(f"face prior unavailable: {e}")
-    rec = load_benchmark("timings").demo(tmp_path / "demo")
+    rec = load_benchmark("timings").demo(tmp_path / "demo", repeats=1)
     assert rec["preset"] == "fast" and 0 < rec["evaluations"] <= 150 and rec["stop"]
     assert rec["psnr"] > 15 and rec["wall_s"] >= rec["total_in_process_s"] >= rec["solve_s"] > 0
+    assert rec["wall_s_all"] == [rec["wall_s"]] and rec["runs"] == 1
     pri = load_benchmark("timings").priors(repeats=2)
     assert len(pri["wall_s"]) == 2 and 0 < pri["median_s"] < 30
 
