@@ -423,14 +423,30 @@ def fast_options(prune_after: float, stop_tol: float, noise_floor=0.0, groups: i
     return {"prune_after": prune_after, "stop_tol": stop_tol, "noise_floor": noise_floor, "groups": groups}
 
 
-def pick_best(best_state: State, best_loss: torch.Tensor, diverged: List[int], lr: float) -> tuple:
-    """Index of the restart with the lowest measurement loss, and its state (batch 1).
-
-    Raises SolverDiverged when every restart diverged."""
+def kept_rows(best_loss: torch.Tensor, diverged: List[int], groups: int, lr: float) -> List[int]:
+    """Per problem (``groups`` equal groups of rows), the row with the lowest measurement loss,
+    diverged rows left out (best_per_group; SolverDiverged when a problem diverged entirely)."""
     loss = best_loss.clone()
     loss[diverged] = float("nan")
-    i = best_per_group(loss, 1, lr)[0]
-    return i, OrderedDict((k, v[i : i + 1].detach().clone()) for k, v in best_state.items())
+    return best_per_group(loss, groups, lr)
+
+
+def group_diverged(diverged: List[int], j: int, rows: int) -> List[int]:
+    """The diverged restarts of problem j (rows j*rows .. (j+1)*rows - 1), as its own indices."""
+    return [d - j * rows for d in diverged if j * rows <= d < (j + 1) * rows]
+
+
+def noise_floors(problems: Sequence[Problem], restarts: int) -> torch.Tensor:
+    """The fast schedule's noise floor m sigma^2 of every row (problem-major, ``restarts`` rows
+    each), 0 where the noise level is unknown."""
+    return rows_of(torch.tensor([p.A.m * p.noise_std ** 2 for p in problems], dtype=torch.float64), restarts)
+
+
+def must_split(fast: bool, A, problems: Sequence[Problem]) -> bool:
+    """Whether a batch must be solved problem by problem: the fast schedule (``fast``) evaluates
+    subsets of the rows, which a stack of different operators (one per group of rows) cannot
+    take. ``A`` is stack_problems' operator. See ``one_by_one``."""
+    return fast and len(problems) > 1 and A is not problems[0].A
 
 
 def stack_problems(problems: Sequence[Problem]) -> tuple:
@@ -580,7 +596,7 @@ def invert_at_cut_batch(
     R = int(restarts)
     state0 = grouped_init(prior, cut, R, problem_seeds(seed, B), init)
     y_rows = rows_of(y, R)
-    if optimizer == "lbfgs-ls" and B > 1 and A is not problems[0].A:
+    if must_split(optimizer == "lbfgs-ls", A, problems):
         return one_by_one(invert_at_cut_batch, problems, seed, prior=prior, cut=cut, init=init, optimizer=optimizer,
                           lr=lr, steps=steps, restarts=restarts, phase=phase, on_event=on_event, z_reg=z_reg,
                           lbfgs_max_iter=lbfgs_max_iter, prune_after=prune_after, stop_tol=stop_tol)
@@ -591,7 +607,7 @@ def invert_at_cut_batch(
             return meas + z_reg * _flat(state).pow(2).sum(1), meas
         return meas
 
-    floors = rows_of(torch.tensor([A.m * p.noise_std ** 2 for p in problems], dtype=torch.float64), R)
+    floors = noise_floors(problems, R)
     histories: List[List[dict]] = [[] for _ in range(B)]
 
     def report(step, best, div):  # per-problem histories of a batch (fixed-step optimisers)
@@ -613,14 +629,14 @@ def invert_at_cut_batch(
         stops = info["stops"]
         group_evals = info.get("group_evaluations", [info["evaluations"]] * B)
         results = []
-        for j, i in enumerate(best_per_group(losses.clone().index_fill_(0, torch.tensor(diverged, dtype=torch.long), float("nan")), B, lr)):
+        for j, i in enumerate(kept_rows(losses, diverged, B, lr)):
             rows = slice(j * R, (j + 1) * R)
             state = OrderedDict((k, v[i : i + 1].detach().clone()) for k, v in best.items())
             with torch.no_grad():
                 x_hat = prior.tail(state, cut)
             results.append(Result(
                 x_hat=x_hat.detach(), state=state, losses=[float(v) for v in losses[rows]], best_restart=i - j * R,
-                history=history if B == 1 else histories[j], diverged=[d - j * R for d in diverged if j * R <= d < (j + 1) * R],
+                history=history if B == 1 else histories[j], diverged=group_diverged(diverged, j, R),
                 extra={"evaluations": group_evals[j], "stop": stops[i], "stops": stops[rows],
                        **({"batch": B} if B > 1 else {})},
             ))

@@ -24,8 +24,9 @@ import torch
 from ..events import Event, EventSink, null_sink
 from ..priors import deep_decoder as dd
 from ..errors import UnknownName
-from .common import (MethodConfig, Problem, Result, best_per_group, check_positive, fast_options, group_history, measurement_loss,
-                     one_by_one, optimise_state, problem_seeds, rows_of, seeded_rng, stack_problems, timer)
+from .common import (MethodConfig, Problem, Result, check_positive, fast_options, group_diverged, group_history, kept_rows,
+                     measurement_loss, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of,
+                     seeded_rng, stack_problems, timer)
 
 #: Adam is the paper's; lbfgs-ls the fast schedule
 OPTIMIZERS = ("adam", "lbfgs-ls")
@@ -78,7 +79,7 @@ def solve_batch(problems: Sequence[Problem], prior=None, config: DeepDecoderConf
     if config.optimizer not in OPTIMIZERS:
         raise UnknownName("optimizer", config.optimizer, OPTIMIZERS)
     A, y, B = stack_problems(problems)
-    if config.optimizer == "lbfgs-ls" and B > 1 and A is not problems[0].A:
+    if must_split(config.optimizer == "lbfgs-ls", A, problems):
         return one_by_one(solve_batch, problems, seed, prior=prior, config=config, on_event=on_event)
     width = resolve_width(A.img_shape, A.m, config.width, config.depth)
     R = int(config.restarts)
@@ -91,7 +92,7 @@ def solve_batch(problems: Sequence[Problem], prior=None, config: DeepDecoderConf
     params0 = OrderedDict((k, torch.cat([p[k] for p in params])) for k in params[0])
     net_input = torch.cat(inputs)
     y_rows = rows_of(y, R)
-    floors = rows_of(torch.tensor([A.m * p.noise_std ** 2 for p in problems], dtype=torch.float64), R)
+    floors = noise_floors(problems, R)
     histories: List[List[dict]] = [[] for _ in range(B)]
 
     def report(step, best, div):
@@ -111,10 +112,8 @@ def solve_batch(problems: Sequence[Problem], prior=None, config: DeepDecoderConf
         histories = info["group_history"]
     n_par = dd.num_params(width, config.depth, A.img_shape[0])
     group_evals = info.get("group_evaluations", [info["evaluations"]] * B)
-    loss_nan = losses.clone()
-    loss_nan[diverged] = float("nan")
     results = []
-    for j, i in enumerate(best_per_group(loss_nan, B, config.lr)):
+    for j, i in enumerate(kept_rows(losses, diverged, B, config.lr)):
         rows = slice(j * R, (j + 1) * R)
         state = OrderedDict((k, v[i : i + 1].detach().clone()) for k, v in best.items())
         with torch.no_grad():
@@ -122,7 +121,7 @@ def solve_batch(problems: Sequence[Problem], prior=None, config: DeepDecoderConf
         state["input"] = net_input[i : i + 1].clone()
         results.append(Result(
             x_hat=x_hat.detach(), state=state, losses=[float(v) for v in losses[rows]], best_restart=i - j * R,
-            history=history if B == 1 else histories[j], diverged=[d - j * R for d in diverged if j * R <= d < (j + 1) * R],
+            history=history if B == 1 else histories[j], diverged=group_diverged(diverged, j, R),
             extra={"evaluations": group_evals[j], "stop": info["stops"][i], "width": width, "depth": config.depth,
                    "num_params": n_par, "m": A.m, "under_parameterised": n_par < A.m, **({"batch": B} if B > 1 else {})},
         ))

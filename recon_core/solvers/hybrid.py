@@ -29,9 +29,10 @@ import torch
 from ..errors import BadInput, UnknownName
 from ..events import Event, EventSink, null_sink
 from ..priors import deep_decoder as dd
-from .common import (MethodConfig, 
-    Problem, Result, best_per_group, check_positive, fast_options, frozen, group_history, measurement_loss, one_by_one,
-    optimise_state, problem_seeds, rows_of, seeded_rng, stack_problems, timer,
+from .common import (
+    MethodConfig, Problem, Result, check_positive, fast_options, frozen, group_diverged, group_history, kept_rows,
+    measurement_loss, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of, seeded_rng,
+    stack_problems, timer,
 )
 
 #: Adam is the paper's; lbfgs-ls the fast schedule
@@ -97,7 +98,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: HybridConfig = Hybri
     if tuple(A.img_shape) != (prior.meta.channels, prior.meta.resolution, prior.meta.resolution):
         raise BadInput(f"the operator takes {tuple(A.img_shape)} images but the prior makes "
                        f"{(prior.meta.channels, prior.meta.resolution, prior.meta.resolution)}")
-    if config.optimizer == "lbfgs-ls" and B > 1 and A is not problems[0].A:
+    if must_split(config.optimizer == "lbfgs-ls", A, problems):
         return one_by_one(solve_batch, problems, seed, prior=prior, config=config, on_event=on_event)
     R = int(config.restarts)
     n_z = prior.latent_dim(0)
@@ -120,7 +121,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: HybridConfig = Hybri
     theta0 = OrderedDict((k, torch.cat([t[k] for t in thetas])) for k in thetas[0])
     net_input = torch.cat(inputs)
     y_rows = rows_of(y, R)
-    floors = rows_of(torch.tensor([A.m * p.noise_std ** 2 for p in problems], dtype=torch.float64), R)
+    floors = noise_floors(problems, R)
     histories: List[List[dict]] = [[] for _ in range(B)]
 
     def loss(x, rows):
@@ -157,11 +158,9 @@ def solve_batch(problems: Sequence[Problem], prior, config: HybridConfig = Hybri
         joint["beta"] = torch.full((B * R, 1), MIX_INIT, **place)
         best, losses, _, diverged = stage(lambda s, rows: loss(_mix(prior, s, net_input[rows]), rows), joint, "joint",
                                           int(config.steps), config.prune_after, info)
-        loss_nan = losses.clone()
-        loss_nan[diverged] = float("nan")
         evals = [sum(d.get("group_evaluations", [d["evaluations"]] * B)[j] for d in (info_g, info_dd, info)) for j in range(B)]
         results = []
-        for j, i in enumerate(best_per_group(loss_nan, B, config.lr)):
+        for j, i in enumerate(kept_rows(losses, diverged, B, config.lr)):
             rows = slice(j * R, (j + 1) * R)
             state = OrderedDict((k, v[i : i + 1].detach().clone()) for k, v in best.items())
             with torch.no_grad():
@@ -170,7 +169,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: HybridConfig = Hybri
             state["dd.input"] = net_input[i : i + 1].clone()
             results.append(Result(
                 x_hat=x_hat.detach(), state=state, losses=[float(v) for v in losses[rows]], best_restart=i - j * R,
-                history=histories[j], diverged=[d - j * R for d in diverged if j * R <= d < (j + 1) * R],
+                history=histories[j], diverged=group_diverged(diverged, j, R),
                 extra={
                     "alpha": float(state["alpha"].reshape(-1)[0]), "beta": float(state["beta"].reshape(-1)[0]),
                     "evaluations": evals[j], "stop": info["stops"][i], "pre_gan_loss": float(loss_g[i]),

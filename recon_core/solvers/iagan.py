@@ -42,8 +42,9 @@ import torch
 from ..errors import BadInput, SolverDiverged, UnknownName
 from ..events import Event, EventSink, null_sink
 from . import postprocess
-from .common import (MethodConfig, Problem, Result, check_positive, fast_options, frozen, group_history, grouped_init, measurement_loss,
-                     one_by_one, optimise_state, problem_seeds, rows_of, stack_problems, timer)
+from .common import (MethodConfig, Problem, Result, check_positive, fast_options, frozen, group_history, grouped_init,
+                     measurement_loss, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of,
+                     stack_problems, timer)
 
 #: stage 1's optimisers: the paper's Adam, and the fast schedule
 CSGM_OPTIMIZERS = ("adam", "lbfgs-ls")
@@ -184,11 +185,11 @@ def solve_batch(problems: Sequence[Problem], prior, config: IAGANConfig = IAGANC
         raise BadInput("IAGAN needs a generator prior")
     _check(config)
     A, y, B = stack_problems(problems)
-    if config.csgm_optimizer == "lbfgs-ls" and B > 1 and A is not problems[0].A:
+    if must_split(config.csgm_optimizer == "lbfgs-ls", A, problems):
         return one_by_one(solve_batch, problems, seed, prior=prior, config=config, on_event=on_event)
     R = int(config.restarts)
     y_rows = rows_of(y, R)
-    floors = rows_of(torch.tensor([A.m * p.noise_std ** 2 for p in problems], dtype=torch.float64), R)
+    floors = noise_floors(problems, R)
 
     # stage 1: CSGM, every restart of every problem in one batch; keep each restart's best z (not
     # only the winner), since each restart goes on to stage 2 (common.invert_at_cut's code path)

@@ -62,8 +62,9 @@ import torch
 
 from ..errors import BadInput, UnknownName
 from ..events import Event, EventSink, null_sink
-from .common import (MethodConfig, Problem, Result, State, best_per_group, check_positive, fast_options, frozen, one_by_one, group_history, grouped_init,
-                     optimise_state, problem_seeds, rows_of, seeded_rng, stack_problems, timer)
+from .common import (MethodConfig, Problem, Result, State, best_per_group, check_positive, fast_options, frozen, group_history,
+                     grouped_init, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of, seeded_rng,
+                     stack_problems, timer)
 from .losses import geodesic_loss, lpips_loss, measurement_consistent_reference
 from .projections import project_state_l1
 
@@ -163,7 +164,7 @@ def round_optimizers(optimizer, rounds: int) -> list:
 
 
 def _check_config(config: ILOConfig, prior) -> tuple:
-    """Validate the settings against ``prior``; returns (layers, steps, radii) as lists."""
+    """Validate the settings against ``prior``; returns (layers, steps, radii, per-round optimisers) as lists."""
     def as_list(name, v):
         if isinstance(v, (str, bytes)) or not isinstance(v, Sequence):
             raise BadInput(f"{name} must be a list, got {v!r}")
@@ -215,7 +216,7 @@ def _check_config(config: ILOConfig, prior) -> tuple:
     if config.project_range:
         check_positive("range_steps", config.range_steps, integer=True)
         check_positive("range_lr", config.range_lr)
-    return layers, [int(s) for s in steps], [float(r) for r in radii]
+    return layers, [int(s) for s in steps], [float(r) for r in radii], opts
 
 
 def has_w_plus(state: State) -> bool:
@@ -243,10 +244,9 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
     the noise is drawn for the whole batch (from seeds[0]), so it differs from single solves.
     Returns one Result per problem (wall_time: the whole batch's; extra["batch"] = B)."""
     clock = timer()
-    layers, steps, radii = _check_config(config, prior)
+    layers, steps, radii, opts = _check_config(config, prior)
     A, y, B = stack_problems(problems)
-    opts = round_optimizers(config.optimizer, len(layers))
-    if "lbfgs-ls" in opts and B > 1 and A is not problems[0].A:
+    if must_split("lbfgs-ls" in opts, A, problems):
         return one_by_one(solve_batch, problems, seed, prior=prior, config=config, on_event=on_event)
     m = A.m
     R = int(config.restarts)
@@ -292,7 +292,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
     history: List[List[dict]] = [[] for _ in range(B)]
     done_steps = 0
     evaluations = 0
-    floors = rows_of(torch.tensor([m * p.noise_std ** 2 for p in problems]), R)
+    floors = noise_floors(problems, R)
 
     with frozen(prior):
         start = grouped_init(prior, 0, R, seeds, config.init)

@@ -41,9 +41,8 @@ import torch
 
 from ..errors import BadInput, UnknownName
 from ..events import Event, EventSink, null_sink
-from .common import (MethodConfig, Problem, Result, State, best_per_group, check_positive, frozen, group_history, grouped_init,
-                     problem_seeds, rows_of, stack_problems, timer)
-from .common import fast_options, one_by_one
+from .common import (MethodConfig, Problem, Result, State, best_per_group, check_positive, fast_options, frozen, group_history,
+                     grouped_init, must_split, noise_floors, one_by_one, problem_seeds, rows_of, stack_problems, timer)
 from .ilo import OPTIMIZERS as FIRST_ORDER, optimise_tracked
 
 #: the reference code's SGD, the surgery paper's Adam, and the fast schedule
@@ -139,7 +138,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: MGANConfig = MGANCon
     clock = timer()
     _check_config(config, prior)
     A, y, B = stack_problems(problems)
-    if config.optimizer == "lbfgs-ls" and B > 1 and A is not problems[0].A:
+    if must_split(config.optimizer == "lbfgs-ls", A, problems):
         return one_by_one(solve_batch, problems, seed, prior=prior, config=config, on_event=on_event)
     R, N, layer = int(config.restarts), int(config.n_codes), config.layer
     RB = R * B
@@ -189,8 +188,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: MGANConfig = MGANCon
         best, losses, div = optimise_tracked(
             objective, init, optimizer=config.optimizer, lr=config.lr, steps=config.steps, report=report,
             optimizers=OPTIMIZERS, with_rows=True, info=info,
-            fast=fast_options(config.prune_after, config.stop_tol,
-                              rows_of(torch.tensor([A.m * p.noise_std ** 2 for p in problems]), R), B),
+            fast=fast_options(config.prune_after, config.stop_tol, noise_floors(problems, R), B),
         )
         results = []
         for j, i in enumerate(best_per_group(losses, B, config.lr)):
