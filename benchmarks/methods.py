@@ -37,9 +37,8 @@ from make_photos import photos  # noqa: E402
 
 from recon_core.generators.zoo import load_prior  # noqa: E402
 from recon_core.images import atomic_write_bytes, atomic_write_text  # noqa: E402
-from recon_core.metrics import compute_metrics  # noqa: E402
-from recon_core.operators import build  # noqa: E402
-from recon_core.solvers import METHODS, Problem  # noqa: E402
+from recon_core.pipeline import Grid, score, simulate, solve_problems  # noqa: E402
+from recon_core.solvers import METHODS  # noqa: E402
 from recon_core.solvers.postprocess import backproject  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -71,6 +70,14 @@ def configs(budget: str) -> dict:
     return out
 
 
+def solved(method: str, problem, G, cfg, seed: int):
+    """One solve with the solver seed of the seed policy (recon_core.pipeline.solve_problems)."""
+    res = solve_problems(method, [problem], G, cfg, seed)[0]
+    if isinstance(res, Exception):
+        raise res
+    return res
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="0,1,2")
@@ -90,7 +97,8 @@ def main(argv=None) -> None:
     methods = [m for m in ORDER if m in a.methods.split(",")]
     cfgs = configs(a.budget)
     path = Path(a.out)
-    doc = json.loads(path.read_text()) if path.exists() else {"runs": {}}
+    grid = Grid(path, cells="runs")  # one resumable document (recon_core.pipeline), keyed image|ratio|seed|method
+    doc = grid.doc
     if doc.get("budget") not in (None, a.budget) and doc["runs"]:
         sys.exit(f"{path} holds runs with budget '{doc['budget']}'; use another --out for budget '{a.budget}'")
     if not a.report_only or "machine" not in doc:  # the machine line describes the runs, not the report
@@ -105,8 +113,7 @@ def main(argv=None) -> None:
     for seed in seeds:
         for name, x in imgs:
             for ratio in ratios:
-                A = build("cs-gaussian", (3, 64, 64), seed=seed, ratio=ratio)
-                problem = Problem(A, A.A(x))
+                problem, _ = simulate(x, "cs-gaussian", {"ratio": ratio}, seed)  # the seed policy of `recon reconstruct`
                 csgm_result = None  # csgm-bp back-projects this very CSGM estimate
                 for method in methods:
                     key = f"{name}|{ratio:g}|{seed}|{method}"
@@ -115,22 +122,21 @@ def main(argv=None) -> None:
                     t0 = time.perf_counter()
                     if method == "csgm-bp":
                         if csgm_result is None:
-                            csgm_result = METHODS["csgm"][1](problem, G, cfgs["csgm"], seed=seed + 2_000_006)
+                            csgm_result = solved("csgm", problem, G, cfgs["csgm"], seed)
                             t0 = time.perf_counter()
                         res = backproject(csgm_result, problem)
                         wall = csgm_result.wall_time + (time.perf_counter() - t0)
                     else:
-                        res = METHODS[method][1](problem, G, cfgs[method], seed=seed + 2_000_006)
+                        res = solved(method, problem, G, cfgs[method], seed)
                         if method == "csgm":
                             csgm_result = res
                         wall = time.perf_counter() - t0
-                    m = compute_metrics(x, res.x_hat, problem.y, A)
-                    doc["runs"][key] = {"image": name, "ratio": ratio, "seed": seed, "method": method, "psnr": m["psnr"],
+                    m = score(x, res.x_hat, problem)
+                    grid.put(key, {"image": name, "ratio": ratio, "seed": seed, "method": method, "psnr": m["psnr"],
                                         "ssim": m["ssim"], "lpips": m["lpips"], "residual": m["residual"], "time_s": wall,
-                                        **({"alpha": res.extra.get("alpha"), "beta": res.extra.get("beta")} if method == "hybrid" else {})}
-                    atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+                                        **({"alpha": res.extra.get("alpha"), "beta": res.extra.get("beta")} if method == "hybrid" else {})})
                     print(f"{key}: PSNR {m['psnr']:.2f} ({wall:.1f} s)", flush=True)
-    atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+    grid.save()
     report(doc, path.with_suffix(".md"), path.with_suffix(".png"), a)
 
 

@@ -114,11 +114,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 from recon_core.errors import ReconError, SolverDiverged  # noqa: E402
 from recon_core.generators.checkpoints import build_adapter, from_object, read_checkpoint, save_checkpoint  # noqa: E402
 from recon_core.images import atomic_write_bytes, atomic_write_text  # noqa: E402
-from recon_core.metrics import compute_metrics  # noqa: E402
-from recon_core.operators import build  # noqa: E402
-from recon_core.operators.noise import NoiseSpec, add_noise  # noqa: E402
-from recon_core.solvers import BATCH_METHODS, METHODS, Problem, Result  # noqa: E402
-from recon_core.solvers.common import solve_isolated  # noqa: E402
+from recon_core.pipeline import SOLVER_SEED_OFFSET, score, simulate, solve_problems  # noqa: E402
+from recon_core.solvers import METHODS, Result  # noqa: E402
 from recon_core.training.data import load_source  # noqa: E402
 
 #: (name in the results, operator family, its parameters)
@@ -131,8 +128,6 @@ OPERATORS = [
 ]
 MODELS = ("vanilla", "rtil")
 METHOD_NAMES = ("ilo", "mgan")
-#: solver seeds are offset from the operator seeds so that the two random streams differ
-SOLVER_SEED_OFFSET = 2_000_006
 METRICS = ("psnr", "ssim", "lpips")
 
 
@@ -370,15 +365,13 @@ def run(a, out: Path, command: str) -> dict:
         problems, recs = [], []
         for j, i in enumerate(images):
             op_seed = seed * 100_003 + i  # same operator (and noise) for both priors of a pair
-            A = build(kind, (C, R, R), seed=op_seed, device=a.device, **params)
-            y = A.A(x[j : j + 1])
-            if a.noise_std > 0:
-                y = add_noise(y, NoiseSpec(convention="per-entry", value=a.noise_std, seed=op_seed + 1), A)
-            problems.append(Problem(A, y, noise_std=a.noise_std))
+            # the seed policy of `recon reconstruct --seed op_seed` (noise from op_seed + NOISE_SEED_OFFSET;
+            # before 2026-12-02 from op_seed + 1: the stored runs are noiseless, so unchanged)
+            problems.append(simulate(x[j : j + 1], kind, params, op_seed, a.noise_std, "per-entry", a.device)[0])
             recs.append({"pair": label, "model": model, "method": m, "op": op_name, "seed": seed, "image": i,
                          "class": int(y_label[j]), "op_seed": op_seed, "solver_seed": op_seed + SOLVER_SEED_OFFSET})
         t0 = time.perf_counter()
-        results = solve_isolated(BATCH_METHODS[m], problems, G, cfg, seed=[r["solver_seed"] for r in recs])
+        results = solve_problems(m, problems, G, cfg, [r["op_seed"] for r in recs])  # solver seeds: op_seed + SOLVER_SEED_OFFSET
         wall = time.perf_counter() - t0
         together = all(isinstance(r, Result) and r.extra.get("batch", 1) == len(images) for r in results)
         for j, (res, rec) in enumerate(zip(results, recs)):
@@ -391,7 +384,7 @@ def run(a, out: Path, command: str) -> dict:
                 rec["error"] = str(res)
                 print(f"{key}: FAILED ({res})", flush=True)
             else:
-                met = compute_metrics(x[j : j + 1], res.x_hat.to(x.device), problems[j].y, problems[j].A)
+                met = score(x[j : j + 1], res.x_hat.to(x.device), problems[j])
                 rec.update({"psnr": met["psnr"], "ssim": met["ssim"], "lpips": met["lpips"], "mse": met["mse"],
                             "residual": met["residual"], "best_restart": res.best_restart,
                             **({"best_round": res.extra.get("best_round"), "cut": res.extra.get("cut")} if m == "ilo" else {})})

@@ -7,10 +7,8 @@ import csv
 import glob
 import io
 import json
-import os
-import shutil
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from recon_core.errors import BadInput
 
@@ -99,30 +97,6 @@ def complete_record(out: Path, identity: dict, image: Optional[Path] = None) -> 
     if diff:
         return None, f"existing outputs in {out} were made with other settings ({', '.join(diff)}); use --force to overwrite"
     return rec, None
-
-
-def staged(out: Path, write: Callable[[Path], dict]) -> dict:
-    """Run ``write(stage_dir)`` into a hidden staging folder beside ``out``, then move the files
-    into ``out`` (metrics.json last; the whole folder is renamed at once when ``out`` is new).
-    On any failure or Ctrl-C the staging folder is removed: no partial result is ever left."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.partial-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    stage = out.parent / f".{out.name}.partial-{os.getpid()}"
-    stage.mkdir()
-    try:
-        record = write(stage)
-        if not out.exists():
-            os.rename(stage, out)
-        else:
-            names = sorted(os.listdir(stage), key=lambda n: n == "metrics.json")
-            for name in names:
-                os.replace(stage / name, out / name)
-            stage.rmdir()
-        return record
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
 
 
 def summary_paths(root: Path, shard: Optional[Tuple[int, int]]) -> Tuple[Path, Path]:

@@ -14,11 +14,12 @@ import typer
 from typing_extensions import Annotated
 
 from recon_core.errors import BadInput, ReconError, UnknownName
+from recon_core.io import check_free  # noqa: F401 - re-exported for the subcommands
 from recon_core.pipeline import NOISE_SEED_OFFSET, SOLVER_SEED_OFFSET  # noqa: F401 - the seed policy, re-exported
 
 DEBUG_ENV = "RECON_DEBUG"
 OPS = ("identity", "denoise", "cs-gaussian", "cs-circulant", "cs-fourier", "inpaint", "superres", "blur")
-NOISE_CONVENTIONS = ("per-entry", "cs-norm")
+NOISE_CONVENTIONS = ("per-entry", "cs-norm")  # recon_core.operators.noise.CONVENTIONS, without importing torch (recon priors)
 
 
 #: set by a command given --log-json: every stderr line is then a JSON object (see ``say``)
@@ -159,13 +160,6 @@ def check_operator_options(ctx, op: str) -> None:
         if name not in takes and getattr(source, "name", "") == "COMMANDLINE":
             wants = ", ".join("--" + t.replace("_", "-") for t in takes) or "none"
             raise BadInput(f"--{name.replace('_', '-')} does not apply to --op {op} (its options: {wants})")
-
-
-def check_free(paths, force: bool) -> None:
-    """Refuse (BadInput) if any of ``paths`` exists and --force was not given."""
-    existing = [str(p) for p in paths if Path(p).exists()]
-    if existing and not force:
-        raise BadInput(f"refusing to overwrite {existing[0]}" + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else "") + "; use --force")
 
 
 # ---- options shared by several subcommands (one definition, one help text) ------------------

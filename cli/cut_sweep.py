@@ -51,7 +51,7 @@ def cut_sweep(
     from recon_core.generators.zoo import resolve_prior
     from recon_core.images import fit_image, load_image
     from recon_core.operators import NoiseSpec
-    from recon_core.solvers.surgery import PAPER_SETTINGS, SurgeryConfig
+    from recon_core.pipeline import build_config
     from recon_core.sweep import RATIO_PARAM, parse_cuts, parse_ratios, plot, run_sweep, write_csv
 
     from .batch import expand_inputs, output_names
@@ -68,9 +68,10 @@ def cut_sweep(
     g = resolve_prior(prior, device=dev, **prior_options(arch, prior_format, class_idx, None))
     cut_list = parse_cuts(cuts, g.cut_points)
     ratio_list = parse_ratios(ratios)
-    if lr is None:
-        lr = PAPER_SETTINGS.get(g.meta.architecture, (0.1, 1))[0]
-    cfg = SurgeryConfig(lr=lr, steps=steps, restarts=restarts, optimizer=optimizer, init=init)
+    # the config `recon reconstruct --method surgery --preset paper` resolves (lr: the paper's for the architecture)
+    cfg, _ = build_config("surgery", g.meta.architecture, {"lr": lr, "steps": steps, "restarts": restarts, "optimizer": optimizer,
+                                                           "init": init}, g.cut_points, preset="paper")
+    lr = cfg.lr
     c, r = g.meta.channels, g.meta.resolution
     loaded = [(name, fit_image(load_image(p, channels=c), r, fit).to(dev)) for name, p in zip(output_names(paths), paths)]
     noise = NoiseSpec(noise_convention, noise_std, seed=seed + NOISE_SEED_OFFSET)

@@ -4,369 +4,27 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from .common import BoundaryOpt, DebugOpt, DeviceOpt, FactorOpt, FitOpt, FracOpt, KernelOpt, LogJsonOpt, MaskOpt, NoiseConvOpt, NoiseStdOpt, OpOpt, QuietOpt, RatioOpt, ThreadsOpt  # noqa: E501
+from recon_core.pipeline import OBSERVABLE_OPS, OUTPUT_FILES, Pipeline
+
 from .common import (
-    LOG_JSON, check_operator_options, say,
-    SOLVER_SEED_OFFSET, check_noise_convention, check_free, handle_errors, operator_params, prior_options, resolve_device, set_threads,
+    LOG_JSON, check_free, check_noise_convention, check_operator_options, handle_errors, operator_params, prior_options,
+    resolve_device, say, set_threads,
 )
 from .render import EventRenderer, print_summary
 
-METRICS_SCHEMA = 1
-#: an input image (clean or observed) smaller than this on a side carries too little to reconstruct
-MIN_IMAGE_SIDE = 8
-#: operators whose measurements are an image a user can hand in (--observed)
-OBSERVABLE_OPS = ("superres", "blur", "denoise", "inpaint")
-OUTPUT_FILES = ("x_hat.png", "x_hat.npy", "compare.png", "metrics.json")
 
+class Job(Pipeline):
+    """recon_core.pipeline.Pipeline as the CLI runs it: notes go to stderr (or --log-json)."""
 
-def _check_side(image: Path, x) -> tuple:
-    """(H, W) of the loaded ``image`` (1, C, H, W); BadInput when a side is under MIN_IMAGE_SIDE."""
-    from recon_core.errors import BadInput
-
-    h, w = x.shape[-2:]
-    if min(h, w) < MIN_IMAGE_SIDE:
-        raise BadInput(f"{image} is {w}x{h}: too small to reconstruct from (at least {MIN_IMAGE_SIDE} px a side)")
-    return h, w
-
-
-def _coerce(name: str, value, default):
-    """Convert a CLI value to the type of the config field (tuples from 'a,b,c')."""
-    from recon_core.errors import BadInput
-
-    if isinstance(default, tuple) and all(isinstance(d, str) for d in default) and isinstance(value, str):
-        names = [v.strip() for v in value.split(",") if v.strip()]  # e.g. ILO's per-round optimisers
-        return names[0] if len(names) == 1 else tuple(names)
-    if isinstance(default, tuple):
-        if isinstance(value, str):
-            try:
-                items = [v.strip() for v in value.split(",") if v.strip()]
-                conv = int if all(isinstance(d, int) for d in default) else float
-                return tuple(conv(v) for v in items)
-            except ValueError:
-                raise BadInput(f"--{name.replace('_', '-')} must be a comma-separated list of numbers, got '{value}'") from None
-        return tuple(value) if isinstance(value, (list, tuple)) else (value,)
-    if isinstance(value, str) and isinstance(default, int) and not isinstance(default, bool):
-        try:
-            return int(value)
-        except ValueError:
-            raise BadInput(f"--{name.replace('_', '-')} must be an integer, got '{value}'") from None
-    return value
-
-
-def build_config(method: str, arch: str, overrides: dict, cut_points=None, preset: str = "fast"):
-    """The method's config: ``preset`` on its paper defaults (per architecture where the paper
-    gives them), then every option the user set. An option the method does not have is a
-    BadInput."""
-    from recon_core.errors import BadInput
-    from recon_core.solvers import get_method, make_config
-
-    cfg = make_config(method, preset, arch, cut_points)
-    solve = get_method(method)[1]
-    names = {f.name for f in fields(cfg)}
-    if overrides.get("optimizer") not in (None, getattr(cfg, "optimizer", None)) and overrides.get("steps") is None:
-        # a preset's step count belongs to its optimiser (lbfgs-ls counts evaluations): another
-        # optimiser gets the paper's steps unless --steps is given
-        cfg.steps = make_config(method, "paper", arch, cut_points).steps
-    for k, v in overrides.items():
-        if v is None:
-            continue
-        if k not in names:
-            raise BadInput(f"--{k.replace('_', '-')} does not apply to --method {method}")
-        setattr(cfg, k, _coerce(k, v, getattr(cfg, k)))
-    return cfg, solve
-
-
-@dataclass
-class Task:
-    """One image (or measurements file) of a run, measured and ready to solve; ``seconds``: the
-    time taken to load and measure it."""
-
-    image: Optional[Path]
-    measurements: Optional[Path]
-    x: Optional[object]
-    noise: object
-    image_info: Optional[dict]
-    problem: object
-    seconds: float
-
-
-def wall_time(result, other_seconds: float) -> dict:
-    """metrics.json "wall_time": solve = this image's seconds of solving (its share of a batch:
-    the batch's wall time / images, with "batch" and "batch_solve" recorded), total = solve +
-    ``other_seconds`` (loading, measuring, writing)."""
-    batch = result.extra.get("batch")
-    solve = result.wall_time / batch if batch else result.wall_time
-    out = {"solve": solve, "total": solve + other_seconds}
-    if batch:
-        out.update(batch=batch, batch_solve=result.wall_time)
-    return out
-
-
-class Job:
-    """Everything shared by the images of one `recon reconstruct` call: the loaded prior, the
-    method config and the measurement settings."""
-
-    def __init__(self, *, prior_name: str, method: str, overrides: dict, op: str, op_params: dict, noise_std: float,
-                 noise_convention: str, fit: str, seed: int, device: str, args: dict, max_memory: Optional[int] = None,
-                 prior_options: Optional[dict] = None, backproject: bool = False, preset: str = "fast",
-                 observed: bool = False):
-        import torch
-
-        from recon_core.generators.zoo import resolve_prior
-
-        self.kwargs = {k: v for k, v in locals().items() if k not in ("self", "torch", "resolve_prior")}
-        check_noise_convention(noise_convention)
-        torch.manual_seed(seed)
-        self.prior_name, self.method, self.op, self.op_params = prior_name, method, op, op_params
-        self.noise_std, self.noise_convention, self.fit, self.seed, self.device = noise_std, noise_convention, fit, seed, device
-        self.args, self.max_memory, self.backproject, self.observed = args, max_memory, backproject, observed
-        from recon_core.generators.zoo import prior_image_shape
-        from recon_core.solvers import effective_preset, needs_prior
-
-        if needs_prior(method):
-            self.prior = resolve_prior(prior_name, device=device, **(prior_options or {}))
-            meta = self.prior.meta
-            self.image_shape = (meta.channels, meta.resolution, meta.resolution)
-        else:  # pinv, lasso-dct, deep-decoder: the prior only names the image size (zoo: no weights read)
-            self.prior = None
-            self.image_shape = tuple(prior_image_shape(prior_name, **(prior_options or {})))
-        self.preset = effective_preset(method, preset)
-        arch, cuts = (self.prior.meta.architecture, self.prior.cut_points) if self.prior is not None else ("", None)
-        self.cfg, self.solve = build_config(method, arch, overrides, cuts, preset)
-        if hasattr(self.cfg, "cut"):
-            self.prior.check_cut(self.cfg.cut)
-        self.identity = self._identity(prior_options or {})
-
-    def _identity(self, prior_options: dict) -> dict:
-        """What determines a result besides its input image (recon_core.pipeline.result_identity):
-        the resolved method config, operator, noise, prior (files by content) and its options,
-        fit, seed, --observed and --backproject."""
-        from recon_core.pipeline import file_digest, result_identity
-        from recon_core.solvers.common import config_dict
-
-        op_params = dict(self.op_params)
-        if isinstance(op_params.get("mask"), str) and op_params["mask"] not in ("random", "box"):
-            op_params["mask_sha256"] = file_digest(op_params["mask"])
-        prior = {"name": self.prior_name, "options": prior_options, "image_shape": list(self.image_shape),
-                 **({"meta": self.prior.meta.to_dict()} if self.prior is not None else {})}
-        for f in (Path(self.prior_name), Path(self.prior_name) / "checkpoint.pt", Path(self.prior_name) / "pytorch_model.bin"):
-            if f.is_file():  # a checkpoint file, a train-rtil run directory, an HF BigGAN directory
-                prior["sha256"] = file_digest(f)
-                break
-        return result_identity({
-            "method": {"name": self.method, "preset": self.preset, "config": config_dict(self.cfg)},
-            "operator": {"op": self.op, "params": op_params}, "noise": {"convention": self.noise_convention, "std": self.noise_std},
-            "prior": prior, "fit": self.fit, "seed": self.seed, "observed": self.observed, "backproject": self.backproject,
-        })
-
-    def run(self, out: Path, *, image: Optional[Path] = None, measurements: Optional[Path] = None,
-            truth: Optional[Path] = None, on_event=None) -> dict:
-        """Reconstruct one image (or one measurements file) into the folder ``out`` (written
-        whole: see batch.staged). Returns the metrics.json record."""
-        task = self.prepare(image=image, measurements=measurements, truth=truth)
-        result = self.solve_all([task], on_event)[0]
-        if isinstance(result, Exception):
-            raise result
-        return self.write(out, task, result)
-
-    def prepare(self, *, image: Optional[Path] = None, measurements: Optional[Path] = None,
-                truth: Optional[Path] = None) -> "Task":
-        """Load ``image`` (fitted to the prior) and measure it, or load ``measurements`` (and
-        the optional ``truth``): the problem to solve and what the outputs need."""
-        from recon_core.errors import BadInput
-        from recon_core.images import fit_image, load_image
-        from recon_core.measurements import load_measurements
-        from recon_core.pipeline import file_digest
-        from recon_core.solvers import Problem
-
-        from .measure import make_measurements
-
-        t0 = time.perf_counter()
-        device = self.device
-        c, r = self.image_shape[:2]
-        x = None
-        if image is not None and self.observed:
-            A, y, noise, image_info = self._observe(image)
-        elif image is not None:
-            raw = load_image(image, channels=c)
-            image_info = {"path": str(image), "sha256": file_digest(image), "fit": self.fit, "input_shape": list(raw.shape[1:])}
-            h, w = _check_side(image, raw)
-            x = fit_image(raw, r, self.fit).to(device)
-            image_info["shape"] = list(x.shape[1:])
-            if min(h, w) < r and self.fit in ("crop-resize", "resize"):
-                image_info["fit_note"] = f"{w}x{h} image enlarged {r / min(h, w):.2g}x to the prior's {r}x{r} ({self.fit})"
-                say("warning", f"{image}: {image_info['fit_note']}", image=str(image))
-            A, y, noise = make_measurements(x, self.op, self.op_params, self.seed, self.noise_std, self.noise_convention,
-                                            device, max_memory=self.max_memory)
-        else:
-            y, A, noise, meta = load_measurements(measurements, device=device, max_memory=self.max_memory)
-            image_info = meta.get("image")
-            if self.prior is not None and tuple(A.img_shape) != (c, r, r):
-                raise BadInput(f"measurements are of {tuple(A.img_shape)} images but prior '{self.prior_name}' makes {(c, r, r)}")
-            if truth is not None:  # fitted to the measured images' size (a prior-free method has no other)
-                x = fit_image(load_image(truth, channels=A.img_shape[0]), A.img_shape[1], self.fit).to(device)
-        return Task(image=image, measurements=measurements, x=x, noise=noise, image_info=image_info,
-                    problem=Problem(A, y, noise.std(A)), seconds=time.perf_counter() - t0)
-
-    def _observe(self, image: Path) -> tuple:
-        """``image`` is the measurement y itself (a low-resolution, blurred, noisy or damaged
-        photo): build the operator at the prior's resolution and read y from the image, fitted
-        to the measurement shape when its size differs (stated on stderr and in metrics.json).
-        The noise level given is declared, not added. Returns (A, y, noise, image_info)."""
-        from recon_core.images import fit_image, load_image
-        from recon_core.operators import NoiseSpec, build
-        from recon_core.pipeline import file_digest
-
-        from .common import NOISE_SEED_OFFSET
-
-        c, r = self.image_shape[:2]
-        A = build(self.op, (c, r, r), seed=self.seed, device=self.device, max_bytes=self.max_memory, **self.op_params)
-        obs = load_image(image, channels=c)
-        shape = tuple(A.meas_shape) if self.op == "superres" else tuple(A.img_shape)
-        h, w = _check_side(image, obs)
-        info = {"path": str(image), "sha256": file_digest(image), "observed": True, "input_shape": [c, h, w],
-                "shape": list(shape)}
-        if (h, w) != shape[1:]:
-            scale = shape[1] / h
-            info["fit"] = self.fit
-            info["fit_note"] = (f"observed {w}x{h} image fitted ({self.fit}) to the measurement size {shape[2]}x{shape[1]}"
-                                + (f", enlarged {scale:.2g}x" if scale > 1 else ""))
-            say("note", f"{image}: {info['fit_note']}", image=str(image))
-            obs = fit_image(obs, shape[1:], self.fit)
-        obs = obs.to(self.device)
-        y = A.A(obs) if self.op == "inpaint" else obs  # inpainting's y is the mask's kept pixels
-        noise = NoiseSpec(self.noise_convention, self.noise_std, seed=self.seed + NOISE_SEED_OFFSET)
-        return A, y.reshape((1,) + tuple(A.meas_shape)), noise, info
-
-    def solve_all(self, tasks: List["Task"], on_event=None) -> list:
-        """Solve the tasks' problems, as one batch when there are several (methods in
-        BATCH_METHODS only; each image gets the solver seed a single run would). Returns one
-        Result, or the SolverDiverged of that image, per task."""
-        from recon_core.errors import SolverDiverged
-        from recon_core.events import null_sink
-        from recon_core.solvers import BATCH_METHODS
-        from recon_core.solvers.common import solve_isolated
-
-        seed = self.seed + SOLVER_SEED_OFFSET
-        problems = [t.problem for t in tasks]
-        if len(tasks) > 1:
-            results = solve_isolated(BATCH_METHODS[self.method], problems, self.prior, self.cfg, on_event or null_sink,
-                                     [seed] * len(tasks))
-        else:
-            try:
-                results = [self.solve(problems[0], self.prior, self.cfg, on_event=on_event or null_sink, seed=seed)]
-            except SolverDiverged as e:
-                results = [e]
-        if self.backproject:
-            from recon_core.solvers.postprocess import backproject
-
-            results = [r if isinstance(r, Exception) or r.extra.get("backprojected") else backproject(r, p)
-                       for r, p in zip(results, problems)]
-        return results
-
-    def write(self, out: Path, task: "Task", result) -> dict:
-        """Write the outputs of one solved task into ``out`` (staged: all or nothing) and return
-        its metrics.json record."""
-        from .batch import staged
-
-        return staged(out, lambda stage: self._write(stage, task, result))
-
-    def _write(self, out: Path, task: "Task", result) -> dict:
-        import numpy as np
-        import torch
-
-        from recon_core import __version__
-        from recon_core.images import atomic_write_text, caption_grid, make_grid, save_image
-        from recon_core.io import dumps as strict_dumps, finite_metrics
-        from recon_core.measurements import save_measurements
-        from recon_core.metrics import compute_metrics
-        from recon_core.solvers.common import config_dict
-
-        t0 = time.perf_counter()
-        prior, device = self.prior, self.device
-        r = task.problem.A.img_shape[1]
-        x, noise, image, measurements, image_info = task.x, task.noise, task.image, task.measurements, task.image_info
-        A, y = task.problem.A, task.problem.y
-        x_hat = result.x_hat.clamp(0, 1)
-        save_image(x_hat, out / "x_hat.png")
-        # the estimate at full precision (x_hat.png is 8-bit): float32 (C, H, W) in [0, 1]
-        np.save(out / "x_hat.npy", x_hat[0].detach().cpu().float().numpy())
-        # the simple baseline every method should beat: pinv (A^+ y: zero-fill, bicubic, minimum norm)
-        with torch.no_grad():
-            x_base = x_hat if self.method == "pinv" else A.A_dagger(y).clamp(0, 1)
-        if x is not None:
-            metrics = compute_metrics(x, x_hat, y, A)
-            base = metrics if self.method == "pinv" else compute_metrics(x, x_base, y, A)
-        else:
-            reason = ("no ground truth (the input is an observed image)" if self.observed else
-                      "no ground truth (reconstructing from --measurements without --truth)")
-
-            def no_truth(est):
-                with torch.no_grad():
-                    res = float((A.A(est) - y).norm() / y.norm().clamp_min(1e-12))
-                return {"psnr": None, "ssim": None, "lpips": None, "mse": None, "residual": res,
-                        "psnr_reason": reason, "ssim_reason": reason, "lpips_reason": reason, "mse_reason": reason}
-
-            metrics, base = no_truth(x_hat), no_truth(x_base)
-        baseline = {"method": "pinv", "metrics": finite_metrics(base)}
-        if metrics.get("psnr") is not None and base.get("psnr") is not None:
-            baseline["estimate_beats_it"] = {"psnr": bool(metrics["psnr"] > base["psnr"]),
-                                             **({"lpips": bool(metrics["lpips"] < base["lpips"])}
-                                                if metrics.get("lpips") is not None and base.get("lpips") is not None else {})}
-
-        def scores(m):
-            if m.get("psnr") is None:
-                return f"residual {m['residual']:.3f}"
-            return f"{m['psnr']:.2f} dB" + (f", LPIPS {m['lpips']:.3f}" if m.get("lpips") is not None else "")
-
-        preview = A.preview(y)
-        named = [(x, ["truth", ""]), (preview, ["measurements", f"m/n {A.m / A.n:.3g}"]),
-                 (x_base, ["pinv baseline", scores(base)]), (x_hat, [f"{self.method} estimate", scores(metrics)])]
-        if self.method == "pinv":
-            named.pop(2)
-        named = [(p.cpu(), c) for p, c in named if p is not None]
-        grid = make_grid([p for p, _ in named], nrow=len(named))
-        if r < 256:  # small priors: enlarge (nearest) so the comparison is legible
-            grid = torch.nn.functional.interpolate(grid, scale_factor=256 // r, mode="nearest")
-        save_image(caption_grid(grid, [c for _, c in named], len(named)), out / "compare.png")
-        outputs = {"x_hat": "x_hat.png", "x_hat_npy": "x_hat.npy", "compare": "compare.png"}
-        if image is not None:
-            save_measurements(out / "measurements.npz", y, A, noise, image=image_info)
-            outputs["measurements"] = "measurements.npz"
-        record = {
-            "schema_version": METRICS_SCHEMA,
-            "recon_version": __version__,
-            "torch_version": torch.__version__,
-            "device": device,
-            "seed": self.seed,
-            "args": self.args,
-            "identity": self.identity,
-            "image": image_info,
-            "prior": ({"name": self.prior_name, **prior.meta.to_dict()} if prior is not None else
-                      {"name": self.prior_name, "loaded": False, "image_shape": list(self.image_shape),
-                       "reason": f"--method {self.method} uses no generator; the prior only sets the image size"}),
-            "operator": A.spec(),
-            "noise": noise.to_dict(A),
-            "measurements": {"m": A.m, "n": A.n, "ratio": A.m / A.n, "file": str(measurements) if measurements else "measurements.npz"},
-            "method": {"name": self.method, "preset": self.preset, "config": config_dict(self.cfg)},
-            "solve": {"evaluations": result.extra.get("evaluations"), "stop": result.extra.get("stop")},
-            "restarts": {"losses": result.losses, "best": result.best_restart, "diverged": result.diverged},
-            "metrics": metrics,
-            "baseline": baseline,
-            "extra": result.extra,
-            "wall_time": wall_time(result, task.seconds + time.perf_counter() - t0),
-            "history": result.history,
-            "outputs": {**outputs, "metrics": "metrics.json"},
-        }
-        record["metrics"] = finite_metrics(record["metrics"])
-        atomic_write_text(out / "metrics.json", strict_dumps(record, indent=2) + "\n")
-        return record
+    def __init__(self, **kwargs):
+        self.kwargs = dict(kwargs)  # a --jobs worker builds its own Job from these
+        super().__init__(**kwargs, on_note=say)
 
 
 _WORKER_JOB: Optional[Job] = None
@@ -395,7 +53,8 @@ def _worker_solve(image: str, out: str) -> tuple:
     seconds)."""
     t0 = time.perf_counter()
     try:
-        return _WORKER_JOB.run(Path(out), image=Path(image))["metrics"], None, time.perf_counter() - t0
+        # force: the parent has checked the folder (--force / --resume decided it may be written)
+        return _WORKER_JOB.run(Path(image), Path(out), force=True)["metrics"], None, time.perf_counter() - t0
     except Exception as e:
         return None, _failure(e), time.perf_counter() - t0
 
@@ -630,6 +289,7 @@ def reconstruct(
     from .batch import expand_inputs, output_names, parse_shard
 
     dev = resolve_device(device)
+    check_noise_convention(noise_convention)
     set_threads(threads)
     shard_kn = parse_shard(shard)
     inputs, is_batch = expand_inputs(list(images or []), list_file)
@@ -676,7 +336,7 @@ def reconstruct(
         "adaptive_restart": adaptive_restart,
     }
     job_kwargs = dict(
-        prior_name=prior, method=method, overrides=overrides, op=op,
+        prior=prior, method=method, config=overrides, op=op,
         op_params=operator_params(op, ratio, frac, mask, factor, kernel_size, blur_boundary), noise_std=noise_std,
         noise_convention=noise_convention, fit=fit, seed=seed, device=dev, args=args,
         max_memory=None if budget is None else int(budget * 1e9),
@@ -716,7 +376,7 @@ def reconstruct(
         job = Job(**job_kwargs)
         renderer.status(f"measuring {single or measurements} ...")
         renderer.context = {"images": [str(single or measurements)]}
-        record = job.run(target, image=single, measurements=measurements, truth=truth, on_event=renderer)
+        record = job.run(single, target, measurements=measurements, truth=truth, on_event=renderer, force=True)  # checked above
         renderer.status(None)
     if json_out:
         from recon_core.io import dumps as strict_dumps

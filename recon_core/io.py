@@ -40,3 +40,44 @@ def finite_metrics(metrics: dict) -> dict:
 def dumps(obj: Any, **kw) -> str:
     """json.dumps of ``finite(obj)`` that refuses NaN/Infinity (allow_nan=False)."""
     return json.dumps(finite(obj), allow_nan=False, **kw)
+
+
+def check_free(paths, force: bool) -> None:
+    """Refuse (BadInput) if any of ``paths`` exists and ``force`` is False: outputs are never
+    overwritten by accident."""
+    from pathlib import Path
+
+    from .errors import BadInput
+
+    existing = [str(p) for p in paths if Path(p).exists()]
+    if existing and not force:
+        raise BadInput(f"refusing to overwrite {existing[0]}" + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else "") + "; use --force")
+
+
+def staged(out, write):
+    """Run ``write(stage_dir)`` into a hidden staging folder beside the folder ``out``, then move
+    the files into ``out`` (metrics.json last; the whole folder is renamed at once when ``out`` is
+    new). On any failure or Ctrl-C the staging folder is removed: no partial result is ever
+    left. Returns what ``write`` returns."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    stage = out.parent / f".{out.name}.partial-{os.getpid()}"
+    stage.mkdir()
+    try:
+        record = write(stage)
+        if not out.exists():
+            os.rename(stage, out)
+        else:
+            for name in sorted(os.listdir(stage), key=lambda n: n == "metrics.json"):
+                os.replace(stage / name, out / name)
+            stage.rmdir()
+        return record
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise

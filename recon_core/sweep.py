@@ -1,14 +1,14 @@
 """The cut-sweep engine: Generator Surgery at every cut, ratio and image, resumable.
 
-Results live in one JSON document (``sweep.json``) rewritten atomically after every cell, so an
-interrupted sweep loses at most the cell in progress and a rerun skips the finished ones. The
+Results live in one JSON document (``sweep.json``, a recon_core.pipeline.Grid) rewritten
+atomically after every cell, so an interrupted sweep loses at most the cell in progress and a
+rerun skips the finished ones; every cell is the run ``recon reconstruct`` makes with its seed. The
 recommended cut for a ratio is the one with the highest mean PSNR over the user's *validation*
 images (the paper's procedure); it is a choice for later images, not a selection on test images.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import time
@@ -21,9 +21,9 @@ import torch
 from .errors import BadInput
 from .events import EventSink, null_sink
 from .images import atomic_write_text
-from .metrics import compute_metrics
-from .operators import NoiseSpec, add_noise, build
-from .solvers import Problem, surgery
+from .operators import NoiseSpec
+from .pipeline import NOISE_SEED_OFFSET, Grid, score, simulate, solve_problems
+from .solvers import surgery
 
 SWEEP_SCHEMA = 1
 #: operator family -> the parameter that --ratios sets
@@ -83,46 +83,42 @@ def run_sweep(
 ) -> dict:
     """Run surgery for every (image, ratio, cut) cell not yet in ``path`` and return the document.
 
-    images: (name, x (1, C, R, R) in [0, 1]); the operator for a (image, ratio) pair is seeded
-    with ``seed`` (the same operator for every cut, so cuts are compared on identical
-    measurements). ``settings`` (JSON-able) must match a resumed document unless ``force``."""
+    images: (name, x (1, C, R, R) in [0, 1]). Each cell is the run ``recon reconstruct --method
+    surgery --preset paper --cut c --seed S`` makes (recon_core.pipeline: the operator from
+    ``seed``, the noise ``noise`` drawn from seed + NOISE_SEED_OFFSET, the solver from seed +
+    SOLVER_SEED_OFFSET), so every cut of an (image, ratio) pair sees identical measurements and a
+    cell can be reproduced alone. ``settings`` (JSON-able) must match a resumed document unless
+    ``force``."""
     if op not in RATIO_PARAM:
         raise BadInput(f"cut-sweep --ratios applies to {', '.join(RATIO_PARAM)}; got --op {op}")
-    if path.exists() and not force:
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError):
-            raise BadInput(f"{path} exists but is not a readable sweep; use --force to start over") from None
-        if doc.get("settings") != settings:
-            raise BadInput(f"{path} was made with other settings; use --force to start over or another --out")
-    else:
-        doc = {"schema_version": SWEEP_SCHEMA, "settings": settings, "cells": {}}
+    if noise.seed != seed + NOISE_SEED_OFFSET:
+        raise BadInput(f"the noise of a sweep is drawn from seed + {NOISE_SEED_OFFSET} (the seed policy), got seed {noise.seed}")
+    grid = Grid(path, settings, schema=SWEEP_SCHEMA, force=force)
     total = len(images) * len(ratios) * len(cuts)
     done = 0
     for name, x in images:
         for ratio in ratios:
-            A = None
+            problem = None
             for cut in cuts:
                 key = cell_key(name, ratio, cut)
                 done += 1
-                if key in doc["cells"]:
+                if key in grid:
                     continue
-                if A is None:
-                    A = build(op, tuple(x.shape[1:]), seed=seed, device=x.device, max_bytes=max_bytes, **{RATIO_PARAM[op]: ratio})
-                    y = add_noise(A.A(x), noise, A)
-                    problem = Problem(A, y, noise.std(A))
+                if problem is None:
+                    problem, _ = simulate(x, op, {RATIO_PARAM[op]: ratio}, seed, noise.value, noise.convention, x.device, max_bytes)
                 t0 = time.perf_counter()
-                res = surgery.solve(problem, prior, replace(config, cut=cut), on_event=on_event, seed=seed)
-                m = compute_metrics(x, res.x_hat, y, A)
+                res = solve_problems("surgery", [problem], prior, replace(config, cut=cut), seed, on_event)[0]
+                if isinstance(res, Exception):
+                    raise res
+                m = score(x, res.x_hat, problem)
                 cell = {"image": name, "ratio": ratio, "cut": cut, "psnr": m["psnr"], "ssim": m["ssim"], "lpips": m["lpips"],
                         "residual": m["residual"], "time_s": time.perf_counter() - t0, "losses": res.losses}
-                doc["cells"][key] = cell
-                atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+                grid.put(key, cell)
                 if on_cell is not None:
                     on_cell({**cell, "done": done, "total": total})
-    doc["summary"] = summarise(doc, ratios, cuts)
-    atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
-    return doc
+    grid.doc["summary"] = summarise(grid.doc, ratios, cuts)
+    grid.save()
+    return grid.doc
 
 
 def summarise(doc: dict, ratios: List[float], cuts: List[int]) -> dict:

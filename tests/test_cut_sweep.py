@@ -42,16 +42,16 @@ def test_sweep_outputs_and_resume(tmp_path, val_dir, tiny_ckpt, monkeypatch):
     assert len((out / "sweep.csv").read_text().splitlines()) == 13
 
     # resumability: drop two cells, rerun; only those two are computed, the rest untouched
-    from recon_core.solvers import surgery
+    from recon_core import sweep
 
     calls = {"n": 0}
-    real = surgery.solve
+    real = sweep.solve_problems
 
     def counting(*a, **k):
         calls["n"] += 1
         return real(*a, **k)
 
-    monkeypatch.setattr(surgery, "solve", counting)
+    monkeypatch.setattr(sweep, "solve_problems", counting)
     del doc["cells"]["a|0.1|1"], doc["cells"]["b|0.3|2"]
     kept = dict(doc["cells"])
     (out / "sweep.json").write_text(json.dumps(doc))
@@ -83,3 +83,21 @@ def test_parsers_and_errors(tmp_path, val_dir, tiny_ckpt):
     r = runner.invoke(app, ["cut-sweep", "--images", str(val_dir), "--prior", str(tiny_ckpt), "--out", str(tmp_path / "o"),
                             "--op", "superres", "--quiet"])
     assert r.exit_code == 2 and "--ratios applies to" in r.stderr
+
+
+def test_a_sweep_cell_is_the_reconstruct_run_with_its_seed(tmp_path, val_dir, tiny_ckpt):
+    """One seed policy: the cell (a, m/n 0.3, cut 1) of a sweep with --seed 5 is exactly
+    `recon reconstruct a.png --method surgery --preset paper --cut 1 --seed 5` (same measurements,
+    same solver seed, same config), not merely close."""
+    common = ["--prior", str(tiny_ckpt), "--steps", "3", "--restarts", "2", "--seed", "5", "--noise-std", "0.05",
+              "--noise-convention", "per-entry", "--quiet"]
+    r = runner.invoke(app, ["cut-sweep", str(val_dir / "a.png"), "--out", str(tmp_path / "sw"), "--ratios", "0.3",
+                            "--cuts", "1", *common])
+    assert r.exit_code == 0, r.output
+    cell = json.loads((tmp_path / "sw" / "sweep.json").read_text())["cells"]["a|0.3|1"]
+    r = runner.invoke(app, ["reconstruct", str(val_dir / "a.png"), "--method", "surgery", "--preset", "paper", "--cut", "1",
+                            "--ratio", "0.3", "--out", str(tmp_path / "rc"), *common])
+    assert r.exit_code == 0, r.output
+    rec = json.loads((tmp_path / "rc" / "metrics.json").read_text())
+    assert rec["restarts"]["losses"] == pytest.approx(cell["losses"], rel=1e-6)
+    assert rec["metrics"]["psnr"] == pytest.approx(cell["psnr"], abs=1e-6)
