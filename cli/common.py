@@ -17,6 +17,8 @@ from recon_core.errors import BadInput, ReconError, UnknownName
 from recon_core.io import check_free  # noqa: F401 - re-exported for the subcommands
 from recon_core.pipeline import NOISE_SEED_OFFSET, SOLVER_SEED_OFFSET  # noqa: F401 - the seed policy, re-exported
 
+from .options import PANEL_INPUT, PANEL_OPERATOR, PANEL_OUTPUT, PANEL_RUN  # noqa: E402 - torch-free
+
 DEBUG_ENV = "RECON_DEBUG"
 OPS = ("identity", "denoise", "cs-gaussian", "cs-circulant", "cs-fourier", "inpaint", "superres", "blur")
 NOISE_CONVENTIONS = ("per-entry", "cs-norm")  # recon_core.operators.noise.CONVENTIONS, without importing torch (recon priors)
@@ -163,18 +165,18 @@ def check_operator_options(ctx, op: str) -> None:
 
 
 # ---- options shared by several subcommands (one definition, one help text) ------------------
-OpOpt = Annotated[str, typer.Option("--op", help=f"Forward operator: {'|'.join(OPS)}.")]
-RatioOpt = Annotated[float, typer.Option(help="m/n for cs-* operators.")]
-FracOpt = Annotated[float, typer.Option(help="Fraction of pixels kept (inpaint).")]
-MaskOpt = Annotated[str, typer.Option(help="Inpainting mask: random|box|PATH to a PNG (white = kept).")]
-FactorOpt = Annotated[int, typer.Option(help="Downsampling factor (superres, 2-16).")]
-KernelOpt = Annotated[int, typer.Option(help="Blur kernel size (blur, odd).")]
-BoundaryOpt = Annotated[str, typer.Option(help="Blur boundary: circular|reflect.")]
-NoiseStdOpt = Annotated[float, typer.Option(help="Noise level (see --noise-convention).")]
-NoiseConvOpt = Annotated[str, typer.Option(help="per-entry: std of each entry; cs-norm: sqrt(E||eta||^2) at 64 px, scaled.")]
-FitOpt = Annotated[str, typer.Option(help="Fit images to the prior: crop-resize|crop|resize|pad.")]
-DeviceOpt = Annotated[str, typer.Option(help="auto|cpu|cuda.")]
-ThreadsOpt = Annotated[int, typer.Option(help="CPU threads for torch; 0 = torch's default (all cores). Use 1 when running several jobs side by side.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.")]
-LogJsonOpt = Annotated[bool, typer.Option(help="Progress as JSON lines on stderr.")]
-DebugOpt = Annotated[bool, typer.Option(help="Print tracebacks.")]
+OpOpt = Annotated[str, typer.Option("--op", help=f"Forward operator: {', '.join(OPS)}.", rich_help_panel=PANEL_OPERATOR)]
+RatioOpt = Annotated[float, typer.Option(help="m/n for cs-* operators.", rich_help_panel=PANEL_OPERATOR)]
+FracOpt = Annotated[float, typer.Option(help="Fraction of pixels kept (inpaint).", rich_help_panel=PANEL_OPERATOR)]
+MaskOpt = Annotated[str, typer.Option(help="Inpainting mask: random|box|PATH to a PNG (white = kept).", rich_help_panel=PANEL_OPERATOR)]
+FactorOpt = Annotated[int, typer.Option(help="Downsampling factor (superres, 2-16).", rich_help_panel=PANEL_OPERATOR)]
+KernelOpt = Annotated[int, typer.Option(help="Blur kernel size (blur, odd).", rich_help_panel=PANEL_OPERATOR)]
+BoundaryOpt = Annotated[str, typer.Option(help="Blur boundary: circular|reflect.", rich_help_panel=PANEL_OPERATOR)]
+NoiseStdOpt = Annotated[float, typer.Option(help="Noise level (see --noise-convention).", rich_help_panel=PANEL_OPERATOR)]
+NoiseConvOpt = Annotated[str, typer.Option(help="per-entry: std of each entry; cs-norm: sqrt(E||eta||^2) at 64 px, scaled.", rich_help_panel=PANEL_OPERATOR)]
+FitOpt = Annotated[str, typer.Option(help="Fit images to the prior: crop-resize|crop|resize|pad.", rich_help_panel=PANEL_INPUT)]
+DeviceOpt = Annotated[str, typer.Option(help="auto|cpu|cuda.", rich_help_panel=PANEL_RUN)]
+ThreadsOpt = Annotated[int, typer.Option(help="CPU threads for torch; 0 = torch's default (all cores). Use 1 when running several jobs side by side.", rich_help_panel=PANEL_RUN)]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary on stderr.", rich_help_panel=PANEL_OUTPUT)]
+LogJsonOpt = Annotated[bool, typer.Option(help="Progress as JSON lines on stderr.", rich_help_panel=PANEL_OUTPUT)]
+DebugOpt = Annotated[bool, typer.Option(help="Print tracebacks.", rich_help_panel=PANEL_OUTPUT)]

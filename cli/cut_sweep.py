@@ -13,6 +13,22 @@ from .common import check_noise_convention, NOISE_SEED_OFFSET, handle_errors, pr
 from .render import EventRenderer
 
 
+def print_table(doc: dict, cut_list: List[int], n_images: int) -> None:
+    """The sweep's mean PSNR table on stderr, the recommended cut of each ratio starred."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"mean PSNR (dB) over {n_images} images; * = recommended cut")
+    t.add_column("ratio")
+    for cut in cut_list:
+        t.add_column(f"c={cut}", justify="right")
+    for ratio, row in doc["summary"]["table"].items():
+        best = doc["summary"]["recommended_cut"].get(ratio)
+        t.add_row(ratio, *[f"{row[str(c)]['psnr_mean']:.2f}±{row[str(c)]['psnr_std']:.2f}" + ("*" if c == best else "")
+                           for c in cut_list])
+    Console(stderr=True).print(t)
+
+
 @handle_errors
 def cut_sweep(
     positional: Optional[List[str]] = typer.Argument(None, metavar="IMAGES...", help="Validation images: files, folders or globs (as for `recon reconstruct`)."),
@@ -91,17 +107,6 @@ def cut_sweep(
     write_csv(doc, out / "sweep.csv")
     plot(doc, out / "sweep.png")
     if not quiet:
-        from rich.console import Console
-        from rich.table import Table
-
-        t = Table(title=f"mean PSNR (dB) over {len(loaded)} images; * = recommended cut")
-        t.add_column("ratio")
-        for cut in cut_list:
-            t.add_column(f"c={cut}", justify="right")
-        for ratio, row in doc["summary"]["table"].items():
-            best = doc["summary"]["recommended_cut"].get(ratio)
-            t.add_row(ratio, *[f"{row[str(c)]['psnr_mean']:.2f}±{row[str(c)]['psnr_std']:.2f}" + ("*" if c == best else "")
-                               for c in cut_list])
-        Console(stderr=True).print(t)
+        print_table(doc, cut_list, len(loaded))
     typer.echo(json.dumps({"recommended_cut": doc["summary"]["recommended_cut"], "sweep": str(out / "sweep.json"),
                            "csv": str(out / "sweep.csv"), "plot": str(out / "sweep.png")}))

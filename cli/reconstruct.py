@@ -16,6 +16,7 @@ from .common import (
     LOG_JSON, check_free, check_noise_convention, check_operator_options, handle_errors, operator_params, prior_options,
     resolve_device, say, set_threads,
 )
+from .options import PANEL_INPUT, PANEL_METHOD, PANEL_OUTPUT, PANEL_PRIOR, PANEL_RUN
 from .render import EventRenderer, print_summary
 
 
@@ -73,6 +74,33 @@ def jobs_threads(jobs: int, threads: int) -> int:
     return threads or max(1, (os.cpu_count() or 1) // jobs)
 
 
+def _triage(job: Job, inputs: List[Path], names: List[str], root: Path, *, force: bool, resume: bool, finish) -> list:
+    """The batch's images that need a solve, as (i, out, row); the others (complete under
+    --resume, made with other settings, or refused) are recorded with ``finish`` at once."""
+    from .batch import complete_record
+
+    todo = []
+    for i, (path, name) in enumerate(zip(inputs, names)):
+        out = root / name
+        row = {"input": str(path), "out": str(out), "status": "ok", "reason": None, "metrics": None, "time_s": None}
+        t0 = time.perf_counter()
+        try:
+            rec, why = complete_record(out, job.identity, inputs[i]) if (resume and not force) else (None, None)
+            if rec is not None:
+                row.update(status="skipped", reason="complete (--resume)", metrics=rec.get("metrics"))
+            elif why is not None:
+                row.update(status="failed", reason=why)
+            else:
+                if not force and not resume:
+                    check_free([out / f for f in OUTPUT_FILES], force=False)
+                todo.append((i, out, row))
+                continue
+        except Exception as e:
+            row.update(status="failed", reason=_failure(e))
+        finish(i, row, t0)
+    return todo
+
+
 def run_batch(job: Job, inputs: List[Path], names: List[str], root: Path, *, force: bool, resume: bool,
               shard, renderer, quiet: bool, batch_images: int = 1, jobs: int = 1, threads: int = 0) -> int:
     """Reconstruct every input into root/<name>/, recording each outcome; a failure never stops
@@ -81,7 +109,7 @@ def run_batch(job: Job, inputs: List[Path], names: List[str], root: Path, *, for
     (``threads`` torch threads each, see jobs_threads) solve the images one each at a time (same
     results as one by one, up to float rounding). Writes the summary files (also on Ctrl-C).
     Returns the exit code: 0 all ok or skipped, 1 some failed, 130 interrupted."""
-    from .batch import complete_record, write_summary
+    from .batch import write_summary
 
     rows = {}  # input index -> summary row; listed in input order
     chunk = []  # (i, out, row, task) of the loaded images waiting to be solved together
@@ -118,24 +146,7 @@ def run_batch(job: Job, inputs: List[Path], names: List[str], root: Path, *, for
     todo = []
     try:
         # first the images that need no solve (complete, refused), then the rest K at a time
-        for i, (path, name) in enumerate(zip(inputs, names)):
-            out = root / name
-            row = {"input": str(path), "out": str(out), "status": "ok", "reason": None, "metrics": None, "time_s": None}
-            t0 = time.perf_counter()
-            try:
-                rec, why = complete_record(out, job.identity, inputs[i]) if (resume and not force) else (None, None)
-                if rec is not None:
-                    row.update(status="skipped", reason="complete (--resume)", metrics=rec.get("metrics"))
-                elif why is not None:
-                    row.update(status="failed", reason=why)
-                else:
-                    if not force and not resume:
-                        check_free([out / f for f in OUTPUT_FILES], force=False)
-                    todo.append((i, out, row))
-                    continue
-            except Exception as e:
-                row.update(status="failed", reason=_failure(e))
-            finish(i, row, t0)
+        todo = _triage(job, inputs, names, root, force=force, resume=resume, finish=finish)
         if jobs > 1 and len(todo) > 1:
             _solve_in_workers(job, inputs, todo, jobs, threads, finish)
             todo = []
@@ -199,100 +210,14 @@ def _solve_in_workers(job: Job, inputs: List[Path], todo: list, jobs: int, threa
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-@handle_errors
-def reconstruct(
-    ctx: typer.Context,
-    images: Optional[List[str]] = typer.Argument(None, help="Image files, folders or glob patterns (omit with --measurements)."),
-    list_file: Optional[Path] = typer.Option(None, "--list", help="A file with one image path per line ('#' comments)."),
-    measurements: Optional[Path] = typer.Option(None, help="Reconstruct from a file written by `recon measure`."),
-    truth: Optional[Path] = typer.Option(None, help="Ground-truth image for metrics when using --measurements."),
-    observed: bool = typer.Option(False, "--observed", help="The IMAGE(s) are observations y, not clean images: a low-resolution (--op superres), blurred (blur), noisy (denoise) or damaged (inpaint, with --mask FILE) photo. No ground truth: metrics are null, the residual is reported."),
-    out: Optional[Path] = typer.Option(None, help="Output folder (a batch gets one subfolder per image).", show_default="recon_out/<name>, or recon_out for a batch"),
-    resume: bool = typer.Option(False, help="Batch: skip images whose outputs are complete; redo the others."),
-    shard: Optional[str] = typer.Option(None, help="Batch: process only share K of N (K/N, 1-based, deterministic)."),
-    batch_images: int = typer.Option(0, help="Batch, every method but pinv and lasso-dct: solve K images at a time as one batch (same results up to float rounding; faster on a CPU, see README 'Speed'). 0 = auto: batches of 8 for those methods without --jobs, else 1.", show_default="0 (auto)"),
-    jobs: int = typer.Option(1, help="Batch: solve N images at a time in N worker processes (each with --threads, or the CPU cores shared out, torch threads). On a CPU, --jobs 2 with 1 thread each beats one process with 2 threads for the 64 px priors (see README 'Speed')."),
-    max_memory: float = typer.Option(0.0, help="Memory budget in GB for operators (0 = a quarter of the RAM); larger dense operators are refused."),
-    prior: str = typer.Option("dcgan-faces-64", help="Zoo name (see `recon priors`) or path to a checkpoint."),
-    arch: Optional[str] = typer.Option(None, help="Architecture of a --prior PATH when its format does not say (dcgan|began|vae|stylegan2|pggan|biggan)."),
-    prior_format: Optional[str] = typer.Option(None, help="Checkpoint format of a --prior PATH (recon|netG|rosinality|hf-biggan|pggan|vae-antixk).", show_default="detected"),
-    class_idx: Optional[int] = typer.Option(None, "--class", help="BigGAN class index (ImageNet class for the public models).", show_default="random per restart"),
-    truncation: Optional[float] = typer.Option(None, help="Truncation of BigGAN/StyleGAN2 priors loaded from a path.", show_default="checkpoint's"),
-    prior_config: Optional[str] = typer.Option(None, help="JSON object of adapter config overrides for a --prior PATH, e.g. '{\"native_range\": [0, 1]}' (AntixK VAEs) or '{\"fused_scale\": true}' (genforce PGGAN)."),
-    method: str = typer.Option("surgery", help="Inversion method: csgm|surgery|ilo|mgan|iagan|deep-decoder|hybrid|lasso-dct|pinv."),
-    preset: str = typer.Option("fast", help="Settings preset: fast (surgery and mgan: line-search L-BFGS with restart pruning and stopping rules) or paper (the papers' schedules exactly). Methods without a fast schedule that keeps their quality run their paper one."),
-    cut: Optional[int] = typer.Option(None, help="Surgery cut index c (0 = CSGM).", show_default="paper's, 1 for DCGAN"),
-    backproject: bool = typer.Option(False, help="Post-process any method's estimate with back-projection x + A^+(y - A x) (IAGAN eq. 10)."),
-    layers: Optional[str] = typer.Option(None, help="ILO: cut points of the rounds, starting at 0.", show_default="0,1,2"),
-    radii: Optional[str] = typer.Option(None, help="ILO: l1-ball radius of rounds 1.. (inf = unconstrained).", show_default="500,1000"),
-    lr_rampup: Optional[float] = typer.Option(None, help="ILO: fraction of a round's steps with linear lr warm-up.", show_default="0.05"),
-    lr_rampdown: Optional[float] = typer.Option(None, help="ILO: fraction of a round's steps with cosine lr decay.", show_default="0.75"),
-    loss: Optional[str] = typer.Option(None, help="ILO: mse|mse+lpips.", show_default="mse"),
-    lpips_weight: Optional[float] = typer.Option(None, help="ILO/mGANprior: weight of the LPIPS term.", show_default="ilo 1.0 (with --loss mse+lpips), mgan 0"),
-    geodesic_weight: Optional[float] = typer.Option(None, help="ILO: geodesic loss weight on w+ latents.", show_default="0.01"),
-    sna_std: Optional[float] = typer.Option(None, help="ILO: Stochastic Noise Addition std (denoising).", show_default="0 (off)"),
-    project_range: Optional[bool] = typer.Option(None, "--project-range/--no-project-range", help="ILO: project each round back to the range of the earlier layers.", show_default="off"),
-    range_steps: Optional[int] = typer.Option(None, help="ILO: steps of the range projection.", show_default="100"),
-    range_lr: Optional[float] = typer.Option(None, help="ILO: lr of the range projection.", show_default="0.1"),
-    n_codes: Optional[int] = typer.Option(None, help="mGANprior: number of latent codes.", show_default="10"),
-    layer: Optional[int] = typer.Option(None, help="mGANprior: composing layer (cut point >= 1).", show_default="1"),
-    csgm_lr: Optional[float] = typer.Option(None, help="IAGAN: stage-1 CSGM lr.", show_default="0.1"),
-    csgm_steps: Optional[int] = typer.Option(None, help="IAGAN: stage-1 CSGM steps.", show_default="paper's per architecture, DCGAN 1600"),
-    lr_z: Optional[float] = typer.Option(None, help="IAGAN: stage-2 lr of z.", show_default="1e-4"),
-    lr_theta: Optional[float] = typer.Option(None, help="IAGAN: stage-2 lr of the generator weights.", show_default="1e-4, PGGAN 1e-3"),
-    halve_if_noisy: Optional[bool] = typer.Option(None, "--halve-if-noisy/--no-halve-if-noisy", help="IAGAN: half the stage-2 steps with noise (early stopping).", show_default="on"),
-    width: Optional[int] = typer.Option(None, help="Deep Decoder: channels k.", show_default="largest with parameters < m"),
-    depth: Optional[int] = typer.Option(None, help="Deep Decoder: upsampling layers.", show_default="5"),
-    n_pre: Optional[int] = typer.Option(None, help="Hybrid: separate pre-inversion steps of G and DD.", show_default="500"),
-    dd_width: Optional[int] = typer.Option(None, help="Hybrid: Deep Decoder channels.", show_default="largest keeping the model under-parameterised"),
-    dd_depth: Optional[int] = typer.Option(None, help="Hybrid: Deep Decoder upsampling layers.", show_default="4"),
-    lam: Optional[float] = typer.Option(None, help="Lasso-DCT: l1 weight lambda.", show_default="0.01"),
-    tol: Optional[float] = typer.Option(None, help="Lasso-DCT: relative change to stop FISTA.", show_default="1e-6"),
-    adaptive_restart: Optional[bool] = typer.Option(None, "--adaptive-restart/--no-adaptive-restart", help="Lasso-DCT: FISTA momentum restart.", show_default="on"),
-    lr: Optional[float] = typer.Option(None, help="Learning rate.", show_default="method's, 0.1 for csgm and DCGAN surgery"),
-    steps: Optional[str] = typer.Option(None, help="Optimiser steps (lbfgs-ls: batched evaluations); ILO: per round, e.g. 300,200,100.", show_default="surgery 150 evaluations (fast) or 25 (paper), csgm 500, ilo 300,200,100, mgan 2000, iagan 600 after 1600 CSGM, deep-decoder and hybrid 5000, lasso-dct 1000"),
-    restarts: Optional[int] = typer.Option(None, help="Random restarts, run as one batch.", show_default="3"),
-    optimizer: Optional[str] = typer.Option(None, help="adam|sgd|lbfgs|lbfgs-ls (line search; --steps then counts evaluations) as the method allows; ilo: one for every round or one per round (adam,lbfgs-ls,lbfgs-ls).", show_default="the preset's: surgery/mgan fast lbfgs-ls; otherwise the paper's"),
-    init: Optional[str] = typer.Option(None, help="Initial state: prior|cn|zero|normal|uniform.", show_default="csgm prior, surgery cn"),
-    z_reg: Optional[float] = typer.Option(None, help="CSGM lambda in lambda ||z||^2.", show_default="0"),
-    prune_after: Optional[float] = typer.Option(None, help="Share of the steps (or evaluation budget) after which only the best restart goes on (0 = never prune).", show_default="0; fast preset 0.3"),
-    stop_tol: Optional[float] = typer.Option(None, help="csgm/surgery with lbfgs-ls: stop a restart when its loss falls by less than this (relative) over 5 iterations (0 = off).", show_default="1e-3"),
-    op: OpOpt = "cs-gaussian",
-    ratio: RatioOpt = 0.1,
-    frac: FracOpt = 0.1,
-    mask: MaskOpt = "random",
-    factor: FactorOpt = 4,
-    kernel_size: KernelOpt = 9,
-    blur_boundary: BoundaryOpt = "circular",
-    noise_std: NoiseStdOpt = 0.0,
-    noise_convention: NoiseConvOpt = "per-entry",
-    fit: FitOpt = "crop-resize",
-    seed: int = typer.Option(0, help="Seed of everything random (operator, noise, restarts)."),
-    device: DeviceOpt = "auto",
-    threads: ThreadsOpt = 0,
-    force: bool = typer.Option(False, help="Overwrite existing output files."),
-    quiet: QuietOpt = False,
-    json_out: bool = typer.Option(False, "--json", help="Print metrics.json (a batch: summary.json) to stdout."),
-    log_json: LogJsonOpt = False,
-    debug: DebugOpt = False,
-):
-    """Reconstruct images from measurements with a generative prior (one image or a batch).
-
-    Measures each IMAGE (or loads --measurements) and reconstructs it; writes x_hat.png,
-    compare.png, metrics.json (and measurements.npz when measured here) into --out. Several
-    images, a folder, a glob or --list make a batch: one subfolder per image plus summary.json
-    and summary.csv; exit code 0 if all succeeded, 1 if any failed, 130 if interrupted."""
-    args = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items() if k != "ctx"}
+def _check_run(ctx, *, inputs, is_batch, measurements, truth, observed, op, mask, method, preset, noise_convention,
+               resume, shard_kn, batch_images, jobs) -> int:
+    """Refuse (BadInput / UnknownName) a `reconstruct` call whose options contradict each other,
+    before any heavy work; returns the --batch-images to use (0 = auto resolved)."""
     from recon_core.errors import BadInput, UnknownName
     from recon_core.solvers import BATCH_METHODS, METHODS, PRESET_NAMES
 
-    from .batch import expand_inputs, output_names, parse_shard
-
-    dev = resolve_device(device)
     check_noise_convention(noise_convention)
-    set_threads(threads)
-    shard_kn = parse_shard(shard)
-    inputs, is_batch = expand_inputs(list(images or []), list_file)
     if measurements is not None and inputs:
         raise BadInput("give either IMAGE(s) or --measurements FILE (not both)")
     if measurements is None and not inputs:
@@ -322,21 +247,108 @@ def reconstruct(
         raise BadInput("--jobs and --batch-images do not combine: use one or the other")
     if batch_images > 1 and method in METHODS and method not in BATCH_METHODS:
         raise BadInput(f"--batch-images applies to the methods with a batched solver ({', '.join(BATCH_METHODS)}), not --method {method}")
+    return batch_images
+
+
+def _reconstruct_batch(job_kwargs: dict, inputs: List[Path], root: Path, renderer, *, shard_kn, force: bool, resume: bool,
+                       quiet: bool, batch_images: int, jobs: int, threads: int, json_out: bool) -> int:
+    """`reconstruct` over several inputs into root/<name>/ (this shard's share); returns the
+    batch's exit code (see run_batch)."""
+    from .batch import output_names, summary_paths
+
+    names = output_names(inputs)
+    if shard_kn is not None:
+        k, n = shard_kn
+        keep = [i for i in range(len(inputs)) if i % n == k - 1]
+        inputs, names = [inputs[i] for i in keep], [names[i] for i in keep]
+    if not (force or resume):
+        # a finished batch's summary is an output too: a plain re-run must not rewrite it
+        check_free(summary_paths(root, shard_kn), force=False)
+    renderer.status(f"loading prior {job_kwargs['prior']} ...")
+    job = Job(**job_kwargs)
+    renderer.status(None)
+    renderer.overall(len(inputs))
+    code = run_batch(job, inputs, names, root, force=force, resume=resume, shard=shard_kn, renderer=renderer, quiet=quiet,
+                     batch_images=batch_images, jobs=jobs, threads=threads)
+    if json_out:  # the batch's summary (strict JSON, as written to summary.json)
+        typer.echo(summary_paths(root, shard_kn)[0].read_text().strip())
+    return code
+
+
+@handle_errors
+def reconstruct(
+    ctx: typer.Context,
+    images: Optional[List[str]] = typer.Argument(None, help="Image files, folders or glob patterns (omit with --measurements)."),
+    list_file: Optional[Path] = typer.Option(None, "--list", help="A file with one image path per line ('#' comments).", rich_help_panel=PANEL_INPUT),
+    measurements: Optional[Path] = typer.Option(None, help="Reconstruct from a file written by `recon measure`.", rich_help_panel=PANEL_INPUT),
+    truth: Optional[Path] = typer.Option(None, help="Ground-truth image for metrics when using --measurements.", rich_help_panel=PANEL_INPUT),
+    observed: bool = typer.Option(False, "--observed", help="The IMAGE(s) are observations y, not clean images: a low-resolution (--op superres), blurred (blur), noisy (denoise) or damaged (inpaint, with --mask FILE) photo. No ground truth: metrics are null, the residual is reported.", rich_help_panel=PANEL_INPUT),
+    fit: FitOpt = "crop-resize",
+    op: OpOpt = "cs-gaussian",
+    ratio: RatioOpt = 0.1,
+    frac: FracOpt = 0.1,
+    mask: MaskOpt = "random",
+    factor: FactorOpt = 4,
+    kernel_size: KernelOpt = 9,
+    blur_boundary: BoundaryOpt = "circular",
+    noise_std: NoiseStdOpt = 0.0,
+    noise_convention: NoiseConvOpt = "per-entry",
+    prior: str = typer.Option("dcgan-faces-64", help="Zoo name (see `recon priors`) or path to a checkpoint.", rich_help_panel=PANEL_PRIOR),
+    arch: Optional[str] = typer.Option(None, help="Architecture of a --prior PATH when its format does not say: dcgan, began, vae, stylegan2, pggan, biggan.", rich_help_panel=PANEL_PRIOR),
+    prior_format: Optional[str] = typer.Option(None, help="Checkpoint format of a --prior PATH: recon, netG, rosinality, hf-biggan, pggan, vae-antixk.", show_default="detected", rich_help_panel=PANEL_PRIOR),
+    class_idx: Optional[int] = typer.Option(None, "--class", help="BigGAN class index (ImageNet class for the public models).", show_default="random per restart", rich_help_panel=PANEL_PRIOR),
+    truncation: Optional[float] = typer.Option(None, help="Truncation of BigGAN/StyleGAN2 priors loaded from a path.", show_default="checkpoint's", rich_help_panel=PANEL_PRIOR),
+    prior_config: Optional[str] = typer.Option(None, help="JSON object of adapter config overrides for a --prior PATH, e.g. '{\"native_range\": [0, 1]}' (AntixK VAEs) or '{\"fused_scale\": true}' (genforce PGGAN).", rich_help_panel=PANEL_PRIOR),
+    method: str = typer.Option("surgery", help="Inversion method: csgm, surgery, ilo, mgan, iagan, deep-decoder, hybrid, lasso-dct, pinv.", rich_help_panel=PANEL_METHOD),
+    preset: str = typer.Option("fast", help="fast (surgery and mgan: line-search L-BFGS, restart pruning, stopping rules) or paper (the papers' schedules exactly); a method without a fast schedule that keeps its quality runs its paper one. Defaults below: paper value, (fast) where it differs, * = the paper's per architecture.", rich_help_panel=PANEL_METHOD),
+    backproject: bool = typer.Option(False, help="Post-process the estimate with back-projection x + A^+(y - A x) (IAGAN eq. 10).", rich_help_panel=PANEL_METHOD),
+    seed: int = typer.Option(0, help="Seed of everything random (operator, noise, restarts).", rich_help_panel=PANEL_RUN),
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = 0,
+    max_memory: float = typer.Option(0.0, help="Memory budget in GB for operators (0 = a quarter of the RAM); larger dense operators are refused.", rich_help_panel=PANEL_RUN),
+    batch_images: int = typer.Option(0, help="Batch, every method but pinv and lasso-dct: solve K images at a time as one batch (same results up to float rounding; faster on a CPU, see README 'Speed'). 0 = auto: batches of 8 for those methods without --jobs, else 1.", show_default="0 (auto)", rich_help_panel=PANEL_RUN),
+    jobs: int = typer.Option(1, help="Batch: solve N images at a time in N worker processes (each with --threads, or the CPU cores shared out, torch threads). On a CPU, --jobs 2 with 1 thread each beats one process with 2 threads for the 64 px priors (see README 'Speed').", rich_help_panel=PANEL_RUN),
+    resume: bool = typer.Option(False, help="Batch: skip images whose outputs are complete and made with the same settings; redo the others.", rich_help_panel=PANEL_RUN),
+    shard: Optional[str] = typer.Option(None, help="Batch: process only share K of N (K/N, 1-based, deterministic).", rich_help_panel=PANEL_RUN),
+    out: Optional[Path] = typer.Option(None, help="Output folder (a batch gets one subfolder per image).", show_default="recon_out/<name>, or recon_out for a batch", rich_help_panel=PANEL_OUTPUT),
+    force: bool = typer.Option(False, help="Overwrite existing output files.", rich_help_panel=PANEL_OUTPUT),
+    json_out: bool = typer.Option(False, "--json", help="Print metrics.json (a batch: summary.json) to stdout.", rich_help_panel=PANEL_OUTPUT),
+    quiet: QuietOpt = False,
+    log_json: LogJsonOpt = False,
+    debug: DebugOpt = False,
+    method_options: Optional[dict] = None,
+):
+    """Reconstruct images from measurements with a generative prior.
+
+    Measures each IMAGE (or loads --measurements) and reconstructs it.
+    Writes x_hat.png, x_hat.npy, compare.png, metrics.json (and
+    measurements.npz when measured here) into --out.
+
+    Several images, a folder, a glob or --list make a batch: one
+    subfolder per image plus summary.json and summary.csv. Exit code 0
+    if all succeeded, 1 if any failed, 130 if interrupted.
+    \f
+    Longer than 80 lines only by its option list (one Typer parameter per option); the work is in
+    _check_run, _reconstruct_batch / run_batch and recon_core.pipeline.Pipeline."""
+    method_options = method_options or {}
+    args = {**{k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items() if k not in ("ctx", "method_options")},
+            **method_options}
+    from recon_core.errors import BadInput
+
+    from .batch import expand_inputs, parse_shard
+
+    dev = resolve_device(device)
+    set_threads(threads)
+    shard_kn = parse_shard(shard)
+    inputs, is_batch = expand_inputs(list(images or []), list_file)
+    batch_images = _check_run(ctx, inputs=inputs, is_batch=is_batch, measurements=measurements, truth=truth, observed=observed,
+                              op=op, mask=mask, method=method, preset=preset, noise_convention=noise_convention,
+                              resume=resume, shard_kn=shard_kn, batch_images=batch_images, jobs=jobs)
     budget = None if max_memory == 0 else max_memory
     if budget is not None and not (budget > 0):
         raise BadInput(f"--max-memory must be > 0 GB (or 0 for the default), got {max_memory}")
-    overrides = {
-        "cut": cut, "lr": lr, "steps": steps, "restarts": restarts, "optimizer": optimizer, "init": init, "z_reg": z_reg,
-        "prune_after": prune_after, "stop_tol": stop_tol,
-        "layers": layers, "radii": radii, "lr_rampup": lr_rampup, "lr_rampdown": lr_rampdown, "loss": loss,
-        "lpips_weight": lpips_weight, "geodesic_weight": geodesic_weight, "sna_std": sna_std, "project_range": project_range,
-        "range_steps": range_steps, "range_lr": range_lr, "n_codes": n_codes, "layer": layer, "csgm_lr": csgm_lr,
-        "csgm_steps": csgm_steps, "lr_z": lr_z, "lr_theta": lr_theta, "halve_if_noisy": halve_if_noisy, "width": width,
-        "depth": depth, "n_pre": n_pre, "dd_width": dd_width, "dd_depth": dd_depth, "lam": lam, "tol": tol,
-        "adaptive_restart": adaptive_restart,
-    }
     job_kwargs = dict(
-        prior=prior, method=method, config=overrides, op=op,
+        prior=prior, method=method, config=method_options, op=op,
         op_params=operator_params(op, ratio, frac, mask, factor, kernel_size, blur_boundary), noise_std=noise_std,
         noise_convention=noise_convention, fit=fit, seed=seed, device=dev, args=args,
         max_memory=None if budget is None else int(budget * 1e9),
@@ -345,27 +357,9 @@ def reconstruct(
     )
     with EventRenderer(quiet=quiet, log_json=log_json) as renderer:
         if is_batch:
-            root = out or Path("recon_out")
-            names = output_names(inputs)
-            if shard_kn is not None:
-                k, n = shard_kn
-                keep = [i for i in range(len(inputs)) if i % n == k - 1]
-                inputs, names = [inputs[i] for i in keep], [names[i] for i in keep]
-            if not (force or resume):
-                # a finished batch's summary is an output too: a plain re-run must not rewrite it
-                from .batch import summary_paths
-
-                check_free(summary_paths(root, shard_kn), force=False)
-            renderer.status(f"loading prior {prior} ...")
-            job = Job(**job_kwargs)
-            renderer.status(None)
-            renderer.overall(len(inputs))
-            code = run_batch(job, inputs, names, root, force=force, resume=resume, shard=shard_kn, renderer=renderer, quiet=quiet,
-                             batch_images=batch_images, jobs=jobs, threads=threads)
-            if json_out:  # the batch's summary (strict JSON, as written to summary.json)
-                from .batch import summary_paths
-
-                typer.echo(summary_paths(root, shard_kn)[0].read_text().strip())
+            code = _reconstruct_batch(job_kwargs, inputs, out or Path("recon_out"), renderer, shard_kn=shard_kn, force=force,
+                                      resume=resume, quiet=quiet, batch_images=batch_images, jobs=jobs, threads=threads,
+                                      json_out=json_out)
             if code:
                 raise typer.Exit(code)
             return

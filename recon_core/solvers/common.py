@@ -67,6 +67,26 @@ class Result:
     extra: dict = field(default_factory=dict)
 
 
+#: help of the fields several methods share (each method's own fields carry theirs: ``opt``);
+#: the CLI's options are generated from these (cli/options.py)
+SHARED_HELP = {
+    "lr": "Learning rate (Adam/SGD step; L-BFGS step size; unused by lbfgs-ls).",
+    "steps": "Optimiser steps (lbfgs-ls: a budget of batched evaluations); ilo: one per round, e.g. 300,200,100.",
+    "restarts": "Random restarts, run as one batch (the lowest measurement loss is kept).",
+    "optimizer": "adam|sgd|lbfgs|lbfgs-ls (line search), as the method allows; ilo: one, or one per round "
+                 "(e.g. adam,lbfgs-ls,lbfgs-ls).",
+    "init": "Initial latent or state: prior|cn|zero|normal|uniform (cn: clamp(N(0,1), -1, 1)).",
+    "prune_after": "Share of the steps (or evaluation budget) after which only the best restart goes on (0 = never).",
+    "stop_tol": "lbfgs-ls: stop a restart when its loss falls by less than this (relative) over 5 iterations (0 = off).",
+    "lbfgs_max_iter": "L-BFGS (lbfgs): inner iterations per outer step.",
+}
+
+
+def opt(default, help: str):
+    """A config field with its help (the single source of the CLI option's help)."""
+    return field(default=default, metadata={"help": help})
+
+
 class MethodConfig:
     """Base of every method's config dataclass: ``for_prior`` gives the papers' settings for a
     prior's architecture (and the fast preset on request), as the CLI uses them."""
@@ -250,7 +270,11 @@ def optimise_state(
     gets the restart indices of the state's rows (lbfgs-ls evaluates subsets of the restarts).
     ``info``, when given, receives "evaluations" and per-restart "stops".
     Returns (best_state, best_losses (R,) float64 with NaN for diverged, history, diverged
-    indices)."""
+    indices).
+
+    Longer than 80 lines on purpose: the Adam/SGD/L-BFGS loop and its per-row bookkeeping (best
+    iterate, divergence, pruning with Adam's moments carried over) share one set of tensors that
+    every step updates; split apart, each piece would pass them all around."""
     if optimizer not in CUT_OPTIMIZERS:
         raise UnknownName("optimizer", optimizer, CUT_OPTIMIZERS)
     check_positive("lr", lr)
@@ -586,7 +610,10 @@ def invert_at_cut_batch(
     restarts pruned after ``prune_after`` of them, stopped at the noise level or when the loss
     changes by less than ``stop_tol``). Result.extra records "evaluations" (batched loss
     evaluations of that problem) and "stop" (why the kept restart stopped); wall_time is the
-    batch's and extra["batch"] = B when B > 1."""
+    batch's and extra["batch"] = B when B > 1.
+
+    Longer than 80 lines by its keyword list (the csgm/surgery options it passes on) and the
+    per-problem assembly of the results."""
     clock = timer()
     check_positive("restarts", restarts, integer=True)
     if not (isinstance(z_reg, (int, float)) and math.isfinite(z_reg) and z_reg >= 0):

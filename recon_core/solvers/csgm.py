@@ -14,7 +14,7 @@ from typing import List, Sequence, Union
 from dataclasses import dataclass
 
 from ..events import EventSink, null_sink
-from .common import MethodConfig, FAST_SCHEDULE, Problem, Result, invert_at_cut, invert_at_cut_batch
+from .common import MethodConfig, opt, FAST_SCHEDULE, Problem, Result, invert_at_cut, invert_at_cut_batch
 
 
 @dataclass
@@ -29,7 +29,7 @@ class CSGMConfig(MethodConfig):
     restarts: int = 3
     optimizer: str = "adam"
     init: str = "prior"
-    z_reg: float = 0.0
+    z_reg: float = opt(0.0, 'lambda of the latent penalty lambda ||z||^2 (restarts are still chosen on the measurement loss).')
     lbfgs_max_iter: int = 20
     prune_after: float = 0.0
     stop_tol: float = 1e-3

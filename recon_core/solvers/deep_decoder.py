@@ -24,7 +24,7 @@ import torch
 from ..events import Event, EventSink, null_sink
 from ..priors import deep_decoder as dd
 from ..errors import UnknownName
-from .common import (MethodConfig, Problem, Result, check_positive, fast_options, group_diverged, group_history, kept_rows,
+from .common import (MethodConfig, opt, Problem, Result, check_positive, fast_options, group_diverged, group_history, kept_rows,
                      measurement_loss, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of,
                      seeded_rng, stack_problems, timer)
 
@@ -42,8 +42,8 @@ class DeepDecoderConfig(MethodConfig):
     optimizer adam|lbfgs-ls: with lbfgs-ls (the fast schedule, common.optimise_state) ``steps``
     is a budget of batched evaluations, lr is unused, and prune_after / stop_tol apply."""
 
-    width: Optional[int] = None
-    depth: int = 5
+    width: Optional[int] = opt(None, 'Channels k (None: the largest with fewer parameters than measurements).')
+    depth: int = opt(5, 'Upsampling layers.')
     lr: float = 0.01
     steps: int = 5000
     restarts: int = 3

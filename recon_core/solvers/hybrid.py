@@ -30,7 +30,7 @@ from ..errors import BadInput, UnknownName
 from ..events import Event, EventSink, null_sink
 from ..priors import deep_decoder as dd
 from .common import (
-    MethodConfig, Problem, Result, check_positive, fast_options, frozen, group_diverged, group_history, kept_rows,
+    MethodConfig, opt, Problem, Result, check_positive, fast_options, frozen, group_diverged, group_history, kept_rows,
     measurement_loss, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of, seeded_rng,
     stack_problems, timer,
 )
@@ -51,13 +51,13 @@ class HybridConfig(MethodConfig):
     lbfgs-ls (the fast schedule) n_pre and steps are budgets of batched evaluations, lr is unused,
     and prune_after / stop_tol apply (pruning in the joint stage only)."""
 
-    n_pre: int = 500
+    n_pre: int = opt(500, 'Separate pre-inversion steps of G and of the Deep Decoder.')
     steps: int = 5000
     lr: float = 0.01
     restarts: int = 3
     init: str = "prior"
-    dd_width: Optional[int] = None
-    dd_depth: int = 4
+    dd_width: Optional[int] = opt(None, 'Deep Decoder channels (None: the largest keeping the model under-parameterised).')
+    dd_depth: int = opt(4, 'Deep Decoder upsampling layers.')
     optimizer: str = "adam"
     prune_after: float = 0.0
     stop_tol: float = 1e-3
@@ -84,7 +84,10 @@ def solve_batch(problems: Sequence[Problem], prior, config: HybridConfig = Hybri
     """The hybrid on B problems at once (B x restarts rows in each stage). Problem j gets what
     ``solve(problems[j], seed=seeds[j])`` computes (Adam and the selections act row by row), up
     to floating-point reassociation; seeds as in common.problem_seeds. Returns one Result per
-    problem (wall_time: the batch's; extra["batch"] = B when B > 1)."""
+    problem (wall_time: the batch's; extra["batch"] = B when B > 1).
+
+    Longer than 80 lines: its three stages (separate pre-inversions, joint fit, selection) share
+    the per-row bookkeeping of every restart of every problem."""
     clock = timer()
     if prior is None:
         raise BadInput("the hybrid method needs a generator prior")

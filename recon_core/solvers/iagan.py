@@ -26,7 +26,8 @@ Only the image and z of the best iterate are kept, not the adapted weights: copy
 at each improving step would cost more than the stage-2 updates on large generators, and the
 returned estimate is fully determined by that image.
 
-``backproject`` (IAGAN-BP) applies the paper's eq. 10 to the result, via ``postprocess``.
+IAGAN-BP is IAGAN followed by the paper's eq. 10: ``postprocess.backproject`` on the result
+(``recon reconstruct --backproject``, ``Pipeline(backproject=True)``), as for any method.
 """
 
 from __future__ import annotations
@@ -41,8 +42,7 @@ import torch
 
 from ..errors import BadInput, SolverDiverged, UnknownName
 from ..events import Event, EventSink, null_sink
-from . import postprocess
-from .common import (MethodConfig, Problem, Result, check_positive, fast_options, frozen, group_history, grouped_init,
+from .common import (MethodConfig, opt, Problem, Result, check_positive, fast_options, frozen, group_history, grouped_init,
                      measurement_loss, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of,
                      stack_problems, timer)
 
@@ -76,23 +76,22 @@ PAPER_SETTINGS = {
 class IAGANConfig(MethodConfig):
     """IAGAN settings. Stage 1 (CSGM): csgm_lr, csgm_steps, init; stage 2 (joint z + weights):
     steps, lr_z, lr_theta, halve_if_noisy (stage 2 runs steps // 2 when noise_std > 0);
-    restarts; backproject: apply eq. 10 to the estimate (IAGAN-BP; for low noise).
+    restarts.
     csgm_optimizer adam|lbfgs-ls: with lbfgs-ls (the fast schedule) csgm_steps is a budget of
     batched evaluations, csgm_lr is unused, and prune_after / stop_tol apply to stage 1;
     adapt_restarts: how many stage-1 restarts (lowest measurement loss first) go on to stage 2
     (0 = all, the paper's)."""
 
-    csgm_lr: float = 0.1
-    csgm_steps: int = 1600
+    csgm_lr: float = opt(0.1, 'Stage 1 (CSGM): Adam lr.')
+    csgm_steps: int = opt(1600, 'Stage 1 (CSGM): steps (lbfgs-ls: evaluations).')
     steps: int = 600
-    lr_z: float = 1e-4
-    lr_theta: float = 1e-4
+    lr_z: float = opt(1e-4, 'Stage 2: lr of z.')
+    lr_theta: float = opt(1e-4, 'Stage 2: lr of the generator weights.')
     restarts: int = 3
     init: str = "prior"
-    halve_if_noisy: bool = True
-    backproject: bool = False
-    csgm_optimizer: str = "adam"
-    adapt_restarts: int = 0
+    halve_if_noisy: bool = opt(True, 'Stage 2 runs half its steps when the measurements are noisy (early stopping).')
+    csgm_optimizer: str = opt("adam", 'Stage 1 optimiser: adam|lbfgs-ls.')
+    adapt_restarts: int = opt(0, "Stage-1 restarts (lowest loss first) adapted in stage 2 (0 = all, the paper's).")
     prune_after: float = 0.0
     stop_tol: float = 1e-3
 
@@ -116,9 +115,8 @@ def _check(config: IAGANConfig) -> None:
     a = config.adapt_restarts
     if not (isinstance(a, int) and not isinstance(a, bool) and 0 <= a):
         raise BadInput(f"adapt_restarts must be an integer >= 0 (0 = all), got {a!r}")
-    for name in ("halve_if_noisy", "backproject"):
-        if not isinstance(getattr(config, name), bool):
-            raise BadInput(f"{name} must be true or false, got {getattr(config, name)!r}")
+    if not isinstance(config.halve_if_noisy, bool):
+        raise BadInput(f"halve_if_noisy must be true or false, got {config.halve_if_noisy!r}")
 
 
 def _adapt(prior, problem: Problem, z0, steps: int, config: IAGANConfig, restart: int, on_event: EventSink):
@@ -165,7 +163,7 @@ def _adapt(prior, problem: Problem, z0, steps: int, config: IAGANConfig, restart
 
 def solve(problem: Problem, prior, config: IAGANConfig = IAGANConfig(), on_event: EventSink = null_sink,
           seed: int = 0) -> Result:
-    """IAGAN (or IAGAN-BP with ``config.backproject``) on ``problem`` with generator ``prior``
+    """IAGAN on ``problem`` with generator ``prior``
     (left unmodified). Returns the restart with the lowest stage-2 measurement loss; x_hat (1, C,
     H, W) in [0, 1]; extra: stage1_loss, stage2_loss (of that restart), per-restart stage-1 losses,
     adapt_steps."""
@@ -277,6 +275,4 @@ def _stage2(prior, problem: Problem, config: IAGANConfig, z1, loss1, div1: List[
                "evaluations": evals1 + sum(len(tr) for tr in traces), "stop": stops1[i],
                "backprojected": False, **({"batch": B} if B > 1 else {})},
     )
-    if config.backproject:
-        result = postprocess.backproject(result, problem)
     return result

@@ -62,7 +62,7 @@ import torch
 
 from ..errors import BadInput, UnknownName
 from ..events import Event, EventSink, null_sink
-from .common import (MethodConfig, Problem, Result, State, best_per_group, check_positive, fast_options, frozen, group_history,
+from .common import (MethodConfig, opt, Problem, Result, State, best_per_group, check_positive, fast_options, frozen, group_history,
                      grouped_init, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of, seeded_rng,
                      stack_problems, timer)
 from .losses import geodesic_loss, lpips_loss, measurement_consistent_reference
@@ -104,21 +104,21 @@ class ILOConfig(MethodConfig):
     ramps are unused, every trial point is projected onto the round's l1 balls, and prune_after /
     stop_tol apply within each round."""
 
-    layers: Tuple[int, ...] = (0, 1, 2)
+    layers: Tuple[int, ...] = opt((0, 1, 2), 'Cut points of the rounds, starting at 0, e.g. 0,1,2.')
     steps: Tuple[int, ...] = (300, 200, 100)
-    radii: Tuple[float, ...] = (500.0, 1000.0)
+    radii: Tuple[float, ...] = opt((500.0, 1000.0), 'l1-ball radius of rounds 1.. (inf = unconstrained), e.g. 500,1000.')
     lr: float = 0.1
-    lr_rampup: float = 0.05
-    lr_rampdown: float = 0.75
+    lr_rampup: float = opt(0.05, "Share of a round's steps with a linear lr warm-up.")
+    lr_rampdown: float = opt(0.75, "Share of a round's steps with a cosine lr decay.")
     restarts: int = 3
     init: str = "prior"
-    loss: str = "mse"
-    lpips_weight: float = 1.0
-    geodesic_weight: float = 0.01
-    sna_std: float = 0.0
-    project_range: bool = False
-    range_steps: int = 100
-    range_lr: float = 0.1
+    loss: str = opt("mse", 'Measurement loss: mse|mse+lpips.')
+    lpips_weight: float = opt(1.0, 'Weight of the LPIPS term (with --loss mse+lpips).')
+    geodesic_weight: float = opt(0.01, 'Geodesic loss weight on w+ latents.')
+    sna_std: float = opt(0.0, 'Stochastic Noise Addition std (denoising; 0 = off).')
+    project_range: bool = opt(False, 'Project each round back to the range of the earlier layers.')
+    range_steps: int = opt(100, 'Adam steps of the range projection.')
+    range_lr: float = opt(0.1, 'lr of the range projection.')
     optimizer: Union[str, Tuple[str, ...]] = "adam"
     prune_after: float = 0.0
     stop_tol: float = 1e-3
@@ -242,7 +242,10 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
     the selections act row by row -- up to floating-point reassociation in batched kernels; seeds:
     ``seed`` + j for an int ``seed``, else ``seed[j]`` (common.problem_seeds). With ``sna_std`` > 0
     the noise is drawn for the whole batch (from seeds[0]), so it differs from single solves.
-    Returns one Result per problem (wall_time: the whole batch's; extra["batch"] = B)."""
+    Returns one Result per problem (wall_time: the whole batch's; extra["batch"] = B).
+
+    Longer than 80 lines: Algorithm 1's rounds share the per-row bookkeeping (best loss and round
+    of every restart, divergence, histories, the round states the result is taken from)."""
     clock = timer()
     layers, steps, radii, opts = _check_config(config, prior)
     A, y, B = stack_problems(problems)

@@ -26,7 +26,7 @@ import torch
 
 from ..errors import BadInput
 from ..events import Event, EventSink, null_sink
-from .common import MethodConfig, Problem, Result, check_positive, measurement_loss, seeded_rng, timer
+from .common import MethodConfig, opt, Problem, Result, check_positive, measurement_loss, seeded_rng, timer
 
 #: power iteration underestimates ||A||^2 (it converges from below); a step 1/L with L below the
 #: true Lipschitz constant can make FISTA oscillate, so the estimate is inflated by this factor
@@ -45,10 +45,10 @@ class LassoDCTConfig(MethodConfig):
     adaptive_restart (reset FISTA's momentum when it points uphill, O'Donoghue & Candes 2015's
     gradient scheme: same minimiser, far fewer iterations on ill-conditioned operators)."""
 
-    lam: float = 0.01
+    lam: float = opt(0.01, 'l1 weight lambda.')
     steps: int = 1000
-    tol: float = 1e-6
-    adaptive_restart: bool = True
+    tol: float = opt(1e-6, 'Relative change of z that stops FISTA.')
+    adaptive_restart: bool = opt(True, "Restart FISTA's momentum when it points uphill.")
 
 
 # ---- orthonormal DCT-II / DCT-III along one axis, via the FFT (Makhoul 1980) -----------------------

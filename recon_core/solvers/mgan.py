@@ -41,7 +41,7 @@ import torch
 
 from ..errors import BadInput, UnknownName
 from ..events import Event, EventSink, null_sink
-from .common import (MethodConfig, Problem, Result, State, best_per_group, check_positive, fast_options, frozen, group_history,
+from .common import (MethodConfig, opt, Problem, Result, State, best_per_group, check_positive, fast_options, frozen, group_history,
                      grouped_init, must_split, noise_floors, one_by_one, problem_seeds, rows_of, stack_problems, timer)
 from .ilo import OPTIMIZERS as FIRST_ORDER, optimise_tracked
 
@@ -65,14 +65,14 @@ class MGANConfig(MethodConfig):
     lpips_weight >= 0 (0 = measurement loss only). optimizer lbfgs-ls is the fast schedule
     (``steps`` = budget of batched evaluations, lr unused, prune_after / stop_tol apply)."""
 
-    n_codes: int = 10
-    layer: int = 1
+    n_codes: int = opt(10, 'Number of latent codes composed.')
+    layer: int = opt(1, 'Composing layer (a cut point >= 1).')
     optimizer: str = "adam"
     lr: float = 0.03
     steps: int = 2000
     restarts: int = 3
     init: str = "prior"
-    lpips_weight: float = 0.0
+    lpips_weight: float = opt(0.0, 'Weight of the LPIPS term (0 = measurement loss only).')
     prune_after: float = 0.0
     stop_tol: float = 1e-3
 

@@ -15,7 +15,7 @@ from typing import List, Sequence, Union
 from dataclasses import dataclass
 
 from ..events import EventSink, null_sink
-from .common import MethodConfig, FAST_SCHEDULE, Problem, Result, invert_at_cut, invert_at_cut_batch
+from .common import MethodConfig, opt, FAST_SCHEDULE, Problem, Result, invert_at_cut, invert_at_cut_batch
 
 #: Table 3 of the paper: architecture -> (lr, cut) for compressed sensing
 PAPER_SETTINGS = {"dcgan": (0.1, 1), "began": (1.0, 2), "vae": (1.0, 1), "biggan": (1.5, 7)}
@@ -30,7 +30,7 @@ class SurgeryConfig(MethodConfig):
     restart stops when its loss changes by less than ``stop_tol`` over 5 iterations or reaches
     the noise level."""
 
-    cut: int = 1
+    cut: int = opt(1, 'Cut index c: optimise the state entering block c (0 = CSGM).')
     lr: float = 0.1
     steps: int = 25
     restarts: int = 3

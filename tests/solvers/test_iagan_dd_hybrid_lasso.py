@@ -93,7 +93,9 @@ def test_iagan_stages_and_noise_halving():
 def test_iagan_backproject_fits_measurements():
     g = tiny_prior()
     pb, _ = _cs_problem(ratio=0.1)
-    res = iagan.solve(pb, g, iagan.IAGANConfig(csgm_steps=5, steps=5, restarts=1, backproject=True))
+    from recon_core.solvers import postprocess
+
+    res = postprocess.backproject(iagan.solve(pb, g, iagan.IAGANConfig(csgm_steps=5, steps=5, restarts=1)), pb)  # IAGAN-BP
     assert res.extra["backprojected"] is True
     assert res.extra["loss_after_bp"] < 0.5 * res.extra["loss_before_bp"]
     assert 0 <= float(res.x_hat.min()) and float(res.x_hat.max()) <= 1
@@ -276,8 +278,8 @@ def test_bad_settings():
         iagan.solve(pb, g, iagan.IAGANConfig(lr_theta=0))
     with pytest.raises(BadInput, match="csgm_steps must be a positive integer"):
         iagan.solve(pb, g, iagan.IAGANConfig(csgm_steps=1.5))
-    with pytest.raises(BadInput, match="backproject must be true or false"):
-        iagan.solve(pb, g, iagan.IAGANConfig(backproject="yes"))
+    with pytest.raises(BadInput, match="halve_if_noisy must be true or false"):
+        iagan.solve(pb, g, iagan.IAGANConfig(halve_if_noisy="yes"))
     with pytest.raises(BadInput, match="IAGAN needs a generator prior"):
         iagan.solve(pb, None, iagan.IAGANConfig())
     with pytest.raises(BadInput, match="depth 6 needs H and W divisible by 2\\^6"):
