@@ -51,7 +51,7 @@ def cut_sweep(
     from recon_core.generators.zoo import resolve_prior
     from recon_core.images import fit_image, load_image
     from recon_core.operators import NoiseSpec
-    from recon_core.solvers.surgery import PAPER_SETTINGS, SurgeryConfig
+    from recon_core.solvers.surgery import SurgeryConfig
     from recon_core.sweep import RATIO_PARAM, parse_cuts, parse_ratios, plot, run_sweep, write_csv
 
     from .batch import expand_inputs, output_names
@@ -69,7 +69,7 @@ def cut_sweep(
     cut_list = parse_cuts(cuts, g.cut_points)
     ratio_list = parse_ratios(ratios)
     if lr is None:
-        lr = PAPER_SETTINGS.get(g.meta.architecture, (0.1, 1))[0]
+        lr = SurgeryConfig.for_prior(g.meta).lr  # the paper's for the architecture, else the default
     cfg = SurgeryConfig(lr=lr, steps=steps, restarts=restarts, optimizer=optimizer, init=init)
     c, r = g.meta.channels, g.meta.resolution
     loaded = [(name, fit_image(load_image(p, channels=c), r, fit).to(dev)) for name, p in zip(output_names(paths), paths)]
