@@ -132,6 +132,7 @@ class TrainConfig:
     command: Optional[str] = None
 
     def to_dict(self) -> dict:
+        """The config as a plain dict (run.json, the trainer state)."""
         return asdict(self)
 
 
@@ -180,6 +181,7 @@ class DataOrder:
         self.pos, self.epoch = 0, 0
 
     def next(self, b: int) -> torch.Tensor:
+        """The next b indices, continuing into a fresh permutation at the end of an epoch."""
         out = []
         while b > 0:
             if self.pos >= self.n:
@@ -192,9 +194,11 @@ class DataOrder:
         return torch.cat(out)
 
     def state(self) -> dict:
+        """Permutation, position, epoch and generator state."""
         return {"perm": self.perm.clone(), "pos": self.pos, "epoch": self.epoch, "rng": self.rng.get_state()}
 
     def load(self, s: dict) -> None:
+        """Restore what ``state`` returned."""
         self.perm, self.pos, self.epoch = s["perm"].clone(), int(s["pos"]), int(s["epoch"])
         self.rng.set_state(s["rng"])
 
@@ -216,6 +220,7 @@ def rng_states(latent_rng: torch.Generator) -> dict:
 
 
 def set_rng_states(s: dict, latent_rng: torch.Generator) -> None:
+    """Restore what ``rng_states`` returned."""
     torch.set_rng_state(s["torch"])
     n = s["numpy"]
     np.random.set_state((n["name"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
@@ -306,6 +311,7 @@ class _Unit(nn.Module):
         self._fn = [fn]  # a list: not registered as a submodule
 
     def forward(self, *args):
+        """The loss computation's (loss, stats)."""
         return self._fn[0](*args)
 
 
@@ -519,6 +525,7 @@ class Trainer:
         return make_grid(x.cpu(), nrow=nrow)
 
     def record(self, finished: bool, wall: float) -> dict:
+        """The run.json record."""
         import recon_core
 
         n_params = lambda m: int(sum(p.numel() for p in m.parameters())) if m is not None else 0  # noqa: E731
@@ -550,6 +557,7 @@ class Trainer:
         return rec
 
     def state_dict(self, wall: float) -> dict:
+        """The trainer state (trainer_state.pt) after ``wall`` seconds of training."""
         return {
             "format": STATE_FORMAT, "version": STATE_VERSION,
             "config": self.cfg.to_dict(), "step": self.step, "images_seen": self.images_seen, "wall_time_s": wall,
