@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 
+from recon_core.generators import registry
 from recon_core.generators.checkpoints import build_adapter, save_checkpoint
 
 # property tests draw the same examples on every run (CI must not turn red on a new random draw);
@@ -19,17 +20,6 @@ _hyp_settings.load_profile("recon")
 # tests use tiny tensors: intra-op threads only add spin-wait overhead (and on a shared 2-core
 # machine, oversubscription slows small ops ~5x)
 torch.set_num_threads(1)
-
-#: tiny configs of every architecture, used by the parametrised adapter sweep
-TINY_CONFIGS = {
-    "dcgan": {"resolution": 32, "nz": 8, "ngf": 4, "nc": 3},
-    "began": {"resolution": 32, "z_dim": 8, "n": 4, "channels": 3},
-    "vae": {"resolution": 32, "latent_dim": 8, "hidden_dims": [4, 8, 8], "channels": 3},
-    "pggan": {"resolution": 16, "z_dim": 16, "channels": 3, "fmaps_base": 64, "fmaps_max": 8},
-    "stylegan2": {"resolution": 16, "style_dim": 8, "n_mlp": 2, "channel_multiplier": 1, "channel_max": 8, "channel_base": 64, "noise_init": 0.1},
-    "biggan": {"z_dim": 4, "class_embed_dim": 4, "channel_width": 4, "num_classes": 5, "attention_layer_position": 2, "n_stats": 5,
-               "layers": [[False, 16, 8], [True, 8, 4], [False, 4, 2], [True, 2, 1]], "truncation": 0.5},
-}
 
 
 def load_benchmark(name: str):
@@ -45,9 +35,9 @@ def load_benchmark(name: str):
 
 
 def tiny_prior(arch: str = "dcgan", seed: int = 0):
-    """A tiny random-weight adapter (eval mode)."""
+    """A tiny random-weight adapter (eval mode): the registry entry's tiny config."""
     torch.manual_seed(seed)
-    g = build_adapter(arch, **TINY_CONFIGS[arch])
+    g = build_adapter(arch, **registry.get(arch).tiny)
     # give BatchNorm non-trivial statistics so eval mode is exercised
     for m in g.modules():
         if isinstance(m, torch.nn.BatchNorm2d):

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from recon_cli.app import app
+from recon_core.generators import registry
 from recon_core.images import save_image
 
 runner = CliRunner()
@@ -307,7 +308,7 @@ def test_issue_example_command_as_written(tmp_path, face, monkeypatch):
     assert m["metrics"]["psnr"] > zero_fill_psnr + 5
 
 
-@pytest.mark.parametrize("arch", sorted(__import__("tests.conftest", fromlist=["TINY_CONFIGS"]).TINY_CONFIGS))
+@pytest.mark.parametrize("arch", sorted(registry.names()))
 @pytest.mark.parametrize("method", ["surgery", "csgm"])
 def test_every_architecture_end_to_end(tmp_path, face, arch, method):
     """`recon reconstruct --method surgery|csgm` with a tiny random-weight prior of each architecture."""

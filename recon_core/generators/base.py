@@ -4,6 +4,9 @@ A *state* is a small ordered dict of named tensors (batch first): the inputs of 
 latent is the state entering block 0 (e.g. ``{"z": (N, 100)}``); the state entering block c is
 what Generator Surgery, ILO and mGANprior optimise. Every adapter satisfies, for every cut c,
 ``tail(head(z, c), c) == forward(z)`` (tested for every architecture).
+
+Every entry declares its *role* (``ROLES``) in its block's ``BlockInfo.roles``, so solvers and
+training ask ``entries(c, role)`` for, say, the w+ latent or the noise inputs, never for a name.
 """
 
 from __future__ import annotations
@@ -38,13 +41,30 @@ class GeneratorMeta:
         return asdict(self)
 
 
+#: what a state entry is: the prior's latent (cut 0), feature maps, a skip input carried past
+#: blocks (BEGAN's h0), a w+ latent (n_layers, dim), per-layer noise inputs, a conditioning vector
+#: (BigGAN's class embedding and z), or an image (the output, StyleGAN2's running rgb)
+ROLES = ("latent", "features", "skip", "w+", "noise", "conditioning", "image")
+
+
 @dataclass
 class BlockInfo:
-    """One block: its name and the per-sample shapes of the state it takes and returns."""
+    """One block: its name, the per-sample shapes of the state it takes and returns, and the
+    role (one of ``ROLES``) of each of those entries. ``roles`` may be a table of the adapter
+    covering more names; the block keeps the entries of its own states and refuses a missing or
+    unknown role (ValueError: an adapter bug, not a user error)."""
 
     name: str
     in_shapes: Dict[str, Tuple[int, ...]]
     out_shapes: Dict[str, Tuple[int, ...]]
+    roles: Dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        names = list(dict.fromkeys([*self.in_shapes, *self.out_shapes]))
+        for k in names:
+            if self.roles.get(k) not in ROLES:
+                raise ValueError(f"block {self.name}: state entry '{k}' has role {self.roles.get(k)!r}, not one of {ROLES}")
+        self.roles = {k: self.roles[k] for k in names}
 
 
 class GeneratorAdapter(nn.Module):
@@ -89,6 +109,15 @@ class GeneratorAdapter(nn.Module):
     def state_shapes(self, c: int) -> Dict[str, Tuple[int, ...]]:
         """Per-sample shapes of the state entering block c."""
         return dict(self.blocks[self.check_cut(c)].in_shapes)
+
+    def entries(self, c: int, *roles: str) -> List[str]:
+        """Names of the entries of the state entering block c whose role is one of ``roles``, in
+        state order (UnknownName for a role outside ``ROLES``)."""
+        for r in roles:
+            if r not in ROLES:
+                raise UnknownName("state role", r, ROLES)
+        info = self.blocks[self.check_cut(c)]
+        return [k for k in info.in_shapes if info.roles[k] in roles]
 
     def latent_dim(self, c: int = 0) -> int:
         """Total number of scalars in the state entering block c."""
@@ -163,6 +192,26 @@ class GeneratorAdapter(nn.Module):
         for i in range(start, len(self.blocks)):
             state = self.run_block(i, state)
         return self.to_unit(state["img"])
+
+    # ---- training hooks (recon_core.training); the defaults suit unconditional generators ----
+    @classmethod
+    def data_config(cls, channels: int, num_classes: int) -> dict:
+        """The constructor arguments a training run takes from its data (its image channels and
+        classes); a run's config may not override them."""
+        return {"channels": channels}
+
+    def training_latent(self, n: int, rng: torch.Generator, labels: Optional[torch.Tensor] = None) -> State:
+        """n latents to train on, drawn from ``rng``, differentiable in whatever trained module
+        makes them (``labels``: (n,) classes, for class-conditional generators only)."""
+        return self.sample_latent(n, rng)
+
+    def preview_latents(self, rng: torch.Generator) -> Tuple[State, int]:
+        """(latents, images per row) of the sample grids a training run writes."""
+        return self.sample_latent(64, rng), 8
+
+    def after_training(self) -> None:
+        """Fill, on a trained copy about to be saved, what training does not keep up to date
+        (nothing by default)."""
 
     def forward(self, latent: State) -> torch.Tensor:  # noqa: D401
         """G(z): image in [0, 1], (N, C, R, R)."""

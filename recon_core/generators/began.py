@@ -34,6 +34,8 @@ from .base import BlockInfo, GeneratorAdapter, GeneratorMeta, State
 RESOLUTIONS = (32, 64, 128)
 #: spatial size of the first feature map h0 (fixed by the paper's architecture)
 BASE_RES = 8
+#: roles of the state entries (base.ROLES): h0 reaches every stage through the skip entry
+ROLES = {"z": "latent", "h": "features", "skip": "skip", "img": "image"}
 
 
 class BEGANStage(nn.Module):
@@ -86,12 +88,12 @@ class BEGAN(GeneratorAdapter):
 
     def block_infos(self) -> List[BlockInfo]:
         skip = (self.n, BASE_RES, BASE_RES)
-        infos = [BlockInfo("fc", {"z": (self.z_dim,)}, {"h": skip, "skip": skip})]
+        infos = [BlockInfo("fc", {"z": (self.z_dim,)}, {"h": skip, "skip": skip}, ROLES)]
         for k in range(self.n_stages):
             r = BASE_RES * 2**k
             last = k == self.n_stages - 1
             out = {"img": (self.channels, r, r)} if last else {"h": (self.n, 2 * r, 2 * r), "skip": skip}
-            infos.append(BlockInfo(f"b{r}", {"h": (self.n, r, r), "skip": skip}, out))
+            infos.append(BlockInfo(f"b{r}", {"h": (self.n, r, r), "skip": skip}, out, ROLES))
         return infos
 
     def run_block(self, i: int, state: State) -> State:

@@ -50,6 +50,22 @@ from .base import BlockInfo, GeneratorAdapter, GeneratorMeta, State
 #: the HF biggan-deep-128 ``layers`` (up-sample?, in multiplier, out multiplier of channel_width)
 DEEP_128_LAYERS = [[False, 16, 16], [True, 16, 16], [False, 16, 16], [True, 16, 8], [False, 8, 8],
                    [True, 8, 4], [False, 4, 4], [True, 4, 2], [False, 2, 2], [True, 2, 1]]
+#: roles of the state entries (base.ROLES): the class embedding and cond = [z, embedding] condition
+#: every block
+ROLES = {"z": "latent", "embed": "conditioning", "h": "features", "cond": "conditioning", "img": "image"}
+
+
+def layers_for_resolution(resolution: int) -> List[list]:
+    """BigGAN-deep layer list for ``resolution`` = 4 * 2^u: per level a plain block then an
+    up-sampling one, channel multipliers halving from 2^(u-1) to 1 (what training builds)."""
+    u = int(math.log2(resolution // 4)) if resolution >= 4 else 0
+    if u < 1 or 4 * 2**u != resolution:
+        raise BadInput(f"BigGAN resolution must be 4 * 2^u (8, 16, 32, ...), got {resolution}")
+    out = []
+    for i in range(u):
+        m = 2 ** (u - 1 - i)
+        out += [[False, m, m], [True, m, max(1, m // 2) if i < u - 1 else m]]
+    return out
 
 
 # ---- spectral norm ----------------------------------------------------------------------------
@@ -359,11 +375,30 @@ class BigGAN(GeneratorAdapter):
                 st["cond"] = torch.cat([st["cond"][:, : self.z_dim], e], dim=1)
         return st
 
+    # ---- training hooks -----------------------------------------------------------------------
+    @classmethod
+    def data_config(cls, channels: int, num_classes: int) -> dict:
+        """As the base class, plus the data's number of classes."""
+        return {"channels": channels, "num_classes": num_classes}
+
+    def training_latent(self, n: int, rng: torch.Generator, labels: Optional[torch.Tensor] = None) -> State:
+        """{"z": truncated normal, "embed": the embedding of ``labels`` (n,), with gradient into
+        the embedding table, which trains with the generator}."""
+        z = self.truncated_z(n, rng)
+        return OrderedDict(z=z, embed=self.embeddings(F.one_hot(labels, self.num_classes).to(z.dtype)))
+
+    def preview_latents(self, rng: torch.Generator):
+        """Eight rows cycling through the classes (one column per class when there are 2..10)."""
+        nrow = self.num_classes if 2 <= self.num_classes <= 10 else 8
+        n = nrow * 8
+        z = self.truncated_z(n, rng)
+        return OrderedDict(z=z, embed=self.class_embedding(torch.arange(n) % self.num_classes, n)), nrow
+
     # ---- blocks -------------------------------------------------------------------------------
     def block_infos(self) -> List[BlockInfo]:
         cond = (self.z_dim + self.embed_dim,)
         c, r = self.generator.c0, 4
-        infos = [BlockInfo("gen_z", {"z": (self.z_dim,), "embed": (self.embed_dim,)}, {"h": (c, r, r), "cond": cond})]
+        infos = [BlockInfo("gen_z", {"z": (self.z_dim,), "embed": (self.embed_dim,)}, {"h": (c, r, r), "cond": cond}, ROLES)]
         n = len(self.generator.layers)
         for i, layer in enumerate(self.generator.layers):
             ins = {"h": (c, r, r), "cond": cond}
@@ -373,7 +408,7 @@ class BigGAN(GeneratorAdapter):
             else:
                 name = f"l{i}_attn{r}"
             out = {"img": (self.img_channels, r, r)} if i == n - 1 else {"h": (c, r, r), "cond": cond}
-            infos.append(BlockInfo(name, ins, out))
+            infos.append(BlockInfo(name, ins, out, ROLES))
         return infos
 
     def run_block(self, i: int, state: State) -> State:

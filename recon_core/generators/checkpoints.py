@@ -32,42 +32,29 @@ import torch
 from torch import nn
 
 from ..errors import BadInput, CheckpointError, UnknownName
+from . import registry
 from .base import GeneratorAdapter
 from .dcgan import DCGAN
-from .began import BEGAN
 from .pggan import PGGAN
 from .vae import VAE
-from .stylegan2 import StyleGAN2
-from .biggan import BigGAN
 
 OWN_FORMAT = "recon-generator"
 OWN_VERSION = 1
 
-#: architecture name -> adapter class (constructor takes the config as keyword arguments)
-ARCHITECTURES: Dict[str, Callable[..., GeneratorAdapter]] = {"dcgan": DCGAN}
-
-ARCHITECTURES["began"] = BEGAN
-ARCHITECTURES["vae"] = VAE
-ARCHITECTURES["pggan"] = PGGAN
-ARCHITECTURES["stylegan2"] = StyleGAN2
-ARCHITECTURES["biggan"] = BigGAN
-
-
 def build_adapter(arch: str, **config) -> GeneratorAdapter:
     """A randomly initialised adapter of architecture ``arch`` with the given config."""
-    if arch not in ARCHITECTURES:
-        raise UnknownName("architecture", arch, ARCHITECTURES)
+    adapter = registry.get(arch).adapter
     import inspect
 
     # the prior options users set by hand (--class, --truncation): a one-line error naming the
     # option when the architecture has no such setting, not a Python signature message
-    accepted = inspect.signature(ARCHITECTURES[arch]).parameters
+    accepted = inspect.signature(adapter).parameters
     for key, option in (("class_idx", "--class"), ("truncation", "--truncation")):
         if key in config and key not in accepted:
-            takers = sorted(a for a, cls in ARCHITECTURES.items() if key in inspect.signature(cls).parameters)
+            takers = sorted(a for a in registry.names() if key in inspect.signature(registry.get(a).adapter).parameters)
             raise BadInput(f"{option} does not apply to a {arch} prior (only to: {', '.join(takers) or 'none'})")
     try:
-        return ARCHITECTURES[arch](**config)
+        return adapter(**config)
     except TypeError as e:
         raise CheckpointError(f"invalid {arch} config {config}: {e}") from None
 

@@ -19,6 +19,8 @@ from ..errors import BadInput
 from .base import BlockInfo, GeneratorAdapter, GeneratorMeta, State
 
 RESOLUTIONS = (32, 64, 128)
+#: roles of the state entries (base.ROLES)
+ROLES = {"z": "latent", "h": "features", "img": "image"}
 
 
 class DCGAN(GeneratorAdapter):
@@ -69,9 +71,14 @@ class DCGAN(GeneratorAdapter):
             r = 4 * 2**i
             key = "img" if i == self.n_layers - 1 else "h"
             out = {key: (c_out, r, r)}
-            infos.append(BlockInfo(name=f"b{r}", in_shapes=prev, out_shapes=out))
+            infos.append(BlockInfo(name=f"b{r}", in_shapes=prev, out_shapes=out, roles=ROLES))
             prev = out
         return infos
+
+    @classmethod
+    def data_config(cls, channels: int, num_classes: int) -> dict:
+        """As the base class; DCGAN's channels argument is pytorch/examples' ``nc``."""
+        return {"nc": channels}
 
     def run_block(self, i: int, state: State) -> State:
         start = 3 * i

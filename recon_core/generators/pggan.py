@@ -38,6 +38,8 @@ from .base import BlockInfo, GeneratorAdapter, GeneratorMeta, State
 RESOLUTIONS = (8, 16, 32, 64, 128, 256, 512, 1024)
 INIT_RES = 4
 GAIN = math.sqrt(2.0)
+#: roles of the state entries (base.ROLES)
+ROLES = {"z": "latent", "h": "features", "img": "image"}
 
 
 def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -172,7 +174,7 @@ class PGGAN(GeneratorAdapter):
         for k in range(self.n_blocks):
             r = INIT_RES * 2**k
             out = {"img": (self.channels, r, r)} if k == self.n_blocks - 1 else {"h": (self.nf(r), r, r)}
-            infos.append(BlockInfo(f"b{r}", prev, out))
+            infos.append(BlockInfo(f"b{r}", prev, out, ROLES))
             prev = out
         return infos
 

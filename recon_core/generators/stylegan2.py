@@ -326,6 +326,10 @@ class StyleGAN2(GeneratorAdapter):
     def _noise_res(self, i: int) -> int:
         return 2 ** ((i + 5) // 2)
 
+    def after_training(self) -> None:
+        """Estimate the truncation centre of the trained mapping (training does not track it)."""
+        self.set_latent_avg(self.mean_w(4096, torch.Generator().manual_seed(0)))
+
     # ---- blocks -------------------------------------------------------------------------------
     def _synth_state(self, k: int) -> OrderedDict:
         """Per-sample shapes of the state entering synthesis block k >= 1."""
@@ -339,6 +343,9 @@ class StyleGAN2(GeneratorAdapter):
 
     def block_infos(self) -> List[BlockInfo]:
         n_blocks = self.log_size  # mapping, b4, b8 .. b{size}
+        # rgb is the image accumulated so far (each block adds its to_rgb), not a feature map
+        roles = {"z": "latent", "h": "features", "rgb": "image", "w": "w+", "img": "image",
+                 **{f"noise_{i}": "noise" for i in range(self.num_layers)}}
         infos = []
         for k in range(n_blocks):
             ins = {"z": (self.style_dim,)} if k == 0 else dict(self._synth_state(k))
@@ -347,7 +354,7 @@ class StyleGAN2(GeneratorAdapter):
             else:
                 out = dict(self._synth_state(k + 1))
             name = "mapping" if k == 0 else f"b{4 if k == 1 else 2 ** (k + 1)}"
-            infos.append(BlockInfo(name=name, in_shapes=ins, out_shapes=out))
+            infos.append(BlockInfo(name=name, in_shapes=ins, out_shapes=out, roles=roles))
         return infos
 
     def run_block(self, i: int, state: State) -> State:

@@ -33,6 +33,8 @@ from ..errors import BadInput
 from .base import BlockInfo, GeneratorAdapter, GeneratorMeta, State
 
 RESOLUTIONS = (32, 64, 128)
+#: roles of the state entries (base.ROLES)
+ROLES = {"z": "latent", "h": "features", "img": "image"}
 
 
 def _up_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -118,14 +120,14 @@ class VAE(GeneratorAdapter):
         rev = self.hidden_dims[::-1]
         r = self.r0
         prev = {"z": (self.latent_dim,)}
-        infos = [BlockInfo("decoder_input", prev, {"h": (rev[0], r, r)})]
+        infos = [BlockInfo("decoder_input", prev, {"h": (rev[0], r, r)}, ROLES)]
         prev = infos[0].out_shapes
         for i in range(len(rev) - 1):
             r *= 2
             out = {"h": (rev[i + 1], r, r)}
-            infos.append(BlockInfo(f"decoder.{i}", prev, out))
+            infos.append(BlockInfo(f"decoder.{i}", prev, out, ROLES))
             prev = out
-        infos.append(BlockInfo("final_layer", prev, {"img": (self.channels, 2 * r, 2 * r)}))
+        infos.append(BlockInfo("final_layer", prev, {"img": (self.channels, 2 * r, 2 * r)}, ROLES))
         return infos
 
     def run_block(self, i: int, state: State) -> State:

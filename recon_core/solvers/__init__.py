@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import UnknownName
+from ..generators import registry
 from . import csgm, surgery
 from .common import Problem, Result  # noqa: F401
 from . import deep_decoder, hybrid, iagan, lasso_dct, pinv
@@ -57,19 +58,16 @@ def effective_preset(method: str, preset: str) -> str:
 
 def make_config(method: str, preset: str = "paper", arch: str = "", cut_points=None):
     """The config of ``method`` with ``preset`` applied on top of its paper settings for the
-    architecture ``arch`` (Surgery's lr and cut, IAGAN's lrs and steps; when ``cut_points`` of a
-    smaller model lack the paper's cut, cut 1 or the last one)."""
+    architecture ``arch`` (the registry entry's, e.g. Surgery's lr and cut, IAGAN's lrs and steps;
+    when ``cut_points`` of a smaller model lack the paper's cut, cut 1 or the last one)."""
     import dataclasses
 
     cfg_cls, _ = get_method(method)
-    cfg = cfg_cls()
-    if method == "surgery" and arch in surgery.PAPER_SETTINGS:
-        cfg.lr, cfg.cut = surgery.PAPER_SETTINGS[arch]
-        if cut_points is not None and cfg.cut not in cut_points:
-            # the paper's cut is for its full-size model; a smaller config has fewer blocks
-            cfg.cut = min(1, cut_points[-1])
-    if method == "iagan" and arch in iagan.PAPER_SETTINGS:
-        cfg = dataclasses.replace(cfg, **iagan.PAPER_SETTINGS[arch])
+    paper = registry.paper_settings(arch, method)
+    cfg = dataclasses.replace(cfg_cls(), **paper)
+    if "cut" in paper and cut_points is not None and cfg.cut not in cut_points:
+        # the paper's cut is for its full-size model; a smaller config has fewer blocks
+        cfg = dataclasses.replace(cfg, cut=min(1, cut_points[-1]))
     if effective_preset(method, preset) == "fast":
         cfg = dataclasses.replace(cfg, **_MODULES[method].PRESETS["fast"])
     return cfg

@@ -49,8 +49,8 @@ from .common import (MethodConfig, opt, Problem, Result, check_positive, fast_op
 #: stage 1's optimisers: the paper's Adam, and the fast schedule
 CSGM_OPTIMIZERS = ("adam", "lbfgs-ls")
 
-#: named settings: only ``paper`` (the dataclass defaults with the architecture's
-#: PAPER_SETTINGS), also under the CLI's ``--preset fast``
+#: named settings: only ``paper`` (the dataclass defaults with the architecture's paper settings,
+#: see below), also under the CLI's ``--preset fast``
 PRESETS = {"paper": {}}
 #: the fast schedule measured but not made the default: stage 1 on the line-search schedule (150
 #: evaluations, pruned after 30 %) and only its best restart adapted in stage 2 (the paper's
@@ -61,15 +61,10 @@ PRESETS = {"paper": {}}
 FAST_CANDIDATE = {"csgm_optimizer": "lbfgs-ls", "csgm_steps": 150, "prune_after": 0.3, "adapt_restarts": 1}
 
 
-#: per-architecture settings from the papers, for compressed sensing (the IAGAN paper for BEGAN
-#: and PGGAN; the Generator Surgery paper's Table 5 for DCGAN and VAE); for super-resolution the
-#: IAGAN paper uses fewer stage-2 steps (BEGAN 500, PGGAN 300). Config field -> value.
-PAPER_SETTINGS = {
-    "dcgan": {"csgm_steps": 1600, "steps": 600, "lr_z": 1e-4, "lr_theta": 1e-4},
-    "began": {"csgm_steps": 1600, "steps": 600, "lr_z": 1e-4, "lr_theta": 1e-4},
-    "vae": {"csgm_steps": 1000, "steps": 600, "lr_z": 1e-4, "lr_theta": 1e-4},
-    "pggan": {"csgm_steps": 1800, "steps": 500, "lr_z": 1e-4, "lr_theta": 1e-3},
-}
+# The per-architecture settings from the papers, for compressed sensing (the IAGAN paper for
+# BEGAN and PGGAN; the Generator Surgery paper's Table 5 for DCGAN and VAE), are in the
+# architectures' registry entries (generators/registry.py; ``IAGANConfig.for_prior``); for
+# super-resolution the IAGAN paper uses fewer stage-2 steps (BEGAN 500, PGGAN 300).
 
 
 @dataclass

@@ -20,8 +20,8 @@ and its code use, restarted each round; the first step therefore has lr 0, as in
 
 Loss minimised: mean squared measurement error ||y - A x||^2 / m, plus ``lpips_weight`` * LPIPS
 between x and the measurement-consistent image x + A^+(y - A x) when ``loss = "mse+lpips"``, plus
-``geodesic_weight`` * GEOCROSS on the layer axis of a state entry "w" of per-sample shape
-(n_layers, dim) when the optimised state has one (StyleGAN-like w+). Stochastic Noise Addition
+``geodesic_weight`` * GEOCROSS on the layer axis of every state entry whose role is w+ (per-sample
+shape (n_layers, dim)) when the optimised state has one (StyleGAN2). Stochastic Noise Addition
 (``sna_std`` > 0, for denoising; Sec. 4.2): Gaussian noise of that std (pixel units, [0,1]
 images) is added to the generated image before the loss, freshly drawn every step, with a fixed
 std (the paper describes no annealing).
@@ -95,7 +95,7 @@ class ILOConfig(MethodConfig):
     inf = unconstrained; lr: Adam learning rate of every round; lr_rampup / lr_rampdown:
     fractions of a round's steps for the linear warm-up / cosine decay (0 = off); restarts: run as
     one batch; init: latent init of round 0 (prior|cn|zero|normal|uniform); loss: mse|mse+lpips;
-    lpips_weight >= 0; geodesic_weight >= 0 (only used with a "w" entry (n_layers, dim));
+    lpips_weight >= 0; geodesic_weight >= 0 (only used with a w+ entry (n_layers, dim));
     sna_std >= 0: Stochastic Noise Addition std in [0,1] pixel units (0 = off; for denoising set
     it to the noise level); project_range: project each round's solution back to the range of
     the earlier layers (range_steps Adam steps at lr range_lr). optimizer adam|lbfgs-ls (one for
@@ -219,13 +219,6 @@ def _check_config(config: ILOConfig, prior) -> tuple:
     return layers, [int(s) for s in steps], [float(r) for r in radii], opts
 
 
-def has_w_plus(state: State) -> bool:
-    """True when ``state`` has an entry "w" with two per-sample dims (R, n_layers, dim): the
-    w+ latent the geodesic loss applies to (detected by name and shape, never by architecture)."""
-    w = state.get("w")
-    return w is not None and w.dim() == 3
-
-
 def solve(problem: Problem, prior, config: ILOConfig = ILOConfig(), on_event: EventSink = null_sink, seed: int = 0) -> Result:
     """Run ILO with ``prior`` on ``problem``; returns the restart with the lowest measurement
     loss over all rounds (x_hat (1, C, H, W) in [0, 1], its state at the cut of the round that
@@ -264,6 +257,9 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
     sna_rng = seeded_rng(seeds[0] + SNA_SEED_OFFSET) if config.sna_std > 0 else None
 
     def make_objective(cut: int):
+        # the w+ latents the geodesic loss applies to, found by role (never by name or architecture)
+        w_plus = prior.entries(cut, "w+") if config.geodesic_weight > 0 else []
+
         def objective(state: State, rows: torch.Tensor):
             n = len(rows)
             yr = y_rows if n == N else y_rows[rows]
@@ -281,8 +277,8 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
             if use_lpips:
                 ref = measurement_consistent_reference(A, yr, x_fit.clamp(0, 1))
                 total = total + config.lpips_weight * lpips_loss(x_fit.clamp(0, 1), ref)
-            if config.geodesic_weight > 0 and has_w_plus(state):
-                total = total + config.geodesic_weight * geodesic_loss(state["w"])
+            for name in w_plus:
+                total = total + config.geodesic_weight * geodesic_loss(state[name])
             return total, meas
 
         return objective

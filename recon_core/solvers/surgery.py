@@ -2,8 +2,9 @@
 input of block c (features, skips, conditioning) with the CSGM loss.
 
 Defaults are the paper's DCGAN settings (L-BFGS, lr 0.1, 25 steps of up to 20 inner iterations as
-in the reference code, 3 restarts, censored-normal init CN(0,1), c = 1). ``PAPER_SETTINGS`` holds
-the paper's per-architecture lr and cut. Cut 0 runs exactly the CSGM code path on the latent.
+in the reference code, 3 restarts, censored-normal init CN(0,1), c = 1). The paper's
+per-architecture lr and cut (its Table 3, for compressed sensing) are in the architectures'
+registry entries (generators/registry.py; ``SurgeryConfig.for_prior``). Cut 0 runs exactly the CSGM code path on the latent.
 Presets (``PRESETS``): ``paper`` is the above; ``fast`` (the CLI's default) swaps the schedule
 for the line-search L-BFGS of linesearch.py (see benchmarks/speed.py for what it costs and gains).
 """
@@ -16,10 +17,6 @@ from dataclasses import dataclass
 
 from ..events import EventSink, null_sink
 from .common import MethodConfig, opt, FAST_SCHEDULE, Problem, Result, invert_at_cut, invert_at_cut_batch
-
-#: Table 3 of the paper: architecture -> (lr, cut) for compressed sensing
-PAPER_SETTINGS = {"dcgan": (0.1, 1), "began": (1.0, 2), "vae": (1.0, 1), "biggan": (1.5, 7)}
-
 
 @dataclass
 class SurgeryConfig(MethodConfig):

@@ -269,24 +269,18 @@ class ProjectionDiscriminator(nn.Module):
 
 
 def build_discriminator(arch: str, resolution: int, channels: int, num_classes: int = 1, **config) -> Optional[nn.Module]:
-    """The discriminator of generator family ``arch`` (None for the VAE). ``config``: the D's
-    width options (dcgan: ndf; began: n, h; stylegan2: channel_base, channel_max, mbstd_group;
-    pggan: fmaps_base, fmaps_max, mbstd_group; biggan: ch)."""
+    """The discriminator of generator family ``arch`` (its registry entry's; None when it has
+    none, the VAE). ``config``: the D's width options (dcgan: ndf; began: n, h; stylegan2:
+    channel_base, channel_max, mbstd_group; pggan: fmaps_base, fmaps_max, mbstd_group; biggan: ch)."""
+    from ..generators import registry  # the registry refers to the classes of this module
+
+    entry = registry.get(arch)
+    if entry.discriminator is None:
+        if config:
+            raise BadInput(f"the {arch.upper()} has no discriminator; remove the discriminator config {config}")
+        return None
+    args = (resolution, channels, num_classes) if entry.class_conditional else (resolution, channels)
     try:
-        if arch == "dcgan":
-            return DCGANDiscriminator(resolution, channels, **config)
-        if arch == "began":
-            return BEGANDiscriminator(resolution, channels, **config)
-        if arch == "stylegan2":
-            return ResidualDiscriminator(resolution, channels, **config)
-        if arch == "pggan":
-            return PGGANDiscriminator(resolution, channels, **config)
-        if arch == "biggan":
-            return ProjectionDiscriminator(resolution, channels, num_classes, **config)
+        return entry.discriminator(*args, **config)
     except TypeError as e:
         raise BadInput(f"invalid {arch} discriminator config {config}: {e}") from None
-    if arch == "vae":
-        if config:
-            raise BadInput(f"the VAE has no discriminator; remove the discriminator config {config}")
-        return None
-    raise BadInput(f"no discriminator for architecture '{arch}'")

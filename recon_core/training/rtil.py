@@ -9,9 +9,9 @@ back), so training never goes through the clamp; it runs the last block with ``r
 Images here are in [-1, 1] (the discriminators' range); ``render(...) == tail(...) * 2 - 1``
 wherever tail does not clamp.
 
-- RTIL-ILO: G~(z0, z1) = g1(z1 + g0(z0)), z1 ~ N(0, sigma^2 I) added to every *feature* entry of
-  the state (per-sample shape (C, H, W); not StyleGAN2's rgb skip or noise inputs, not vectors such
-  as BigGAN's conditioning or w+). With layers l_1 < ... < l_K the family is G_0 = G (plain) and
+- RTIL-ILO: G~(z0, z1) = g1(z1 + g0(z0)), z1 ~ N(0, sigma^2 I) added to every feature map of the
+  state (the entries whose role is features or skip, per-sample shape (C, H, W); not StyleGAN2's
+  running rgb image or noise inputs, not vectors such as BigGAN's conditioning or w+). With layers l_1 < ... < l_K the family is G_0 = G (plain) and
   G_k = noise at l_1..l_k (nested, as the reference code's rtil=k generators: noise after conv1 and
   after each of the first k-1 blocks), so ILO's round k optimises a layer that was perturbed, with
   every earlier one, during training. The reference code adds N(0, 1) (sigma = 1, its default
@@ -47,9 +47,9 @@ def render(g: GeneratorAdapter, state: State, start: int) -> torch.Tensor:
 
 
 def feature_names(g: GeneratorAdapter, cut: int) -> List[str]:
-    """Entries of the state entering ``cut`` that are feature maps (per-sample (C, H, W)), i.e.
-    what RTIL-ILO perturbs; excludes StyleGAN2's ``rgb`` skip and ``noise_*`` inputs."""
-    return [k for k, s in g.state_shapes(cut).items() if len(s) == 3 and k not in ("rgb", "img") and not k.startswith("noise_")]
+    """Entries of the state entering ``cut`` that are feature maps (role features or skip), i.e.
+    what RTIL-ILO perturbs; not StyleGAN2's running rgb image nor its noise inputs."""
+    return g.entries(cut, "features", "skip")
 
 
 def check_layers(g: GeneratorAdapter, layers: Sequence[int], start: int = 0, what: str = "layers") -> List[int]:

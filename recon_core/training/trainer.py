@@ -17,7 +17,8 @@
 Files are written atomically (temp file + rename), trainer_state first: a run killed at any moment
 resumes from the last complete trainer state. Only rank 0 writes.
 
-Families (losses: ``losses.py``; discriminators: ``discriminators.py``; Adam (beta1, beta2)):
+Families (values: the registry entries, generators/registry.py; losses: ``objectives.py`` over
+``losses.py``; discriminators: ``discriminators.py``; Adam (beta1, beta2)):
 
 | arch | loss | lr G / D | betas | extra | source |
 |---|---|---|---|---|---|
@@ -63,25 +64,25 @@ import random
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..errors import BadInput, ReconError
+from ..errors import BadInput, ReconError, UnknownName
 from ..events import Event, EventSink, null_sink
+from ..generators import registry
 from ..generators.checkpoints import build_adapter, checkpoint_bytes
 from ..images import atomic_write_bytes, atomic_write_text, make_grid, save_image
-from . import losses as L
 from .data import check_spec, load_source
-from .discriminators import build_discriminator, dcgan_init
+from .discriminators import build_discriminator
+from .objectives import build_objective
 from .rtil import check_layers, dirichlet_flat, ilo_image, mgan_image, render
 
 MODES = ("vanilla", "rtil-ilo", "rtil-mgan")
-ARCHS = ("dcgan", "began", "vae", "stylegan2", "pggan", "biggan")
 STATE_FORMAT = "recon-trainer-state"
 STATE_VERSION = 1
 RUN_SCHEMA = 1
@@ -89,46 +90,21 @@ STATE_FILE, CKPT_FILE, RUN_FILE = "trainer_state.pt", "checkpoint.pt", "run.json
 #: seeds of the independent streams derived from --seed
 LATENT_SEED_OFFSET, DATA_SEED_OFFSET, SAMPLE_SEED_OFFSET = 1, 2, 3
 
-#: generator widths for a small 32 px model per family (resolution/channels filled in), chosen so
-#: that a CPU run of ~20 minutes sees tens of thousands of images (widths: 64 channels up to
-#: 16 px, 32 at 32 px for StyleGAN2/PGGAN); raise them with --config-json for longer budgets
-GEN_DEFAULTS: Dict[str, dict] = {
-    "dcgan": {"nz": 100, "ngf": 32},
-    "began": {"z_dim": 64, "n": 16},
-    "vae": {"latent_dim": 64, "hidden_dims": [32, 64, 128]},
-    "stylegan2": {"style_dim": 128, "n_mlp": 2, "channel_multiplier": 1, "channel_max": 64, "channel_base": 1024},
-    "pggan": {"z_dim": 128, "fmaps_base": 1024, "fmaps_max": 64},
-    "biggan": {"z_dim": 64, "class_embed_dim": 32, "channel_width": 32},
-}
-DISC_DEFAULTS: Dict[str, dict] = {
-    "dcgan": {"ndf": 32},
-    "began": {"n": 16, "h": 64},
-    "vae": {},
-    "stylegan2": {"channel_base": 1024, "channel_max": 64},
-    "pggan": {"fmaps_base": 1024, "fmaps_max": 64},
-    "biggan": {"ch": 8},
-}
-#: training hyperparameters per family (see the module docstring for their sources)
-HYPER_DEFAULTS: Dict[str, dict] = {
-    "dcgan": {"loss": "ns", "lr": 2e-4, "lr_d": 2e-4, "betas": [0.5, 0.999], "d_steps": 1, "r1_gamma": 0.0, "r1_every": 16, "ema_kimg": 0.0},
-    "began": {"loss": "began", "lr": 1e-4, "lr_d": 1e-4, "betas": [0.5, 0.999], "d_steps": 1, "began_gamma": 0.5, "lambda_k": 1e-3, "k0": 0.0, "ema_kimg": 0.0},
-    "vae": {"loss": "elbo", "lr": 1e-3, "betas": [0.9, 0.999], "vae_sigma": 0.1, "kl_weight": 1.0, "ema_kimg": 0.0},
-    "stylegan2": {"loss": "ns", "lr": 2.5e-3, "lr_d": 2.5e-3, "betas": [0.0, 0.99], "d_steps": 1, "r1_gamma": "auto", "r1_every": 16, "ema_kimg": "auto"},
-    "pggan": {"loss": "ns", "lr": 1e-3, "lr_d": 1e-3, "betas": [0.0, 0.99], "d_steps": 1, "r1_gamma": "auto", "r1_every": 16, "ema_kimg": 10.0},
-    "biggan": {"loss": "hinge", "lr": 2e-4, "lr_d": 2e-4, "betas": [0.0, 0.999], "d_steps": 2, "ema_kimg": 10.0},
-}
+#: the per-architecture defaults (generator and discriminator widths for a small 32 px model,
+#: chosen so that a CPU run of ~20 minutes sees tens of thousands of images: 64 channels up to
+#: 16 px, 32 at 32 px for StyleGAN2/PGGAN; the training hyperparameters of the table above) are
+#: in the architecture's registry entry; raise the widths with --config-json for longer budgets.
+#: Hyperparameters of every architecture:
 COMMON_HYPER = {"adam_eps": 1e-8, "ema_rampup": 0.05, "ilo_nested": True}
-#: default RTIL layers: after the first and second block; StyleGAN2's cut 1 is its w+ / constant
-#: input, so its first feature cut is 2 (after the 4x4 block, the reference's "after conv1")
-DEFAULT_LAYERS = {"stylegan2": [2, 3]}
 DEFAULT_MGAN_LAYER = 2
 
 
 @dataclass
 class TrainConfig:
     """Everything that defines a run. ``generator``/``discriminator``: width overrides merged
-    into GEN_DEFAULTS/DISC_DEFAULTS; ``hyper``: overrides of HYPER_DEFAULTS (lr/lr_d also via
-    their own fields); layers/sigma (rtil-ilo), codes/mgan_layer (rtil-mgan): None = defaults."""
+    into the registry entry's train_generator/train_discriminator; ``hyper``: overrides of its
+    train_hyper (lr/lr_d also via their own fields); layers/sigma (rtil-ilo), codes/mgan_layer
+    (rtil-mgan): None = defaults."""
 
     arch: str
     data: str
@@ -156,6 +132,7 @@ class TrainConfig:
     command: Optional[str] = None
 
     def to_dict(self) -> dict:
+        """The config as a plain dict (run.json, the trainer state)."""
         return asdict(self)
 
 
@@ -204,6 +181,7 @@ class DataOrder:
         self.pos, self.epoch = 0, 0
 
     def next(self, b: int) -> torch.Tensor:
+        """The next b indices, continuing into a fresh permutation at the end of an epoch."""
         out = []
         while b > 0:
             if self.pos >= self.n:
@@ -216,9 +194,11 @@ class DataOrder:
         return torch.cat(out)
 
     def state(self) -> dict:
+        """Permutation, position, epoch and generator state."""
         return {"perm": self.perm.clone(), "pos": self.pos, "epoch": self.epoch, "rng": self.rng.get_state()}
 
     def load(self, s: dict) -> None:
+        """Restore what ``state`` returned."""
         self.perm, self.pos, self.epoch = s["perm"].clone(), int(s["pos"]), int(s["epoch"])
         self.rng.set_state(s["rng"])
 
@@ -240,6 +220,7 @@ def rng_states(latent_rng: torch.Generator) -> dict:
 
 
 def set_rng_states(s: dict, latent_rng: torch.Generator) -> None:
+    """Restore what ``rng_states`` returned."""
     torch.set_rng_state(s["torch"])
     n = s["numpy"]
     np.random.set_state((n["name"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
@@ -250,35 +231,20 @@ def set_rng_states(s: dict, latent_rng: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(s["cuda"])
 
 
-def biggan_layers(resolution: int) -> List[list]:
-    """BigGAN-deep layer list for ``resolution`` = 4 * 2^u: per level a plain block then an
-    up-sampling one, channel multipliers halving from 2^(u-1) to 1."""
-    u = int(math.log2(resolution // 4))
-    if u < 1 or 4 * 2**u != resolution:
-        raise BadInput(f"BigGAN resolution must be 4 * 2^u (8, 16, 32, ...), got {resolution}")
-    out = []
-    for i in range(u):
-        m = 2 ** (u - 1 - i)
-        out += [[False, m, m], [True, m, max(1, m // 2) if i < u - 1 else m]]
-    return out
-
-
 def resolve_config(cfg: TrainConfig, data_channels: int, num_classes: int) -> Tuple[dict, dict, dict]:
-    """(generator config, discriminator config, hyperparameters) of a run, defaults filled in."""
+    """(generator config, discriminator config, hyperparameters) of a run, the architecture's
+    registry defaults filled in."""
     arch = cfg.arch
-    gen = {**GEN_DEFAULTS[arch], "resolution": cfg.resolution}
-    key = "nc" if arch == "dcgan" else "channels"
-    gen[key] = data_channels
-    if arch == "biggan":
-        gen.pop("resolution")
-        gen.update(layers=biggan_layers(cfg.resolution), num_classes=num_classes, truncation=1.0,
-                   attention_layer_position=10_000)  # no attention layer at these sizes
+    entry = registry.get(arch)
+    from_data = entry.adapter.data_config(data_channels, num_classes)
+    gen = {**entry.train_generator, **entry.train_args(cfg.resolution), **from_data}
     for k, v in cfg.generator.items():
-        if k in (key, "num_classes") and v != gen.get(k):
+        # the data's classes are never the config's, even for an unconditional generator
+        if (k in from_data or k == "num_classes") and v != gen.get(k):
             raise BadInput(f"generator '{k}' is set by the data ({gen.get(k)}), not by --config-json ({v})")
         gen[k] = v
-    disc = {**DISC_DEFAULTS[arch], **cfg.discriminator}
-    hyper = {**COMMON_HYPER, **HYPER_DEFAULTS[arch]}
+    disc = {**entry.train_discriminator, **cfg.discriminator}
+    hyper = {**COMMON_HYPER, "loss": entry.objective, **entry.train_hyper}
     for k, v in cfg.hyper.items():
         if k not in hyper or k == "loss":
             raise BadInput(f"unknown training option '{k}' for {arch}; choose from: {', '.join(sorted(h for h in hyper if h != 'loss'))}")
@@ -286,8 +252,8 @@ def resolve_config(cfg: TrainConfig, data_channels: int, num_classes: int) -> Tu
     if cfg.lr is not None:
         hyper["lr"] = cfg.lr
     if cfg.lr_d is not None:
-        if arch == "vae":
-            raise BadInput("--lr-d does not apply to the VAE (it has no discriminator)")
+        if entry.discriminator is None:
+            raise BadInput(f"--lr-d does not apply to the {arch.upper()} (it has no discriminator)")
         hyper["lr_d"] = cfg.lr_d
     if hyper.get("r1_gamma") == "auto":
         hyper["r1_gamma"] = 2e-4 * cfg.resolution**2 / cfg.batch  # StyleGAN2-ADA's heuristic
@@ -308,13 +274,8 @@ def _check_int(name: str, v, lo: int) -> None:
 
 def validate(cfg: TrainConfig) -> None:
     """Static checks of a config (no data read): BadInput with a one-line message."""
-    if cfg.arch not in ARCHS:
-        from ..errors import UnknownName
-
-        raise UnknownName("architecture", cfg.arch, ARCHS)
+    registry.get(cfg.arch)  # UnknownName for an unregistered architecture
     if cfg.mode not in MODES:
-        from ..errors import UnknownName
-
         raise UnknownName("mode", cfg.mode, MODES)
     check_spec(cfg.data)
     _check_int("steps", cfg.steps, 1)
@@ -350,6 +311,7 @@ class _Unit(nn.Module):
         self._fn = [fn]  # a list: not registered as a submodule
 
     def forward(self, *args):
+        """The loss computation's (loss, stats)."""
         return self._fn[0](*args)
 
 
@@ -359,6 +321,32 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, on_event: EventSink = null_sink):
         validate(cfg)
         self.cfg, self.on_event = cfg, on_event
+        self.entry = registry.get(cfg.arch)
+        self._init_distributed()
+        self.out = Path(cfg.out)
+        self.data = load_source(cfg.data, cfg.resolution, cfg.channels, "train")
+        self.gen_cfg, self.disc_cfg, self.hp = resolve_config(cfg, self.data.channels, self.data.num_classes)
+        self.objective = build_objective(self.hp["loss"], self.hp)
+        self._build_models()
+        self._init_rtil()
+
+        betas = tuple(float(b) for b in self.hp["betas"])
+        eps = float(self.hp["adam_eps"])
+        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=float(self.hp["lr"]), betas=betas, eps=eps)
+        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=float(self.hp["lr_d"]), betas=betas, eps=eps) if self.d is not None else None
+
+        self.latent_rng = torch.Generator().manual_seed(cfg.seed + LATENT_SEED_OFFSET)
+        self.order = DataOrder(len(self.data), cfg.seed + DATA_SEED_OFFSET)
+        self.step = 0
+        self.images_seen = 0
+        self.wall_before = 0.0
+        self.resumed_at: List[int] = []
+        self.last_stats: Dict[str, float] = {}
+        self._init_units()
+
+    def _init_distributed(self) -> None:
+        """Join (or start) the process group under torchrun; the rank's device and batch shard."""
+        cfg = self.cfg
         self.rank, self.world, self.local_rank = dist_env()
         self.owns_group = False
         if self.world > 1:
@@ -374,23 +362,20 @@ class Trainer:
         self.device = torch.device(f"cuda:{self.local_rank}" if cfg.device == "cuda" and self.world > 1 else cfg.device)
         self.b_local = cfg.batch // self.world
         self.shard = slice(self.rank * self.b_local, (self.rank + 1) * self.b_local)
-        self.out = Path(cfg.out)
 
-        self.data = load_source(cfg.data, cfg.resolution, cfg.channels, "train")
-        channels = self.data.channels
-        self.gen_cfg, self.disc_cfg, self.hp = resolve_config(cfg, channels, self.data.num_classes)
-        self.family = self.hp["loss"]
-
-        # models: built from the global RNG seeded by --seed (so a run is reproducible)
+    def _build_models(self) -> None:
+        """G, D (None without one) and the EMA copy of G, from the global RNG seeded by --seed
+        (so a run is reproducible)."""
+        cfg = self.cfg
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
         random.seed(cfg.seed)
         self.g = build_adapter(cfg.arch, **self.gen_cfg).to(self.device)
         if self.g.meta.resolution != cfg.resolution:
             raise BadInput(f"the generator config makes {self.g.meta.resolution} px images, not --resolution {cfg.resolution}")
-        if cfg.arch == "dcgan":
-            dcgan_init(self.g)
-        self.d = build_discriminator(cfg.arch, cfg.resolution, channels, self.data.num_classes, **self.disc_cfg)
+        if self.entry.train_init is not None:
+            self.entry.train_init(self.g)
+        self.d = build_discriminator(cfg.arch, cfg.resolution, self.data.channels, self.data.num_classes, **self.disc_cfg)
         if self.d is not None:
             self.d = self.d.to(self.device)
         self.g.train()
@@ -402,40 +387,33 @@ class Trainer:
             for p in self.ema.parameters():
                 p.requires_grad_(False)
 
-        self.start = 1 if cfg.arch == "stylegan2" else 0
+    def _init_rtil(self) -> None:
+        """The RTIL family's cuts: ILO's layers (default: after the first and second block past the
+        sampling cut), mGAN's composing layer and numbers of codes."""
+        cfg = self.cfg
+        self.start = self.entry.train_start
         self.layers: List[int] = []
         self.codes: List[int] = []
         self.sigma = float(cfg.sigma) if cfg.sigma is not None else 1.0
         if cfg.mode == "rtil-ilo":
-            self.layers = check_layers(self.g, cfg.layers if cfg.layers is not None else DEFAULT_LAYERS.get(cfg.arch, [1, 2]), self.start)
+            self.layers = check_layers(self.g, cfg.layers if cfg.layers is not None else [self.start + 1, self.start + 2], self.start)
         if cfg.mode == "rtil-mgan":
             default = min(DEFAULT_MGAN_LAYER, len(self.g.blocks) - 1)
             self.mgan_layer = check_layers(self.g, [cfg.mgan_layer if cfg.mgan_layer is not None else default], self.start, "mgan_layer")[0]
             self.codes = list(cfg.codes) if cfg.codes is not None else [10]
 
-        betas = tuple(float(b) for b in self.hp["betas"])
-        eps = float(self.hp["adam_eps"])
-        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=float(self.hp["lr"]), betas=betas, eps=eps)
-        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=float(self.hp["lr_d"]), betas=betas, eps=eps) if self.d is not None else None
-
-        self.latent_rng = torch.Generator().manual_seed(cfg.seed + LATENT_SEED_OFFSET)
-        self.order = DataOrder(len(self.data), cfg.seed + DATA_SEED_OFFSET)
-        self.step = 0
-        self.images_seen = 0
-        self.k = float(self.hp.get("k0", 0.0))
-        self.wall_before = 0.0
-        self.resumed_at: List[int] = []
-        self.last_stats: Dict[str, float] = {}
-
+    def _init_units(self) -> None:
+        """One DDP unit and optimiser per phase of the objective ("G", and "D" with a discriminator)."""
+        units = {"G": _Unit(self.g, partial(self.objective.loss, "G", self))}
+        if self.d is not None:
+            units["D"] = _Unit(self.d, partial(self.objective.loss, "D", self))
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.g_unit = DDP(_Unit(self.g, self._g_loss), device_ids=ids)
-            self.d_unit = DDP(_Unit(self.d, self._d_loss), device_ids=ids) if self.d is not None else None
-        else:
-            self.g_unit = _Unit(self.g, self._g_loss)
-            self.d_unit = _Unit(self.d, self._d_loss) if self.d is not None else None
+            units = {k: DDP(u, device_ids=ids) for k, u in units.items()}
+        self.units = units
+        self.opts = {"G": self.opt_g, "D": self.opt_d}
 
     # ---- randomness (global batch drawn on every rank, then sharded) ---------------------------
     def randn(self, shape: tuple) -> torch.Tensor:
@@ -443,114 +421,50 @@ class Trainer:
         return torch.randn((self.cfg.batch,) + tuple(shape), generator=self.latent_rng)[self.shard].to(self.device)
 
     def rand(self, shape: tuple) -> torch.Tensor:
+        """Uniform [0, 1) (B_local, *shape): the rank's shard of a (B, *shape) draw."""
         return torch.rand((self.cfg.batch,) + tuple(shape), generator=self.latent_rng)[self.shard].to(self.device)
 
     def labels(self) -> Optional[torch.Tensor]:
-        """Class labels of a fake batch (BigGAN only): uniform over the data's classes, (B_local,)."""
-        if self.cfg.arch != "biggan":
+        """Class labels of a fake batch (class-conditional architectures only, else None): uniform
+        over the data's classes, the global batch (B,)."""
+        if not self.entry.class_conditional:
             return None
-        return torch.randint(0, self.g.num_classes, (self.cfg.batch,), generator=self.latent_rng)[self.shard].to(self.device)
+        return torch.randint(0, self.data.num_classes, (self.cfg.batch,), generator=self.latent_rng).to(self.device)
+
+    def local(self, y: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """The rank's shard of global labels (None stays None)."""
+        return None if y is None else y[self.shard]
 
     def sample(self, y: Optional[torch.Tensor] = None) -> OrderedDict:
-        """A latent state at cut ``self.start`` for B_local samples (with gradient through what
-        the state depends on: BigGAN's class embedding, StyleGAN2's mapping network)."""
-        if self.cfg.arch == "biggan":
-            z = self.g.truncated_z(self.cfg.batch, self.latent_rng)[self.shard]
-            onehot = F.one_hot(y, self.g.num_classes).to(z.dtype)
-            return OrderedDict(z=z.to(self.device), embed=self.g.embeddings(onehot))
-        lat = self.g.sample_latent(self.cfg.batch, self.latent_rng)
-        lat = OrderedDict((k, v[self.shard].to(self.device)) for k, v in lat.items())
-        if self.cfg.arch == "stylegan2":
-            st = self.g.advance(lat, 0, 1)
-            for name in list(st):
-                if name.startswith("noise_"):
-                    st[name] = self.randn(tuple(st[name].shape[1:]))  # fresh noise per sample while training
-            return st
-        return lat
+        """A latent state at cut ``self.start`` for B_local samples (global labels ``y``), with
+        gradient through what makes it (BigGAN's class embedding, StyleGAN2's mapping network);
+        the noise inputs there are drawn fresh per sample while training."""
+        lat = self.g.training_latent(self.cfg.batch, self.latent_rng, y)
+        st = self.g.advance(OrderedDict((k, v[self.shard].to(self.device)) for k, v in lat.items()), 0, self.start)
+        for name in self.g.entries(self.start, "noise"):
+            st[name] = self.randn(tuple(st[name].shape[1:]))
+        return st
 
     def fakes(self) -> List[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
         """The family's generated batches, [-1, 1]: [(images (B_local, C, R, R), labels)], one per
         generator (plain first)."""
         out = []
         y = self.labels()
-        out.append((render(self.g, self.sample(y), self.start), y))
+        out.append((render(self.g, self.sample(y), self.start), self.local(y)))
         if self.cfg.mode == "rtil-ilo":
             nested = bool(self.hp["ilo_nested"])
             for k in range(1, len(self.layers) + 1):
                 y = self.labels()
                 ls = self.layers[:k] if nested else self.layers[k - 1:k]
-                out.append((ilo_image(self.g, self.sample(y), self.start, ls, self.sigma, self.randn), y))
+                out.append((ilo_image(self.g, self.sample(y), self.start, ls, self.sigma, self.randn), self.local(y)))
         elif self.cfg.mode == "rtil-mgan":
             for n in self.codes:
                 y = self.labels()
                 states = [self.sample(y) for _ in range(n)]
                 cat = OrderedDict((k, torch.cat([s[k] for s in states])) for k in states[0])
                 alpha = dirichlet_flat(self.b_local, n, self.rand).to(self.device)
-                out.append((mgan_image(self.g, cat, self.start, self.mgan_layer, n, alpha), y))
+                out.append((mgan_image(self.g, cat, self.start, self.mgan_layer, n, alpha), self.local(y)))
         return out
-
-    # ---- losses (run inside the DDP units) -------------------------------------------------------
-    def _d_loss(self, real: torch.Tensor, y_real: Optional[torch.Tensor], r1: bool):
-        with torch.no_grad():
-            fakes = self.fakes()
-        stats = {}
-        if self.family == "began":
-            l_real = L.began_recon(real, self.d(real))
-            l_fake = L.average([L.began_recon(f, self.d(f)) for f, _ in fakes])
-            loss = l_real - self.k * l_fake
-            stats.update(loss_real=l_real.detach(), loss_fake_d=l_fake.detach())
-            return loss, stats
-        if r1:
-            real = real.detach().requires_grad_(True)
-        real_logits = self.d(real, y_real)
-        if self.family == "hinge":
-            loss = L.hinge_d_real(real_logits) + L.average([L.hinge_d_fake(self.d(f, y)) for f, y in fakes])
-        else:
-            loss = L.ns_d_real(real_logits) + L.average([L.ns_d_fake(self.d(f, y)) for f, y in fakes])
-        stats["real_score"] = real_logits.detach().mean()
-        if r1:
-            pen = L.r1_penalty(real_logits, real)
-            loss = loss + float(self.hp["r1_gamma"]) / 2 * pen * int(self.hp["r1_every"])
-            stats["r1"] = pen.detach()
-        return loss, stats
-
-    def _g_loss(self, real: Optional[torch.Tensor] = None):
-        if self.family == "elbo":
-            return self._elbo(real)
-        fakes = self.fakes()
-        if self.family == "began":
-            loss = L.average([L.began_recon(f, self.d(f)) for f, _ in fakes])
-            return loss, {"loss_fake_g": loss.detach()}
-        if self.family == "hinge":
-            return L.average([L.hinge_g(self.d(f, y)) for f, y in fakes]), {}
-        return L.average([L.ns_g(self.d(f, y)) for f, y in fakes]), {}
-
-    def _elbo(self, real: torch.Tensor):
-        g = self.g
-        lo, hi = g.meta.native_range
-        native = (real + 1) / 2 * (hi - lo) + lo
-        mu, logvar = g.encode(native)
-        std = torch.exp(0.5 * logvar)
-        sigma = 2.0 * float(self.hp["vae_sigma"])  # [0, 1] units -> the [-1, 1] range of render()
-
-        def posterior():
-            return mu + self.randn((g.latent_dim,)) * std
-
-        z = posterior()
-        recs = [L.vae_terms(real, render(g, OrderedDict(z=z), 0), mu, logvar, sigma)[0]]
-        if self.cfg.mode == "rtil-ilo":
-            nested = bool(self.hp["ilo_nested"])
-            for k in range(1, len(self.layers) + 1):
-                ls = self.layers[:k] if nested else self.layers[k - 1:k]
-                recs.append(L.vae_terms(real, ilo_image(g, OrderedDict(z=z), 0, ls, self.sigma, self.randn), mu, logvar, sigma)[0])
-        elif self.cfg.mode == "rtil-mgan":
-            for n in self.codes:
-                zs = torch.cat([posterior() for _ in range(n)])
-                alpha = dirichlet_flat(self.b_local, n, self.rand).to(self.device)
-                recs.append(L.vae_terms(real, mgan_image(g, OrderedDict(z=zs), 0, self.mgan_layer, n, alpha), mu, logvar, sigma)[0])
-        rec = L.average(recs)
-        kl = L.kl_normal(mu, logvar)
-        return rec + float(self.hp["kl_weight"]) * kl, {"rec": rec.detach(), "kl": kl.detach()}
 
     # ---- one step -------------------------------------------------------------------------------
     def real_batch(self) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -560,38 +474,22 @@ class Trainer:
         return (x * 2 - 1).to(self.device), y.to(self.device)
 
     def train_step(self) -> Dict[str, float]:
-        """One generator update (preceded by d_steps discriminator updates for GANs)."""
+        """One step: the objective's phases (d_steps discriminator updates, then the generator's)."""
         stats: Dict[str, torch.Tensor] = {}
-        if self.d is None:
-            real, _ = self.real_batch()
-            loss, st = self.g_unit(real)
-            self.opt_g.zero_grad(set_to_none=True)
+        for phase in self.objective.phases():
+            if self.d is not None:
+                # D's parameters need gradients in its own updates only
+                for p in self.d.parameters():
+                    p.requires_grad_(phase == "D")
+            real, y = self.real_batch() if self.objective.reads_real(phase) else (None, None)
+            loss, st = self.units[phase](real, y)
+            opt = self.opts[phase]
+            opt.zero_grad(set_to_none=True)
             loss.backward()
-            self.opt_g.step()
-            stats.update(st, loss_g=loss.detach())
-        else:
-            for p in self.d.parameters():
-                p.requires_grad_(True)
-            for _ in range(int(self.hp["d_steps"])):
-                real, y = self.real_batch()
-                r1 = float(self.hp.get("r1_gamma") or 0) > 0 and self.step % int(self.hp["r1_every"]) == 0
-                loss_d, st = self.d_unit(real, y, r1)
-                self.opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                self.opt_d.step()
-                stats.update(st, loss_d=loss_d.detach())
-            for p in self.d.parameters():
-                p.requires_grad_(False)
-            loss_g, st = self.g_unit()
-            self.opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            self.opt_g.step()
-            stats.update(st, loss_g=loss_g.detach())
+            opt.step()
+            stats.update(st, **{f"loss_{phase.lower()}": loss.detach()})
         out = _all_mean({k: float(v) for k, v in stats.items()}, self.world, self.device)
-        if self.family == "began":
-            self.k, out["convergence"] = L.began_update(self.k, out["loss_real"], out["loss_fake_g"],
-                                                        float(self.hp["began_gamma"]), float(self.hp["lambda_k"]))
-            out["k"] = self.k
+        out.update(self.objective.end_step(out))
         self.step += 1
         self.images_seen += self.cfg.batch
         self._update_ema()
@@ -615,27 +513,19 @@ class Trainer:
         """The generator written to checkpoint.pt (the EMA one when kept), in eval mode, with
         StyleGAN2's truncation centre estimated (does not touch the training state)."""
         g = copy.deepcopy(self.ema if self.ema is not None else self.g).eval()
-        if self.cfg.arch == "stylegan2":
-            g.set_latent_avg(g.mean_w(4096, torch.Generator().manual_seed(0)))
+        g.after_training()
         return g
 
     def sample_grid(self, g: nn.Module) -> torch.Tensor:
         """Samples of ``g`` from fixed latents (seed + SAMPLE_SEED_OFFSET): (1, C, H', W') grid."""
         rng = torch.Generator().manual_seed(self.cfg.seed + SAMPLE_SEED_OFFSET)
         with torch.no_grad():
-            if self.cfg.arch == "biggan":
-                ncls = g.num_classes
-                nrow = ncls if 2 <= ncls <= 10 else 8
-                n = nrow * 8
-                z = g.truncated_z(n, rng)
-                emb = g.class_embedding(torch.arange(n) % ncls, n)
-                x = g(OrderedDict(z=z, embed=emb))
-            else:
-                nrow, n = 8, 64
-                x = g(g.sample_latent(n, rng))
+            z, nrow = g.preview_latents(rng)
+            x = g(z)
         return make_grid(x.cpu(), nrow=nrow)
 
     def record(self, finished: bool, wall: float) -> dict:
+        """The run.json record."""
         import recon_core
 
         n_params = lambda m: int(sum(p.numel() for p in m.parameters())) if m is not None else 0  # noqa: E731
@@ -667,10 +557,11 @@ class Trainer:
         return rec
 
     def state_dict(self, wall: float) -> dict:
+        """The trainer state (trainer_state.pt) after ``wall`` seconds of training."""
         return {
             "format": STATE_FORMAT, "version": STATE_VERSION,
             "config": self.cfg.to_dict(), "step": self.step, "images_seen": self.images_seen, "wall_time_s": wall,
-            "k": self.k, "resumed_at": list(self.resumed_at),
+            **self.objective.state_dict(), "resumed_at": list(self.resumed_at),
             "g": self.g.state_dict(), "d": self.d.state_dict() if self.d is not None else None,
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
@@ -705,7 +596,8 @@ class Trainer:
         if self.opt_d is not None:
             self.opt_d.load_state_dict(s["opt_d"])
         self.step, self.images_seen = int(s["step"]), int(s["images_seen"])
-        self.k, self.wall_before = float(s["k"]), float(s["wall_time_s"])
+        self.objective.load_state_dict(s)
+        self.wall_before = float(s["wall_time_s"])
         self.resumed_at = list(s.get("resumed_at", [])) + [self.step]
         self.order.load(s["order"])
         set_rng_states(s["rng"], self.latent_rng)

@@ -15,7 +15,8 @@ from recon_core.generators.began import BEGAN
 from recon_core.generators.checkpoints import detect_format, load_checkpoint, read_checkpoint, save_checkpoint
 from recon_core.generators.pggan import PGGAN, PGConvBlock, WScale, pixel_norm
 from recon_core.generators.vae import VAE
-from tests.conftest import TINY_CONFIGS, tiny_prior
+from recon_core.generators import registry
+from tests.conftest import tiny_prior
 
 
 # ---- independent references of the public code ----------------------------------------------
@@ -297,7 +298,7 @@ def test_vae_config_errors():
 
 def test_began_cut_exposes_features_and_skip():
     g = tiny_prior("began")
-    n = TINY_CONFIGS["began"]["n"]
+    n = registry.get("began").tiny["n"]
     z = g.sample_latent(2, torch.Generator().manual_seed(0))
     assert z["z"].abs().max() <= 1 and g.meta.latent_kind == "uniform"
     with torch.no_grad():

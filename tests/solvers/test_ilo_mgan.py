@@ -45,7 +45,8 @@ class ToyW(GeneratorAdapter):
     def block_infos(self):
         lat = {"w": (3, 6), "c": (5,)}
         mid = {"h": (4, 8, 8), "w": (3, 6), "c": (5,)}
-        return [BlockInfo("b0", lat, mid), BlockInfo("b1", mid, {"img": (1, 8, 8)})]
+        roles = {"w": "w+", "c": "conditioning", "h": "features", "img": "image"}
+        return [BlockInfo("b0", lat, mid, roles), BlockInfo("b1", mid, {"img": (1, 8, 8)}, roles)]
 
     def run_block(self, i, state):
         w, c = state["w"], state["c"]

@@ -15,32 +15,31 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tests.conftest import TINY_CONFIGS, tiny_prior
+from tests.conftest import tiny_prior
 from recon_cli.app import app
 from recon_core.errors import BadInput
+from recon_core.generators import registry
 from recon_core.generators.checkpoints import load_checkpoint
 from recon_core.images import save_image
 from recon_core.training import data as data_mod
 from recon_core.training import rtil
 from recon_core.training.trainer import MODES, TrainConfig, read_state, run
 
-ARCHS = ("dcgan", "began", "vae", "stylegan2", "pggan", "biggan")
-TINY_D = {"dcgan": {"ndf": 4}, "began": {"n": 4, "h": 8}, "vae": {}, "stylegan2": {"channel_base": 64, "channel_max": 8},
-          "pggan": {"fmaps_base": 64, "fmaps_max": 8}, "biggan": {"ch": 2}}
+ARCHS = registry.names()
 #: set by the trainer from the data, or training-specific (BigGAN trains at truncation 1)
 FROM_DATA = ("resolution", "channels", "nc", "num_classes", "truncation")
 
 
 def tiny_gen(arch: str) -> dict:
-    return {k: v for k, v in TINY_CONFIGS[arch].items() if k not in FROM_DATA}
+    return {k: v for k, v in registry.get(arch).tiny.items() if k not in FROM_DATA}
 
 
 def tiny_cfg(arch: str, out, mode: str = "vanilla", steps: int = 2, **kw) -> TrainConfig:
     if mode == "rtil-mgan":
         kw.setdefault("codes", [3])
     return TrainConfig(arch=arch, data="synthetic:20", out=str(out), mode=mode, steps=steps, batch=4,
-                       resolution=TINY_CONFIGS[arch].get("resolution", 16), generator=tiny_gen(arch),
-                       discriminator=TINY_D[arch], checkpoint_every=kw.pop("checkpoint_every", 100),
+                       resolution=registry.get(arch).tiny.get("resolution", 16), generator=tiny_gen(arch),
+                       discriminator=registry.get(arch).tiny_discriminator, checkpoint_every=kw.pop("checkpoint_every", 100),
                        sample_every=kw.pop("sample_every", 100), **kw)
 
 
