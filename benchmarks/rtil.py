@@ -114,7 +114,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 from recon_core.errors import ReconError, SolverDiverged  # noqa: E402
 from recon_core.generators.checkpoints import build_adapter, from_object, read_checkpoint, save_checkpoint  # noqa: E402
 from recon_core.images import atomic_write_bytes, atomic_write_text  # noqa: E402
-from recon_core.pipeline import SOLVER_SEED_OFFSET, score, simulate, solve_problems  # noqa: E402
+from recon_core.pipeline import SOLVER_SEED_OFFSET, Grid, score, simulate, solve_problems  # noqa: E402
 from recon_core.solvers import METHODS, Result  # noqa: E402
 from recon_core.training.data import load_source  # noqa: E402
 
@@ -228,6 +228,15 @@ def mgan_config(spec: str, cuts: List[int], training: dict, scale: float, notes:
 
 
 # ---- the benchmark -----------------------------------------------------------------------------
+def results_grid(out: Path) -> Grid:
+    """The results file as a resumable keyed grid (recon_core.pipeline.Grid, cells "runs"; the
+    protocol is checked by ``run``), with its "pairs" and "invocations" records."""
+    grid = Grid(out, cells="runs")
+    grid.doc.setdefault("pairs", {})
+    grid.doc.setdefault("invocations", [])
+    return grid
+
+
 def merge(doc: dict, other: dict, source: str) -> int:
     """Fold the runs of ``other`` (the JSON of a parallel run with another --out) into ``doc``;
     returns the number of runs added. Refuses (SystemExit) another protocol, another checkpoint
@@ -261,7 +270,8 @@ def machine_info(device: str) -> str:
 def run(a, out: Path, command: str) -> dict:
     """Run every missing (pair, model, method, op, seed, image) and write the JSON; returns stats."""
     notes: List[str] = []
-    doc = json.loads(out.read_text()) if out.exists() else {"runs": {}, "pairs": {}, "invocations": []}
+    grid = results_grid(out)
+    doc = grid.doc
     protocol = {"data": a.data, "split": "test", "noise_std": a.noise_std, "steps_scale": a.steps_scale,
                 "operators": [[n, k, p] for n, k, p in OPERATORS]}
     if doc.get("protocol", protocol) != protocol:
@@ -355,7 +365,7 @@ def run(a, out: Path, command: str) -> dict:
     inv = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(a.device),
            "new_runs": 0, "notes": notes, "batch_images": K}
     doc["invocations"].append(inv)
-    atomic_write_text(out, json.dumps(doc, indent=1) + "\n")
+    grid.save()
     t_start, done = time.perf_counter(), 0
     for label, priors, m, cfg, (op_name, kind, params), seed, model, images in batches:
         G = priors[model]
@@ -393,7 +403,7 @@ def run(a, out: Path, command: str) -> dict:
             doc["runs"][key] = rec
         done += len(images)
         inv["new_runs"] += len(images)
-        atomic_write_text(out, json.dumps(doc, indent=1) + "\n")
+        grid.save()
         ok = [r["psnr"] for r in recs if "psnr" in r]
         eta = (time.perf_counter() - t_start) / done * (n_todo - done)
         print(f"[{done}/{n_todo}] {label}|{model}|{m}|{op_name}|seed {seed}|images {images[0]}-{images[-1]}: "
@@ -628,12 +638,13 @@ def main(argv=None) -> None:
     command = shlex.join(["python", "benchmarks/rtil.py", *(sys.argv[1:] if argv is None else argv)])
     if a.merge:
         out = Path(a.out)
-        doc = json.loads(out.read_text()) if out.exists() else {"runs": {}, "pairs": {}, "invocations": []}
+        grid = results_grid(out)
         for src in filter(None, a.merge.split(",")):
             if not Path(src).is_file():
                 ap.error(f"--merge: {src} does not exist")
-            print(f"merged {merge(doc, json.loads(Path(src).read_text()), src)} runs from {src}", flush=True)
-        atomic_write_text(out, json.dumps(doc, indent=1) + "\n")
+            print(f"merged {merge(grid.doc, json.loads(Path(src).read_text()), src)} runs from {src}", flush=True)
+        grid.save()
+        doc = grid.doc
         print(report(doc, out.with_suffix(".md"), out.with_suffix(".png")))
         return
     if a.report_only:

@@ -4,20 +4,12 @@ resumes and refuses other settings, the solver seeds follow the seed policy."""
 from __future__ import annotations
 
 import json
-import re
-import shutil
-from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from recon_cli.app import app
 from recon_core.errors import BadInput
 from recon_core.pipeline import SOLVER_SEED_OFFSET, Grid, Pipeline, score, simulate, solve_problems
-
-ROOT = Path(__file__).resolve().parents[1]
-runner = CliRunner()
 
 
 @pytest.fixture
@@ -26,31 +18,6 @@ def tiny_image(face64):
     from recon_core.images import fit_image
 
     return fit_image(face64, 32, "resize")
-
-
-def readme_block(starts_with: str) -> str:
-    """The README's ```python block whose first line starts with ``starts_with``."""
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    hits = [b for b in blocks if b.startswith(starts_with)]
-    assert len(hits) == 1, f"README has {len(hits)} python blocks starting with {starts_with!r}"
-    return hits[0]
-
-
-def test_readme_three_lines_are_the_cli_run(tmp_path, monkeypatch):
-    """The README's Pipeline example runs as written on the real face prior and gives the
-    record `recon reconstruct` gives for the same image and seed."""
-    shutil.copy(ROOT / "recon_core" / "data" / "astronaut_face.png", tmp_path / "astronaut_face.png")
-    monkeypatch.chdir(tmp_path)
-    env = {}
-    exec(readme_block("from recon_core.pipeline import Pipeline"), env)
-    rec = env["record"]
-    assert json.loads((tmp_path / "run1" / "metrics.json").read_text())["metrics"] == rec["metrics"]
-    r = runner.invoke(app, ["reconstruct", "astronaut_face.png", "--out", "run2", "--seed", "0", "--quiet"])
-    assert r.exit_code == 0, r.output
-    cli = json.loads((tmp_path / "run2" / "metrics.json").read_text())
-    assert cli["identity"]["hash"] == rec["identity"]["hash"]
-    assert cli["metrics"]["psnr"] == pytest.approx(rec["metrics"]["psnr"], abs=1e-4)
-    assert cli["restarts"]["losses"] == pytest.approx(rec["restarts"]["losses"], rel=1e-5)
 
 
 def test_pipeline_without_out_keeps_nothing_and_refuses_to_overwrite(tmp_path, tiny_ckpt, face64, monkeypatch):

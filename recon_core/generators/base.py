@@ -213,9 +213,35 @@ class GeneratorAdapter(nn.Module):
         """Fill, on a trained copy about to be saved, what training does not keep up to date
         (nothing by default)."""
 
-    def forward(self, latent: State) -> torch.Tensor:  # noqa: D401
-        """G(z): image in [0, 1], (N, C, R, R)."""
-        return self.tail(latent, 0)
+    def forward(self, latent) -> torch.Tensor:  # noqa: D401
+        """G(z): image in [0, 1], (N, C, R, R). ``latent``: a state as ``sample_latent`` gives,
+        or, for a latent of one entry, a plain tensor (N, *shape) of it (see ``as_latent``)."""
+        return self.tail(self.as_latent(latent), 0)
+
+    def as_latent(self, latent) -> State:
+        """``latent`` as a state: a dict passes through; a plain tensor (N, *shape), or one
+        latent (*shape), becomes the single latent entry (BadInput for a latent of several
+        entries, e.g. BigGAN's z and class embedding, or a wrong shape)."""
+        if not isinstance(latent, torch.Tensor):
+            return latent
+        shapes = self.state_shapes(0)
+        if len(shapes) != 1:
+            raise BadInput(f"{self.meta.architecture}'s latent has entries {', '.join(shapes)}: pass a dict "
+                           "(e.g. G.sample_latent(n)), not one tensor")
+        (name, shape), = shapes.items()
+        if tuple(latent.shape) == tuple(shape):
+            latent = latent.unsqueeze(0)
+        if tuple(latent.shape[1:]) != tuple(shape):
+            raise BadInput(f"latent of shape {tuple(latent.shape)} for {self.meta.architecture}: expected (N, {', '.join(map(str, shape))})")
+        return OrderedDict([(name, latent.to(**self._placement()))])
+
+    def sample(self, n: int, rng=None) -> torch.Tensor:
+        """n images from the prior, G(z) with z drawn as ``sample_latent`` draws it: (n, C, R, R)
+        in [0, 1], without gradients. ``rng``: a torch.Generator, an int seed, or None."""
+        if isinstance(rng, int) and not isinstance(rng, bool):
+            rng = torch.Generator().manual_seed(rng)
+        with torch.no_grad():
+            return self.forward(self.sample_latent(int(n), rng))
 
     def to_unit(self, raw: torch.Tensor) -> torch.Tensor:
         """Map the native output range linearly to [0, 1] and clamp (never min-max normalise)."""

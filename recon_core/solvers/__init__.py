@@ -43,6 +43,25 @@ _MODULES = {m: sys.modules[solve.__module__] for m, (_, solve) in METHODS.items(
 FAST_METHODS = tuple(m for m, mod in _MODULES.items() if "fast" in getattr(mod, "PRESETS", {}))
 
 
+#: config fields that name cut points of the prior (checked against its blocks)
+CUT_FIELDS = ("cut", "layer", "layers")
+
+
+def capabilities(method: str) -> dict:
+    """What ``method`` declares: needs_prior (loads a generator), batched (has solve_batch:
+    several images as one batch), uses_cut (its config names cut points: Surgery's cut, ILO's
+    layers, mGANprior's layer), presets (the presets that differ: ("paper", "fast") or
+    ("paper",)), fast_candidate (a measured fast schedule that is not a default)."""
+    import dataclasses
+
+    cfg_cls, _ = get_method(method)
+    names = {f.name for f in dataclasses.fields(cfg_cls)}
+    return {"needs_prior": needs_prior(method), "batched": method in BATCH_METHODS,
+            "uses_cut": bool(names & set(CUT_FIELDS)),
+            "presets": ("paper", "fast") if method in FAST_METHODS else ("paper",),
+            "fast_candidate": getattr(_MODULES[method], "FAST_CANDIDATE", None) is not None}
+
+
 def needs_prior(method: str) -> bool:
     """Whether ``method`` uses a generator prior (its module's NEEDS_PRIOR; default True)."""
     get_method(method)

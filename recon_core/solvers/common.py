@@ -102,6 +102,12 @@ class MethodConfig:
         return make_config(name, preset, getattr(meta, "architecture", ""), cut_points)
 
 
+def require_prior(prior, method: str) -> None:
+    """BadInput when a method that inverts a generator is given none (prior None)."""
+    if prior is None:
+        raise BadInput(f"{method} needs a generator prior (only pinv, lasso-dct and deep-decoder run without one)")
+
+
 def config_dict(config) -> dict:
     """A solver config dataclass as a JSON-able dict."""
     return {f.name: getattr(config, f.name) for f in fields(config)}
@@ -614,6 +620,7 @@ def invert_at_cut_batch(
 
     Longer than 80 lines by its keyword list (the csgm/surgery options it passes on) and the
     per-problem assembly of the results."""
+    require_prior(prior, phase.split(":")[0] or "this method")
     clock = timer()
     check_positive("restarts", restarts, integer=True)
     if not (isinstance(z_reg, (int, float)) and math.isfinite(z_reg) and z_reg >= 0):

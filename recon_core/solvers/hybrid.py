@@ -30,7 +30,7 @@ from ..errors import BadInput, UnknownName
 from ..events import Event, EventSink, null_sink
 from ..priors import deep_decoder as dd
 from .common import (
-    MethodConfig, opt, Problem, Result, check_positive, fast_options, frozen, group_diverged, group_history, kept_rows,
+    MethodConfig, opt, require_prior, Problem, Result, check_positive, fast_options, frozen, group_diverged, group_history, kept_rows,
     measurement_loss, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of, seeded_rng,
     stack_problems, timer,
 )
@@ -89,8 +89,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: HybridConfig = Hybri
     Longer than 80 lines: its three stages (separate pre-inversions, joint fit, selection) share
     the per-row bookkeeping of every restart of every problem."""
     clock = timer()
-    if prior is None:
-        raise BadInput("the hybrid method needs a generator prior")
+    require_prior(prior, "hybrid")
     check_positive("restarts", config.restarts, integer=True)
     check_positive("n_pre", config.n_pre, integer=True)
     check_positive("steps", config.steps, integer=True)

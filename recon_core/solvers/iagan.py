@@ -42,7 +42,7 @@ import torch
 
 from ..errors import BadInput, SolverDiverged, UnknownName
 from ..events import Event, EventSink, null_sink
-from .common import (MethodConfig, opt, Problem, Result, check_positive, fast_options, frozen, group_history, grouped_init,
+from .common import (MethodConfig, opt, require_prior, Problem, Result, check_positive, fast_options, frozen, group_history, grouped_init,
                      measurement_loss, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of,
                      stack_problems, timer)
 
@@ -174,8 +174,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: IAGANConfig = IAGANC
     batch's; extra["batch"] = B when B > 1); a problem whose restarts all diverge raises
     SolverDiverged naming it (common.solve_isolated then solves the others alone)."""
     clock = timer()
-    if prior is None:
-        raise BadInput("IAGAN needs a generator prior")
+    require_prior(prior, "iagan")
     _check(config)
     A, y, B = stack_problems(problems)
     if must_split(config.csgm_optimizer == "lbfgs-ls", A, problems):

@@ -62,7 +62,7 @@ import torch
 
 from ..errors import BadInput, UnknownName
 from ..events import Event, EventSink, null_sink
-from .common import (MethodConfig, opt, Problem, Result, State, best_per_group, check_positive, fast_options, frozen, group_history,
+from .common import (MethodConfig, opt, require_prior, Problem, Result, State, best_per_group, check_positive, fast_options, frozen, group_history,
                      grouped_init, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of, seeded_rng,
                      stack_problems, timer)
 from .losses import geodesic_loss, lpips_loss, measurement_consistent_reference
@@ -165,6 +165,8 @@ def round_optimizers(optimizer, rounds: int) -> list:
 
 def _check_config(config: ILOConfig, prior) -> tuple:
     """Validate the settings against ``prior``; returns (layers, steps, radii, per-round optimisers) as lists."""
+    require_prior(prior, "ilo")
+
     def as_list(name, v):
         if isinstance(v, (str, bytes)) or not isinstance(v, Sequence):
             raise BadInput(f"{name} must be a list, got {v!r}")

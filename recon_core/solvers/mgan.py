@@ -41,7 +41,7 @@ import torch
 
 from ..errors import BadInput, UnknownName
 from ..events import Event, EventSink, null_sink
-from .common import (MethodConfig, opt, Problem, Result, State, best_per_group, check_positive, fast_options, frozen, group_history,
+from .common import (MethodConfig, opt, require_prior, Problem, Result, State, best_per_group, check_positive, fast_options, frozen, group_history,
                      grouped_init, must_split, noise_floors, one_by_one, problem_seeds, rows_of, stack_problems, timer)
 from .ilo import OPTIMIZERS as FIRST_ORDER, optimise_tracked
 
@@ -87,6 +87,8 @@ def alpha_shape(shape) -> tuple:
 
 
 def _check_config(config: MGANConfig, prior) -> None:
+    """BadInput / UnknownName for settings mGANprior cannot run with on ``prior``."""
+    require_prior(prior, "mgan")
     check_positive("n_codes", config.n_codes, integer=True)
     check_positive("steps", config.steps, integer=True)
     check_positive("restarts", config.restarts, integer=True)

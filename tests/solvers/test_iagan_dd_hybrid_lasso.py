@@ -280,7 +280,7 @@ def test_bad_settings():
         iagan.solve(pb, g, iagan.IAGANConfig(csgm_steps=1.5))
     with pytest.raises(BadInput, match="halve_if_noisy must be true or false"):
         iagan.solve(pb, g, iagan.IAGANConfig(halve_if_noisy="yes"))
-    with pytest.raises(BadInput, match="IAGAN needs a generator prior"):
+    with pytest.raises(BadInput, match="iagan needs a generator prior"):
         iagan.solve(pb, None, iagan.IAGANConfig())
     with pytest.raises(BadInput, match="depth 6 needs H and W divisible by 2\\^6"):
         deep_decoder.solve(pb, None, deep_decoder.DeepDecoderConfig(depth=6))
@@ -292,7 +292,7 @@ def test_bad_settings():
         ddp.choose_width((3, 32, 32), 10, 3)
     with pytest.raises(BadInput, match="n_pre must be a positive integer"):
         hybrid.solve(pb, g, hybrid.HybridConfig(n_pre=0))
-    with pytest.raises(BadInput, match="hybrid method needs a generator prior"):
+    with pytest.raises(BadInput, match="hybrid needs a generator prior"):
         hybrid.solve(pb, None, hybrid.HybridConfig())
     few = Problem(build("cs-gaussian", (3, 32, 32), ratio=0.002), torch.zeros(1, 6))
     with pytest.raises(BadInput, match="leave no parameters for the deep decoder"):
