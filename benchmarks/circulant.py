@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -113,6 +114,8 @@ def main() -> None:
     ap.add_argument("--ratio", type=float, default=0.1)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--dagger", action="store_true", help="also time A_dagger (conjugate gradients)")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "circulant.json"),
+                    help="results file (JSON), written at the end")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -121,6 +124,7 @@ def main() -> None:
     phases = ["build", "A", "A_adjoint"] + (["A_dagger"] if a.dagger else [])
     print(f"cs-circulant, image 3x{a.size}x{a.size}, ratio {a.ratio}, {os.cpu_count()} CPUs")
     ok = True
+    rows = []
     for ph in phases:
         reps = 1 if ph in ("build", "A_dagger") else a.repeats
         cmd = [sys.executable, __file__, "--child", ph, "--size", str(a.size), "--ratio", str(a.ratio), "--repeats", str(reps)]
@@ -132,9 +136,21 @@ def main() -> None:
         m = _run(cmd, {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20)})
         flag = "" if m["exact_peak"] else " (ru_maxrss: lower bound)"
         print(f"  {ph:10s} {t['seconds']:7.3f} s   peak +{m['peak_mb']:6.1f} MB{flag}   threads {t['threads']}")
+        rows.append({"phase": ph, "seconds": t["seconds"], "peak_mb": m["peak_mb"], "exact_peak": m["exact_peak"],
+                     "threads": t["threads"], "repeats": reps})
         if ph in ("A", "A_adjoint"):
             ok &= t["seconds"] < 2.0 and m["peak_mb"] < 200
     print("target (A, A_adjoint < 2 s and < 200 MB):", "met" if ok else "NOT met")
+    import platform
+
+    from recon_core.images import atomic_write_text
+
+    doc = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+           "command": " ".join(["python", "benchmarks/circulant.py", *sys.argv[1:]]), "image": [3, a.size, a.size],
+           "ratio": a.ratio, "phases": rows, "target_met": ok,
+           "note": "seconds: median over the repeats (1 run for build and A_dagger); peak_mb: rise of the peak RSS"}
+    atomic_write_text(Path(a.out), json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {a.out}")
 
 
 def _run(cmd, env) -> dict:
