@@ -327,10 +327,7 @@ class Pipeline:
         if isinstance(result, Exception):
             raise result
         if out is None:
-            import tempfile
-
-            with tempfile.TemporaryDirectory() as d:
-                return self._write(Path(d), task, result)
+            return self._write(None, task, result)
         return self.write(Path(out), task, result)
 
     def prepare(self, *, image=None, measurements=None, truth=None, x=None, name: Optional[str] = None) -> Task:
@@ -421,38 +418,49 @@ class Pipeline:
 
         return staged(Path(out), lambda stage: self._write(stage, task, result))
 
-    def _write(self, out, task: Task, result) -> dict:
-        """Write x_hat.png, x_hat.npy, compare.png (measurements.npz), metrics.json into ``out``."""
-        import time
-
-        import numpy as np
+    def evaluate(self, task: Task, result) -> tuple:
+        """(x_hat, x_base, metrics, base): the estimate clamped to [0, 1], the pinv baseline A^+ y
+        every method should beat (zero-fill, bicubic, minimum norm; x_hat itself for pinv) and
+        the scores of both (``score``; without a truth only the residual)."""
         import torch
 
-        from .images import atomic_write_text, save_image
-        from .io import dumps as strict_dumps
-        from .measurements import save_measurements
-
-        t0 = time.perf_counter()
         A, y = task.problem.A, task.problem.y
         x_hat = result.x_hat.clamp(0, 1)
-        save_image(x_hat, out / "x_hat.png")
-        # the estimate at full precision (x_hat.png is 8-bit): float32 (C, H, W) in [0, 1]
-        np.save(out / "x_hat.npy", x_hat[0].detach().cpu().float().numpy())
-        # the simple baseline every method should beat: pinv (A^+ y: zero-fill, bicubic, minimum norm)
         with torch.no_grad():
             x_base = x_hat if self.method == "pinv" else A.A_dagger(y).clamp(0, 1)
         reason = ("no ground truth (the input is an observed image)" if self.observed else
                   "no ground truth (reconstructing from --measurements without --truth)")
         metrics = score(task.x, x_hat, task.problem, reason)
         base = metrics if self.method == "pinv" else score(task.x, x_base, task.problem, reason)
-        save_image(self._compare(task, x_hat, x_base, metrics, base), out / "compare.png")
-        outputs = {"x_hat": "x_hat.png", "x_hat_npy": "x_hat.npy", "compare": "compare.png"}
-        if task.image is not None:
-            save_measurements(out / "measurements.npz", y, A, task.noise, image=task.image_info)
-            outputs["measurements"] = "measurements.npz"
+        return x_hat, x_base, metrics, base
+
+    def _write(self, out, task: Task, result) -> dict:
+        """Write x_hat.png, x_hat.npy, compare.png (measurements.npz), metrics.json into ``out``;
+        ``out`` None writes nothing and returns the record alone."""
+        import time
+
+        import numpy as np
+
+        from .images import atomic_write_text, save_image
+        from .io import dumps as strict_dumps
+        from .measurements import save_measurements
+
+        t0 = time.perf_counter()
+        x_hat, x_base, metrics, base = self.evaluate(task, result)
+        outputs = {}
+        if out is not None:
+            save_image(x_hat, out / "x_hat.png")
+            # the estimate at full precision (x_hat.png is 8-bit): float32 (C, H, W) in [0, 1]
+            np.save(out / "x_hat.npy", x_hat[0].detach().cpu().float().numpy())
+            save_image(self._compare(task, x_hat, x_base, metrics, base), out / "compare.png")
+            outputs = {"x_hat": "x_hat.png", "x_hat_npy": "x_hat.npy", "compare": "compare.png"}
+            if task.image is not None:
+                save_measurements(out / "measurements.npz", task.problem.y, task.problem.A, task.noise, image=task.image_info)
+                outputs["measurements"] = "measurements.npz"
         record = self.record(task, result, metrics, base, outputs)
         record["wall_time"] = wall_time(result, task.seconds + time.perf_counter() - t0)
-        atomic_write_text(out / "metrics.json", strict_dumps(record, indent=2) + "\n")
+        if out is not None:
+            atomic_write_text(out / "metrics.json", strict_dumps(record, indent=2) + "\n")
         return record
 
     def _compare(self, task: Task, x_hat, x_base, metrics: dict, base: dict):
@@ -504,7 +512,7 @@ class Pipeline:
             "baseline": baseline_record(metrics, base),
             "extra": result.extra,
             "history": result.history,
-            "outputs": {**outputs, "metrics": "metrics.json"},
+            "outputs": {**outputs, "metrics": "metrics.json"} if outputs else {},
         }
 
 

@@ -28,7 +28,7 @@ def test_pipeline_without_out_keeps_nothing_and_refuses_to_overwrite(tmp_path, t
     save_image(face64, img)
     pipe = Pipeline(prior=str(tiny_ckpt), method="csgm", config={"steps": 2, "restarts": 1}, op_params={"ratio": 0.2})
     rec = pipe.run(img)
-    assert rec["method"]["name"] == "csgm" and rec["metrics"]["psnr"] is not None
+    assert rec["method"]["name"] == "csgm" and rec["metrics"]["psnr"] is not None and rec["outputs"] == {}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", tiny_ckpt.name]
     pipe.run(img, out=tmp_path / "o")
     with pytest.raises(BadInput, match="refusing to overwrite"):
