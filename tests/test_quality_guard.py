@@ -53,8 +53,7 @@ def mean_psnr(method: str) -> float:
 
 @pytest.mark.parametrize("method", sorted(FLOORS))
 def test_quality_stays_above_its_floor(method):
-    torch.set_num_threads(1)  # the floors were measured at 1 thread (conftest restores the count)
-    got = mean_psnr(method)
+    got = mean_psnr(method)  # torch's thread count: the means at 1 and 2 threads agreed within 0.02 dB
     assert got > FLOORS[method], f"{method}: mean PSNR {got:.2f} dB fell below its floor {FLOORS[method]:.2f} dB"
 
 
