@@ -90,6 +90,8 @@ def from_spec(spec: dict, device="cpu", max_bytes: Optional[int] = None) -> "Lin
     """Rebuild the exact operator described by ``spec`` (as returned by ``op.spec()``)."""
     if not isinstance(spec, dict) or "kind" not in spec or "img_shape" not in spec:
         raise OperatorError("operator spec must be a dict with 'kind' and 'img_shape'")
+    if spec.get("serialisable") is False:  # e.g. a wrapped deepinv physics (interop/deepinv.py)
+        raise OperatorError(f"operator '{spec['kind']}' cannot be rebuilt from its spec: {spec.get('reason', 'it is not serialisable')}")
     spec = dict(spec)
     kind = spec.pop("kind")
     img_shape = spec.pop("img_shape")

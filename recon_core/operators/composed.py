@@ -111,6 +111,14 @@ class ComposedOperator(LinearOperator):
     def params(self) -> dict:
         return {"parts": [p.spec() for p in self.parts]}
 
+    def spec(self) -> dict:
+        """The parts' specs; not serialisable (``serialisable: False``) when a part is not."""
+        spec = super().spec()
+        for j, p in enumerate(spec["parts"]):
+            if p.get("serialisable") is False:  # e.g. a wrapped deepinv physics
+                return {**spec, "serialisable": False, "reason": f"part {j}: {p.get('reason', 'it is not serialisable')}"}
+        return spec
+
     def _A(self, x: torch.Tensor) -> torch.Tensor:
         for p in self.parts:
             x = p._A(x)
