@@ -111,6 +111,10 @@ class ComposedOperator(LinearOperator):
     def params(self) -> dict:
         return {"parts": [p.spec() for p in self.parts]}
 
+    def extra_repr(self) -> str:
+        # the parts print themselves (they are submodules)
+        return f"img_shape={list(self.img_shape)}, meas_shape={list(self.meas_shape)}"
+
     def spec(self) -> dict:
         """The parts' specs; not serialisable (``serialisable: False``) when a part is not."""
         spec = super().spec()
