@@ -90,7 +90,7 @@ def run_deepinv(problem, G, kwargs: dict, seed: int):
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--images", type=int, default=6, help="how many photos (in make_photos.py's order)")
+    ap.add_argument("--images", type=int, default=3, help="how many photos (in make_photos.py's order)")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--smoke", action="store_true", help="3 steps, one image, one seed: tests the script, not a result")
