@@ -192,3 +192,39 @@ def test_composed_operator_through_the_bridge():
     assert float(bridge.to_deepinv(op).adjointness_test(img_size=shape, num_samples=4)) < 1e-5
     with pytest.raises(OperatorError, match="operator 'composed' cannot be rebuilt from its spec: part 0: it wraps a deepinv Blur"):
         from_spec(op.spec())
+
+
+#: the README's deepinv example, verbatim (README.md "deepinv bridge"); run as written below
+README_DEEPINV = '''\
+import deepinv as dinv
+import torch
+from recon_core.generators.zoo import load_prior
+from recon_core.images import example_image
+from recon_core.interop.deepinv import from_deepinv, to_deepinv
+from recon_core.operators import build
+from recon_core.solvers import csgm
+from recon_core.solvers.common import Problem
+
+# a recon operator as a deepinv LinearPhysics: deepinv's tools run on it
+physics = to_deepinv(build("cs-gaussian", (3, 64, 64), ratio=0.1, seed=0))
+assert physics.adjointness_test(img_size=(3, 64, 64)) < 1e-5
+
+# a deepinv physics as a recon operator: recon's solvers run on it
+torch.manual_seed(0)  # deepinv draws the random mask from torch's global generator
+A = from_deepinv(dinv.physics.Inpainting(img_size=(3, 64, 64), mask=0.3), (3, 64, 64))
+x = example_image(size=64)  # (1, 3, 64, 64) in [0, 1]
+result = csgm.solve(Problem(A, A(x)), load_prior("dcgan-faces-64"), csgm.CSGMConfig(steps=100))
+print(float((A(result.x_hat) - A(x)).norm() / A(x).norm()))  # relative measurement residual
+'''
+
+
+def test_readme_deepinv_example_runs():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    if "from recon_core.interop.deepinv import" in readme:  # once pasted, README must say the same
+        assert README_DEEPINV in readme
+    env = {}
+    exec(README_DEEPINV, env)
+    A, x, res = env["A"], env["x"], env["result"]
+    assert float((A(res.x_hat) - A(x)).norm() / A(x).norm()) < 0.5

@@ -174,3 +174,29 @@ def test_compose_errors():
         compose(build("identity", (1, 8, 8)), "superres")
     with pytest.raises(OperatorError, match=r"part 1 \(identity\) takes images of shape \(1, 8, 8\), but gets \(1, 4, 4\)"):
         compose(build("superres", (1, 8, 8), factor=2), build("identity", (1, 8, 8)))
+
+
+#: the README's composition example, verbatim (README.md "Operators"); run as written below
+README_COMPOSE = '''\
+import torch
+from recon_core.operators import build, compose, from_spec
+
+blur = build("blur", (3, 64, 64), kernel_size=9)
+down = build("superres", (3, 64, 64), factor=4)
+A = compose(blur, down)  # blur, then downsample: (N, 3, 64, 64) -> (N, 3, 16, 16)
+x = torch.rand(1, 3, 64, 64)
+y = A(x)  # an nn.Module: A(x) is A.A(x) = down.A(blur.A(x)); A.to("cuda") moves its buffers
+assert torch.equal(from_spec(A.spec()).A(x), y)  # the spec lists the parts' specs
+assert torch.equal(A.A_adjoint(y), blur.A_adjoint(down.A_adjoint(y)))
+'''
+
+
+def test_readme_compose_example_runs():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    if "from recon_core.operators import build, compose" in readme:  # once pasted, README must say the same
+        assert README_COMPOSE in readme
+    env = {}
+    exec(README_COMPOSE, env)
+    assert env["y"].shape == (1, 3, 16, 16)
