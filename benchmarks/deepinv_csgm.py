@@ -16,7 +16,9 @@ same A and y (checked). Three solvers per (image, seed):
 What differs, and cannot be matched without rewriting deepinv's loop: deepinv has no restarts,
 draws its start from U[-1, 1] with torch's global generator (seeded here with the run's seed),
 and returns the last iterate; recon starts from the prior N(0, I) and returns each restart's best
-iterate. Nothing is selected against the ground truth. Metrics: recon_core.metrics
+iterate. As shipped, deepinv's loop also computes gradients of the generator's weights every
+step (recon freezes them); a separate interleaved per-step timing on the first problem shows that
+cost (recon r=1, deepinv, deepinv with the weights frozen). Nothing is selected against the ground truth. Metrics: recon_core.metrics
 (PSNR, SSIM, LPIPS, residual ||A x_hat - y|| / ||y||); times are wall seconds per run.
 
     python benchmarks/deepinv_csgm.py --threads 1              # -> benchmarks/results/deepinv_csgm.{json,md}
@@ -47,6 +49,7 @@ from recon_core.images import atomic_write_text  # noqa: E402
 from recon_core.interop.deepinv import as_deepinv_generator, require_deepinv, to_deepinv  # noqa: E402
 from recon_core.metrics import compute_metrics  # noqa: E402
 from recon_core.pipeline import simulate, solve_problems  # noqa: E402
+from recon_core.solvers.common import frozen  # noqa: E402
 from recon_core.solvers.csgm import CSGMConfig  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -76,8 +79,14 @@ def run_recon(problem, G, cfg: CSGMConfig, seed: int):
     return res.x_hat, time.perf_counter() - t0
 
 
-def run_deepinv(problem, G, kwargs: dict, seed: int):
-    """deepinv's CSGMGenerator on recon's operator (through to_deepinv) -> (x_hat, seconds)."""
+def run_deepinv(problem, G, kwargs: dict, seed: int, freeze: bool = False):
+    """deepinv's CSGMGenerator on recon's operator (through to_deepinv) -> (x_hat, seconds).
+
+    As shipped, its loop also computes gradients of every generator weight (they require grad;
+    only z is optimised); ``freeze`` turns them off for the run, as recon's solvers do."""
+    if freeze:
+        with frozen(G):
+            return run_deepinv(problem, G, kwargs, seed)
     dinv = require_deepinv()
     physics = to_deepinv(problem.A)
     model = dinv.models.CSGMGenerator(as_deepinv_generator(G), **kwargs).eval()  # eval: optimise z
@@ -88,6 +97,20 @@ def run_deepinv(problem, G, kwargs: dict, seed: int):
     return x_hat.clamp(0, 1), time.perf_counter() - t0
 
 
+def step_timing(problem, G, steps: int, repeats: int) -> dict:
+    """Median wall seconds of ``steps`` optimiser steps on one latent, interleaved ``repeats``
+    times (so load from other jobs hits all three alike): recon (1 restart), deepinv as shipped,
+    deepinv with the generator's weights frozen."""
+    cfg = replace(CSGMConfig(), steps=steps, restarts=1)
+    kw = {"inf_max_iter": steps, "inf_lr": cfg.lr, "inf_tol": 0.0}
+    times = {"recon csgm r=1": [], "deepinv CSGMGenerator": [], "deepinv CSGMGenerator, G frozen": []}
+    for _ in range(repeats):
+        times["recon csgm r=1"].append(run_recon(problem, G, cfg, 0)[1])
+        times["deepinv CSGMGenerator"].append(run_deepinv(problem, G, kw, 0)[1])
+        times["deepinv CSGMGenerator, G frozen"].append(run_deepinv(problem, G, kw, 0, freeze=True)[1])
+    return {"steps": steps, "repeats": repeats, "median_s": {k: statistics.median(v) for k, v in times.items()}}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=3, help="how many photos (in make_photos.py's order)")
@@ -95,7 +118,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--smoke", action="store_true", help="3 steps, one image, one seed: tests the script, not a result")
     ap.add_argument("--out", default=str(RESULTS / "deepinv_csgm.json"))
+    ap.add_argument("--report-only", action="store_true", help="only rewrite the .md from the results in --out")
     a = ap.parse_args(argv)
+    out = Path(a.out)
+    if a.report_only:
+        doc = json.loads(out.read_text())
+        atomic_write_text(out.with_suffix(".md"), report(doc))
+        return doc
     if a.threads:
         torch.set_num_threads(a.threads)
     dinv = require_deepinv()
@@ -103,6 +132,7 @@ def main(argv=None) -> dict:
     n_images = 1 if a.smoke else a.images
     cfgs = settings(a.smoke)
     G = load_prior(PRIOR)
+    load_start = os.getloadavg()[0]
     runs = []
     for name, x in photos(64)[:n_images]:
         for seed in seeds:
@@ -118,11 +148,15 @@ def main(argv=None) -> dict:
                 runs.append({"image": name, "seed": seed, "solver": solver, "psnr": m["psnr"], "ssim": m["ssim"],
                              "lpips": m["lpips"], "residual": m["residual"], "time_s": wall})
                 print(f"{name} seed {seed} {solver}: PSNR {m['psnr']:.2f}, LPIPS {m['lpips']:.3f}, {wall:.1f} s", flush=True)
+    # per-step cost on the first problem, apart from the runs (1 restart each, interleaved)
+    timing = step_timing(simulate(photos(64)[0][1], "cs-gaussian", {"ratio": RATIO}, seeds[0])[0], G,
+                         steps=3 if a.smoke else 100, repeats=1 if a.smoke else 3)
     command = "python benchmarks/deepinv_csgm.py " + " ".join(argv if argv is not None else sys.argv[1:])
     doc = {
         "date": time.strftime("%Y-%m-%d"),
         "command": command.strip(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, CPU only",
+        "load_average": {"start": load_start, "end": os.getloadavg()[0]},
         "versions": {"torch": torch.__version__, "deepinv": dinv.__version__, "python": platform.python_version()},
         "smoke": a.smoke,
         "protocol": {"prior": PRIOR, "op": "cs-gaussian", "ratio": RATIO, "noise": 0.0, "size": 64,
@@ -130,8 +164,8 @@ def main(argv=None) -> dict:
         "settings": {k: (asdict(v) if isinstance(v, CSGMConfig) else v) for k, v in cfgs.items()},
         "runs": runs,
         "summary": summary(runs),
+        "step_timing": timing,
     }
-    out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(doc, indent=2) + "\n")
     atomic_write_text(out.with_suffix(".md"), report(doc))
@@ -147,6 +181,16 @@ def summary(runs: list) -> dict:
     return out
 
 
+def paired(runs: list, a: str, b: str, key: str = "psnr") -> tuple:
+    """Mean and standard error of ``key`` of solver a minus solver b over the shared problems."""
+    by = {}
+    for r in runs:
+        by.setdefault((r["image"], r["seed"]), {})[r["solver"]] = r[key]
+    d = [v[a] - v[b] for v in by.values() if a in v and b in v]
+    se = statistics.stdev(d) / len(d) ** 0.5 if len(d) > 1 else float("nan")
+    return statistics.mean(d), se, len(d)
+
+
 def report(doc: dict) -> str:
     """The markdown report: the side-by-side table, then per-image PSNR."""
     s, p = doc["summary"], doc["protocol"]
@@ -154,7 +198,8 @@ def report(doc: dict) -> str:
         "# recon CSGM vs deepinv CSGMGenerator (same DCGAN weights, images, A and y)",
         "",
         *(["**Smoke run (3 steps): tests the script, NOT a result.**", ""] if doc["smoke"] else []),
-        f"Date {doc['date']}. Machine: {doc['machine']}; torch {doc['versions']['torch']}, deepinv {doc['versions']['deepinv']}. "
+        f"Date {doc['date']}. Machine: {doc['machine']} (1-minute load average {doc['load_average']['start']:.1f} at the start, "
+        f"{doc['load_average']['end']:.1f} at the end: other jobs shared the cores); torch {doc['versions']['torch']}, deepinv {doc['versions']['deepinv']}. "
         f"Command: `{doc['command']}`.",
         f"Protocol: prior `{p['prior']}`, noiseless `{p['op']}` m/n = {p['ratio']:g} at {p['size']} px, "
         f"images {', '.join(p['images'])}, seeds {p['seeds']} ({len(p['images']) * len(p['seeds'])} problems); "
@@ -166,6 +211,10 @@ def report(doc: dict) -> str:
     for name, v in s.items():
         lines.append(f"| {name} | {v['psnr']:.2f} | {v['ssim']:.3f} | {v['lpips']:.3f} | {v['residual']:.3f} | {v['time_s']:.1f} |")
     st = doc["settings"]
+    lines.append("")
+    for a in SOLVERS[:2]:
+        mean, se, n = paired(doc["runs"], a, SOLVERS[2])
+        lines.append(f"- PSNR {a} - {SOLVERS[2]}: {mean:+.2f} dB (standard error {se:.2f} over {n} problems, paired).")
     lines += [
         "",
         f"Settings: recon csgm = CSGMConfig paper (Adam lr {st['recon csgm']['lr']}, {st['recon csgm']['steps']} steps, "
@@ -174,6 +223,13 @@ def report(doc: dict) -> str:
         f"inf_lr={st['deepinv CSGMGenerator']['inf_lr']}, inf_tol=0)`: Adam on one latent from U[-1, 1], mean-squared "
         "measurement loss, last iterate returned (deepinv has no restarts and no best-iterate tracking). Means over all "
         "problems; residual = ||A x_hat - y|| / ||y||; times are wall seconds per run, other jobs sharing the cores.",
+        "",
+        f"Per-step cost, apart from the runs: median wall seconds of {doc['step_timing']['steps']} steps on one latent "
+        f"(first problem, {doc['step_timing']['repeats']} interleaved repeats): "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in doc["step_timing"]["median_s"].items())
+        + ". deepinv's loop, as shipped, also computes the gradients of every generator weight (they require grad; only z "
+        "is optimised); recon's solvers freeze them. The frozen run is deepinv's loop with the weights' requires_grad "
+        "turned off (what a deepinv user can do); it returns the same estimate, since the weights never change.",
         "",
         "PSNR per problem:",
         "",
