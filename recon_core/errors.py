@@ -57,3 +57,9 @@ class UnknownName(BadInput):
 
 class SolverDiverged(ReconError):
     """Every restart of a solver produced NaN/Inf."""
+
+
+class MissingDependency(ReconError):
+    """An optional dependency (a ``recon[...]`` extra) needed for the request is not installed."""
+
+    exit_code = 1

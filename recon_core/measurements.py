@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .errors import MeasurementFileError, ReconError
+from .errors import MeasurementFileError, OperatorError, ReconError
 from .images import atomic_write_bytes
 from .operators import NoiseSpec, from_spec
 from .operators.base import LinearOperator
@@ -28,6 +28,8 @@ SCHEMA_VERSION = 1
 def save_measurements(path, y: torch.Tensor, A: LinearOperator, noise: NoiseSpec, image: Optional[dict] = None) -> Path:
     """Write y (1, *meas_shape) or (*meas_shape) with its operator and noise specs, atomically."""
     y = A._check_y(y.detach().cpu())
+    if A.spec().get("serialisable") is False:  # a file that could never be read back
+        raise OperatorError(f"cannot save measurements of a '{A.kind}' operator: {A.spec().get('reason', 'it is not serialisable')}")
     meta = {
         "schema_version": SCHEMA_VERSION,
         "recon_version": __version__,

@@ -4,6 +4,13 @@ Every forward operator maps a batch of images x (N, C, H, W), float32 in [0, 1],
 measurements y (N, *meas_shape). Operators are linear and carry all their randomness in
 tensors drawn once, at construction, from a ``torch.Generator`` seeded from ``spec()["seed"]``,
 so ``from_spec(op.spec())`` rebuilds exactly the same operator on any device.
+
+Operators are ``torch.nn.Module``s, in deepinv's shape: ``op(x)`` is ``op.A(x)``; the tensors an
+operator draws or derives at construction (a Gaussian matrix, a mask's pixel indices, ...) are
+registered buffers, so ``op.to(device)``, ``.cuda()``, ``state_dict()`` and ``copy.deepcopy``
+work as in torch (``to`` moves the operator in place and returns it). Caches built lazily from
+the buffers (a Cholesky factor, FFT filters) are dropped whenever the buffers move and rebuilt
+on the next call. Moving never changes the operator: ``spec()`` stays the same.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import os
 from typing import Callable, Dict, Optional, Tuple, Type
 
 import torch
+from torch import nn
 
 from ..errors import OperatorError, UnknownName
 
@@ -35,7 +43,7 @@ def register(name: str, *aliases: str) -> Callable[[Type["LinearOperator"]], Typ
 
 def _ensure_loaded() -> None:
     # importing the package registers every family (one module per family)
-    from . import blur, circulant, fourier, gaussian, identity, inpaint, superres  # noqa: F401
+    from . import blur, circulant, composed, fourier, gaussian, identity, inpaint, superres  # noqa: F401
 
 
 def list_operators() -> list:
@@ -82,6 +90,8 @@ def from_spec(spec: dict, device="cpu", max_bytes: Optional[int] = None) -> "Lin
     """Rebuild the exact operator described by ``spec`` (as returned by ``op.spec()``)."""
     if not isinstance(spec, dict) or "kind" not in spec or "img_shape" not in spec:
         raise OperatorError("operator spec must be a dict with 'kind' and 'img_shape'")
+    if spec.get("serialisable") is False:  # e.g. a wrapped deepinv physics (interop/deepinv.py)
+        raise OperatorError(f"operator '{spec['kind']}' cannot be rebuilt from its spec: {spec.get('reason', 'it is not serialisable')}")
     spec = dict(spec)
     kind = spec.pop("kind")
     img_shape = spec.pop("img_shape")
@@ -97,24 +107,57 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.reshape(a.shape[0], -1) * b.reshape(b.shape[0], -1)).sum(1)
 
 
-class LinearOperator:
-    """Base class of every forward operator.
+class LinearOperator(nn.Module):
+    """Base class of every forward operator: a ``torch.nn.Module`` whose ``forward`` is ``A``.
 
     Subclasses set ``meas_shape`` and implement ``_A``/``_At`` (on batches, shapes already
     checked); they override ``A_dagger``/``_AAt_solve`` where a closed form exists. ``params()``
-    returns the JSON-able constructor parameters (everything but img_shape/seed/device)."""
+    returns the JSON-able constructor parameters (everything but img_shape/seed/device). Tensors
+    that define the operator are registered with ``register_buffer`` (they follow ``.to()`` and
+    appear in ``state_dict()``); lazily built caches are listed in ``_caches`` and reset by
+    ``_drop_caches`` whenever the module's tensors are moved or cast."""
 
     kind = "base"
     #: True when the measurements can be shown as an image (compare.png) via ``preview``
     previewable = False
+    #: names of lazily built, derived attributes (None until built): reset when tensors move
+    _caches: Tuple[str, ...] = ()
 
     def __init__(self, img_shape: Tuple[int, int, int], *, seed: int = 0, device="cpu"):
+        super().__init__()
         if len(img_shape) != 3 or min(img_shape) < 1:
             raise OperatorError(f"img_shape must be (C, H, W) with positive sizes, got {tuple(img_shape)}")
         self.img_shape = tuple(int(s) for s in img_shape)
         self.seed = int(seed)
-        self.device = torch.device(device)
+        # an empty, non-persistent buffer that follows .to(): the operator's device even when it
+        # holds no other tensor (identity, superres); the same device-holder trick as deepinv's
+        self.register_buffer("_device_holder", torch.empty(0, device=device), persistent=False)
         self.meas_shape: Tuple[int, ...] = self.img_shape
+        self._drop_caches()
+
+    @property
+    def device(self) -> torch.device:
+        """The device the operator's tensors live on (follows ``.to(device)``)."""
+        return self._device_holder.device
+
+    def _drop_caches(self) -> None:
+        """Reset every lazily built cache (called at construction and when tensors move)."""
+        for name in self._caches:
+            setattr(self, name, None)
+
+    def _apply(self, fn, *args, **kwargs):
+        # every .to()/.cuda()/.double() goes through _apply: caches built for the old device or
+        # dtype would be stale, so drop them and let the next call rebuild them
+        self._drop_caches()
+        return super()._apply(fn, *args, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``op(x)`` = ``op.A(x)``: (N, C, H, W) -> (N, *meas_shape)."""
+        return self.A(x)
+
+    def extra_repr(self) -> str:
+        """The spec's parameters, shown by ``repr(op)``."""
+        return ", ".join(f"{k}={v!r}" for k, v in self.spec().items() if k != "kind")
 
     @classmethod
     def estimate_bytes(cls, img_shape, **params) -> int:
@@ -146,10 +189,6 @@ class LinearOperator:
     def spec(self) -> dict:
         """A JSON-able description from which ``from_spec`` rebuilds this exact operator."""
         return {"kind": self.kind, "img_shape": list(self.img_shape), "seed": self.seed, **self.params()}
-
-    def to(self, device) -> "LinearOperator":
-        """The same operator on ``device`` (rebuilt from the spec: exact)."""
-        return from_spec(self.spec(), device=device, max_bytes=2**62)
 
     # ---- shape checks ---------------------------------------------------------------------
     def _check_x(self, x: torch.Tensor) -> torch.Tensor:

@@ -49,9 +49,11 @@ class Blur(LinearOperator):
     s / (s^2 + 1e-3) per singular value s (conj(K) / (|K|^2 + 1e-3) for circular), because the
     exact pseudo-inverse amplifies noise by up to 1e5. ``backproject`` is exact: it uses the
     pseudo-inverse 1/s on s^2 > 1e-10, so A(backproject(x_hat, A x)) = A x.
-    ``preview`` is the blurred image y itself."""
+    ``preview`` is the blurred image y itself. No buffers: the filters are derived from the
+    parameters (built lazily in float64 on the CPU, cast and moved per dtype on first use)."""
 
     previewable = True
+    _caches = ("_cache",)
 
     def __init__(self, img_shape, *, seed: int = 0, device="cpu", kernel_size=9, boundary="circular"):
         super().__init__(img_shape, seed=seed, device=device)
@@ -66,8 +68,9 @@ class Blur(LinearOperator):
         self.kernel_size, self.boundary = k, boundary
         self.meas_shape = self.img_shape
 
-        self._master = None  # float64 filters, built on first use (the reflect SVD costs O(H^3))
-        self._cache = {}
+        # float64 CPU filters, built on first use (the reflect SVD costs O(H^3)); device and
+        # dtype independent, so not a cache that moving drops
+        self._master = None
 
     def _build_filters(self) -> dict:
         _, H, W = self.img_shape
@@ -99,6 +102,8 @@ class Blur(LinearOperator):
     def _get(self, name: str, dtype) -> torch.Tensor:
         # one cast (and device move) per (name, dtype): float32 callers get float32 filters
         key = (name, dtype)
+        if self._cache is None:
+            self._cache = {}
         if key not in self._cache:
             if self._master is None:
                 self._master = self._build_filters()

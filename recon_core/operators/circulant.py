@@ -28,7 +28,11 @@ class CirculantCS(LinearOperator):
     the base class's conjugate gradients (A A^T is well conditioned for ratio <~ 0.5: a few dozen
     iterations); for ratio = 1, S is a permutation and (A A^T)^-1 = S (F F^T)^-1 S^T is applied
     in closed form by dividing by |G|^2 in Fourier space (CG would crawl there: the eigenvalues
-    |G_k|^2 of F F^T are exponentially distributed, so some are tiny)."""
+    |G_k|^2 of F F^T are exponentially distributed, so some are tiny).
+
+    Buffers: ``signs`` (n,) int8, ``g_hat`` (n//2 + 1,) complex64, ``rows`` (m,) long."""
+
+    _caches = ("_g_hat64",)
 
     def __init__(self, img_shape, *, seed: int = 0, device="cpu", ratio=0.1):
         super().__init__(img_shape, seed=seed, device=device)
@@ -41,10 +45,9 @@ class CirculantCS(LinearOperator):
         g = torch.randn(n, generator=rng) / math.sqrt(m)
         idx = torch.randperm(n, generator=rng)[:m].sort().values
         # int8 signs: 1 byte per entry; multiplying promotes to the image dtype
-        self.signs = signs.to(self.device)
-        self.g_hat = torch.fft.rfft(g.double()).to(torch.complex64).to(self.device)
-        self.rows = idx.to(self.device)
-        self._g_hat64 = None
+        self.register_buffer("signs", signs.to(self.device))
+        self.register_buffer("g_hat", torch.fft.rfft(g.double()).to(torch.complex64).to(self.device))
+        self.register_buffer("rows", idx.to(self.device))
 
     def params(self) -> dict:
         return {"ratio": self.ratio}

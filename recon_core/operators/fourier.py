@@ -55,9 +55,11 @@ class FourierCS(LinearOperator):
     others are drawn without replacement with weight (1 + r/0.1)^-6 (r: radius in cycles/pixel),
     and when one real measurement is left over, the last drawn frequency keeps its real part only,
     so m_c is exact. A has orthonormal rows: A_dagger = A_adjoint (exact), backproject is exact.
-    Preserves the input dtype."""
+    Preserves the input dtype. Buffers: the kept positions ``re_half``, ``im_half`` (rfft2 layout),
+    ``re_full``, ``im_full`` (fft2 layout) and ``re_scale`` (float64 row scales)."""
 
     previewable = True
+    _caches = ("_re_scale32",)
 
     def __init__(self, img_shape, *, seed: int = 0, device="cpu", ratio=0.25):
         super().__init__(img_shape, seed=seed, device=device)
@@ -88,13 +90,14 @@ class FourierCS(LinearOperator):
             return (kh[k] * width + kw[k]).to(self.device)
 
         # positions in the rfft2 layout (forward) and in the full fft2 layout (adjoint)
-        self.re_half, self.im_half = flat(re_k, self.Wr), flat(im_k, self.Wr)
-        self.re_full, self.im_full = flat(re_k, W), flat(im_k, W)
+        self.register_buffer("re_half", flat(re_k, self.Wr))
+        self.register_buffer("im_half", flat(im_k, self.Wr))
+        self.register_buffer("re_full", flat(re_k, W))
+        self.register_buffer("im_full", flat(im_k, W))
         # float64 so that float64 callers get rows orthonormal to 1e-16 (see _scale)
         scale = torch.full((re_k.numel(),), math.sqrt(2.0), dtype=torch.float64)
         scale[selfconj[re_k]] = 1.0
-        self.re_scale = scale.to(self.device)
-        self._re_scale32 = self.re_scale.float()
+        self.register_buffer("re_scale", scale.to(self.device))
 
     def params(self) -> dict:
         return {"ratio": self.ratio}
@@ -108,7 +111,13 @@ class FourierCS(LinearOperator):
         return mk.reshape(H, self.Wr)
 
     def _scale(self, dtype) -> torch.Tensor:
-        return self.re_scale if dtype == torch.float64 else self._re_scale32
+        # float64 callers get the float64 scales; others a float32 copy made once (a cache, so a
+        # .to(torch.float64) of the module cannot turn float32 measurements into float64 ones)
+        if dtype == torch.float64:
+            return self.re_scale.double()
+        if self._re_scale32 is None:
+            self._re_scale32 = self.re_scale.float()
+        return self._re_scale32
 
     def _A(self, x: torch.Tensor) -> torch.Tensor:
         N, C, H, W = x.shape

@@ -65,14 +65,16 @@ class GaussianCS(LinearOperator):
     x: (N, C, H, W) -> y: (N, m), m = round(ratio * C*H*W), vec() in C, H, W (row-major) order.
     ``ratio`` in (0, 1]. Preserves the input dtype (float32 or float64). The pseudo-inverse uses
     a float64 Cholesky factor of A A^T, built on first use and cached, with iterative refinement
-    (see ``_AAt_solve``): A_dagger is exact to the caller's precision."""
+    (see ``_AAt_solve``): A_dagger is exact to the caller's precision. Buffer: ``matrix`` (m, n)."""
+
+    _caches = ("_chol",)
 
     def __init__(self, img_shape, *, seed: int = 0, device="cpu", ratio=0.1):
         super().__init__(img_shape, seed=seed, device=device)
         self.ratio, m = measurements_from_ratio(self.kind, ratio, self.n)
         self.meas_shape = (m,)
-        self.matrix = (torch.randn(m, self.n, generator=self._rng()) / math.sqrt(m)).to(self.device)
-        self._chol = None  # float64 Cholesky factor of A A^T, built lazily (O(m^2 n) flops)
+        self.register_buffer("matrix", (torch.randn(m, self.n, generator=self._rng()) / math.sqrt(m)).to(self.device))
+        # _chol: float64 Cholesky factor of A A^T, built lazily (O(m^2 n) flops)
 
     def params(self) -> dict:
         return {"ratio": self.ratio}

@@ -57,7 +57,8 @@ class Inpaint(LinearOperator):
     Parameters: ``mask`` in {"random", "box"} or a path to a mask image; ``frac`` in (0, 1], the
     kept fraction, required for "random"/"box" and not allowed with a file; ``mask_sha256``
     (filled in by ``spec()``) pins a file mask. A has orthonormal rows (A A^T = I), so A_dagger =
-    zero-fill is the exact pseudo-inverse. Preserves the input dtype."""
+    zero-fill is the exact pseudo-inverse. Preserves the input dtype. Buffer: ``pixels`` (k,),
+    the kept pixels' flat indices in the (H, W) plane, sorted."""
 
     previewable = True
 
@@ -111,7 +112,7 @@ class Inpaint(LinearOperator):
         if flat.numel() == 0:
             hint = "white (>= 0.5) marks kept pixels" if self.mask_mode == "file" else f"increase frac (got {self.frac})"
             raise OperatorError(f"inpaint: the {self.mask_mode} mask keeps no pixel; {hint}")
-        self.pixels = flat.sort().values.to(self.device)
+        self.register_buffer("pixels", flat.sort().values.to(self.device))
         self.meas_shape = (C, self.pixels.numel())
 
     @staticmethod

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import List, Sequence
 
 import torch
+from torch import nn
 
 from ..errors import OperatorError
 from .base import LinearOperator
@@ -39,13 +40,11 @@ class StackedOperator(LinearOperator):
                 )
         super().__init__(first.img_shape, seed=first.seed, device=first.device)
         self.meas_shape = tuple(first.meas_shape)
-        self.parts: List[LinearOperator] = parts
+        # a ModuleList (indexable and iterable like a list) so .to() moves every part
+        self.parts: List[LinearOperator] = nn.ModuleList(parts)
 
     def params(self) -> dict:
         return {"parts": [p.spec() for p in self.parts]}
-
-    def to(self, device) -> "StackedOperator":
-        return StackedOperator([p.to(device) for p in self.parts])
 
     def _groups(self, t: torch.Tensor) -> List[torch.Tensor]:
         B = len(self.parts)

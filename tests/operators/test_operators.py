@@ -27,6 +27,12 @@ CASES = {
         ({"kernel_size": 5}, (1, 12, 15)),
         ({"kernel_size": 5, "boundary": "reflect"}, (2, 12, 16)),
     ],
+    # parts' img_shape and seed are filled in from the composition (see composed.py)
+    "composed": [
+        ({"parts": [{"kind": "blur", "kernel_size": 3}, {"kind": "superres", "factor": 2}]}, (3, 16, 16)),
+        ({"parts": [{"kind": "blur", "kernel_size": 3, "boundary": "reflect"}, {"kind": "inpaint", "frac": 0.5}]}, (1, 12, 16)),
+        ({"parts": [{"kind": "superres", "factor": 2}, {"kind": "cs-gaussian", "ratio": 0.5}]}, (2, 16, 16)),
+    ],
 }
 #: families whose A_dagger is a documented approximation rather than A^+
 APPROX_DAGGER = {"superres", "blur"}
@@ -35,6 +41,8 @@ APPROX_DAGGER = {"superres", "blur"}
 def _random(case) -> bool:
     """Whether the operator depends on its seed."""
     kind, params, _ = case
+    if kind == "composed":  # parts without a seed take the composition's
+        return any(_random((p["kind"], p, None)) for p in params["parts"])
     if kind in ("cs-gaussian", "cs-circulant"):
         return True
     if kind == "cs-fourier":
@@ -43,7 +51,15 @@ def _random(case) -> bool:
 
 
 SWEEP = [(k, p, s) for k, entries in CASES.items() for p, s in entries]
-IDS = [f"{k}-{'-'.join(f'{a}={b}' for a, b in p.items())}-{'x'.join(map(str, s))}" for k, p, s in SWEEP]
+
+
+def _params_id(p: dict) -> str:
+    if "parts" in p:  # composed: the parts' kinds and parameters, in order
+        return "+".join(q["kind"] + "".join(f"-{a}={b}" for a, b in q.items() if a != "kind") for q in p["parts"])
+    return "-".join(f"{a}={b}" for a, b in p.items())
+
+
+IDS = [f"{k}-{_params_id(p)}-{'x'.join(map(str, s))}" for k, p, s in SWEEP]
 DTYPES = [torch.float32, torch.float64]
 #: relative tolerances per dtype: (adjointness, A(backproject) == y)
 TOL = {torch.float32: (1e-5, 1e-5), torch.float64: (1e-12, 1e-6)}
