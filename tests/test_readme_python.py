@@ -53,8 +53,10 @@ def test_readme_three_lines_are_the_cli_run(tmp_path, monkeypatch):
 
 def test_section_has_the_examples_this_file_runs():
     firsts = [b.splitlines()[0] for b in python_blocks()]
+    # the deepinv bridge example is run by tests/test_interop_deepinv.py
     assert firsts == ["import recon_core as rc", "from recon_core.pipeline import Pipeline",
-                      "from recon_core.images import example_image", "from recon_core.solvers import ilo"], firsts
+                      "from recon_core.images import example_image", "from recon_core.solvers import ilo",
+                      "import deepinv as dinv"], firsts
 
 
 def test_top_level_api_example_runs():
