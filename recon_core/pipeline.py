@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any, Optional
 
 #: the seed policy: from one seed S, the operator draws from S, the noise from S + NOISE_SEED_OFFSET
@@ -227,14 +228,19 @@ def _log_note(kind: str, message: str, **fields) -> None:
     logging.getLogger("recon").log(logging.WARNING if kind == "warning" else logging.INFO, message)
 
 
+@dataclass
 class Task:
     """One image (or measurements file) of a run, measured and ready to solve: ``problem``, the
     truth ``x`` (None without one), the noise spec, what metrics.json says of the input, and
     ``seconds`` taken to load and measure it."""
 
-    def __init__(self, *, image, measurements, x, noise, image_info, problem, seconds: float):
-        self.image, self.measurements, self.x, self.noise = image, measurements, x, noise
-        self.image_info, self.problem, self.seconds = image_info, problem, seconds
+    image: Any
+    measurements: Any
+    x: Any
+    noise: Any
+    image_info: Optional[dict]
+    problem: Any
+    seconds: float
 
 
 class Pipeline:
