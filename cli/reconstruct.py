@@ -9,9 +9,9 @@ from typing import List, Optional
 
 import typer
 
-from .common import BoundaryOpt, DebugOpt, DeviceOpt, FactorOpt, FitOpt, FracOpt, KernelOpt, LogJsonOpt, MaskOpt, NoiseConvOpt, NoiseStdOpt, OpOpt, QuietOpt, RatioOpt, ThreadsOpt  # noqa: E501
 from recon_core.pipeline import OBSERVABLE_OPS, OUTPUT_FILES, Pipeline
 
+from .common import BoundaryOpt, DebugOpt, DeviceOpt, FactorOpt, FitOpt, FracOpt, KernelOpt, LogJsonOpt, MaskOpt, NoiseConvOpt, NoiseStdOpt, OpOpt, QuietOpt, RatioOpt, ThreadsOpt  # noqa: E501
 from .common import (
     LOG_JSON, check_free, check_noise_convention, check_operator_options, handle_errors, operator_params, prior_options,
     resolve_device, say, set_threads,
