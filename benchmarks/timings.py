@@ -68,10 +68,13 @@ def main(argv=None) -> None:
     ap.add_argument("--tests", action="store_true", help="also run `make test`")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "timings.json")
     a = ap.parse_args(argv)
+    # the machine is shared: the 1-minute load average before and after says how quiet it was
     doc = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "host": platform.platform(), "cpus": os.cpu_count(),
+           "load_average_before": os.getloadavg()[0],
            "demo": demo(Path(os.environ.get("TMPDIR", "/tmp")) / "recon_timings_demo"), "priors": priors()}
     if a.tests:
         doc["tests"] = tests()
+    doc["load_average_after"] = os.getloadavg()[0]
     a.out.write_text(json.dumps(doc, indent=1) + "\n")
     print(json.dumps(doc, indent=1))
 
