@@ -170,7 +170,8 @@ def solve_batch(problems: Sequence[Problem], prior, config: MGANConfig = MGANCon
         n = len(rows)
         x = compose(prior, params, layer, n, N)
         yr = y_rows if n == RB else y_rows[rows]
-        r = A.A(x) - yr if n == RB or A is problems[0].A else A.rows(rows).A(x) - yr
+        # a row subset (Adam pruning) keeps equal groups in order, which a StackedOperator takes
+        r = A.A(x) - yr
         meas = r.reshape(n, -1).pow(2).sum(1)
         total = meas / m  # = losses.mse_loss (the reference's F.mse_loss is a mean too)
         if use_lpips:
