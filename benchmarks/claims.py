@@ -45,6 +45,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 RESULTS = ROOT / "benchmarks" / "results"
 NOISE_10 = 10 / 255  # the IAGAN paper's noise level (per entry, pixel units)
+#: --images: the image names to run, in this order (empty: every image of the experiment)
+ONLY: list = []
 EXPERIMENTS = ("repr", "lasso", "untrained", "iagan-noise", "hybrid-ood", "ilo-extra", "params")
 
 
@@ -89,6 +91,14 @@ def _faces_and_photos(G) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 # running
+
+
+def only(items: list, name=lambda t: t[0]) -> list:
+    """``items`` restricted to and ordered by --images (all of them when it is empty)."""
+    if not ONLY:
+        return items
+    by = {name(t): t for t in items}
+    return [by[n] for n in ONLY if n in by]
 
 
 def _machine() -> str:
@@ -164,8 +174,7 @@ def run_repr(out: Path, seeds, smoke: bool) -> None:
     photos = dict(report_photos())
     sets = [("photo", n, photos[n]) for n in ("astronaut_face", "chelsea", "coffee", "camera")] + \
            [("generated", n, x) for n, x in generated(G)]
-    if smoke:
-        sets = sets[:1]
+    sets = sets[:1] if smoke else only(sets, lambda t: t[1])
     for seed in seeds:
         for group, name, x in sets:
             problem, _ = simulate(x, "identity", {}, seed)
@@ -194,7 +203,7 @@ def run_lasso(out: Path, seeds, smoke: bool) -> None:
     run = Runner(out, "lasso", settings, smoke)
     imgs = report_photos()[:1] if smoke else report_photos()
     for seed in seeds:
-        for name, x in imgs:
+        for name, x in only(imgs):
             for ratio in (ratios[:1] if smoke else ratios):
                 problem, _ = simulate(x, "cs-gaussian", {"ratio": ratio}, seed, 0.1, "cs-norm")
                 base = {"image": name, "ratio": ratio, "seed": seed}
@@ -236,7 +245,7 @@ def run_untrained(out: Path, seeds, smoke: bool) -> None:
     run = Runner(out, "untrained", {"op": "cs-gaussian", "ratio": 0.1, "noise": ["cs-norm", 0.1], "surgery": dataclasses.asdict(gs),
                                     "weights": "dcgan-faces-64 architecture, DCGAN init, seed 0"}, smoke)
     for seed in seeds:
-        for name, x in (report_photos()[:1] if smoke else report_photos()):
+        for name, x in (report_photos()[:1] if smoke else only(report_photos())):
             problem, _ = simulate(x, "cs-gaussian", {"ratio": 0.1}, seed, 0.1, "cs-norm")
             run.cell(f"{name}|{seed}", lambda: {"image": name, "seed": seed, **_record(x, _solve("surgery", problem, H, gs, seed), problem)})
 
@@ -261,7 +270,7 @@ def run_iagan_noise(out: Path, seeds, smoke: bool) -> None:
     photos = dict(report_photos())
     faces = [("astronaut_face", photos["astronaut_face"])] + lfw_faces()
     for seed in seeds:
-        for name, x in (faces[:1] if smoke else faces):
+        for name, x in (faces[:1] if smoke else only(faces)):
             for noise in (0.0, NOISE_10):
                 problem, _ = simulate(x, "superres", {"factor": 4}, seed, noise)
                 base = {"image": name, "seed": seed, "noise": noise}
@@ -303,7 +312,7 @@ def run_hybrid_ood(out: Path, seeds, smoke: bool) -> None:
     order = [("generated", n, x) for n, x in groups["generated"]] + [("photo", n, x) for n, x in groups["photo"][:2]] + \
             [("face", n, x) for n, x in groups["face"]] + [("photo", n, x) for n, x in groups["photo"][2:]]
     for seed in seeds:
-        for group, name, x in (order[:1] if smoke else order):
+        for group, name, x in (order[:1] if smoke else only(order, lambda t: t[1])):
             problem, _ = simulate(x, "cs-gaussian", {"ratio": 0.1}, seed, 0.1, "cs-norm")
             for m, cfg in cfgs.items():
                 def go(m=m, cfg=cfg):
@@ -332,14 +341,14 @@ def run_ilo_extra(out: Path, seeds, smoke: bool) -> None:
                                     "ilo-50x4": {"op": "cs-gaussian", "ratio": 0.1, "noise": ["cs-norm", 0.1], "ilo": dataclasses.asdict(ilo4)}}, smoke)
     photos = report_photos()
     for seed in seeds:
-        for name, x in (photos[:1] if smoke else photos[:3]):
+        for name, x in (photos[:1] if smoke else only(photos[:3])):
             problem, _ = simulate(x, "identity", {}, seed, sigma)
             for label, cfg in (("csgm", csgm0), ("ilo", ilo)):
                 for sna in (0.0, sigma):
                     c = dataclasses.replace(cfg, sna_std=sna)
                     run.cell(f"sna|{name}|{seed}|{label}|{'sna' if sna else 'plain'}", lambda: {
                         "exp": "sna", "image": name, "seed": seed, "method": label, "sna": sna > 0, **_record(x, _solve("ilo", problem, G, c, seed), problem)})
-        for name, x in (photos[:1] if smoke else photos):
+        for name, x in (photos[:1] if smoke else only(photos)):
             problem, _ = simulate(x, "cs-gaussian", {"ratio": 0.1}, seed, 0.1, "cs-norm")
             run.cell(f"ilo50x4|{name}|{seed}", lambda: {"exp": "ilo-50x4", "image": name, "seed": seed,
                                                        **_record(x, _solve("ilo", problem, G, ilo4, seed), problem)})
@@ -392,6 +401,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", default="", help="comma-separated experiments: " + ",".join(EXPERIMENTS))
     ap.add_argument("--seeds", default="0", help="seeds of the experiments run now (added to their grids)")
+    ap.add_argument("--images", default="", help="comma-separated image names: run only these cells, in this order (default: all)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--smoke", action="store_true", help="one image, a few steps per method (a test, not a result)")
     ap.add_argument("--out-dir", default=str(RESULTS), help="where claims_<exp>.json and the report are written")
@@ -404,6 +414,8 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if not a.report_only:
         seeds = [int(s) for s in a.seeds.split(",")]
+        global ONLY
+        ONLY = [n for n in a.images.split(",") if n]
         for exp in filter(None, a.run.split(",")):
             if exp not in RUNNERS:
                 sys.exit(f"unknown experiment {exp!r}; choose from {', '.join(EXPERIMENTS)}")
