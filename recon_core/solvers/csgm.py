@@ -24,14 +24,13 @@ class CSGMConfig(MethodConfig):
     measurement loss). optimizer adam|sgd|lbfgs|lbfgs-ls; with lbfgs-ls, ``steps`` is a budget of
     batched evaluations, and prune_after / stop_tol apply (see SurgeryConfig).
 
-    Whose defaults: Adam lr 0.1 and 3 restarts are the CSGM setting as the Generator Surgery and
-    IAGAN papers run it (their "No GS" / CSGM baselines: 3 restarts for every method; Adam lr 0.1);
-    500 steps is Bora et al.'s iteration count. They are *not* Bora et al.'s CelebA scripts
-    (AshishBora/csgm src/create_scripts.py BASE_SCRIPT: Adam lr 0.1, 500 iterations, 2 restarts,
-    zprior_weight 0.001 on a mean squared measurement loss of [-1, 1] images, i.e. about
-    z_reg = 0.00025 m on this sum-of-squares loss of [0, 1] images): no latent penalty by default,
-    because the papers recon reproduces compare against the unpenalised objective. The IAGAN
-    paper's CSGM runs 1600 steps (``--steps 1600``)."""
+    Whose defaults: Adam lr 0.1 and 500 steps are Bora et al.'s CelebA setting (AshishBora/csgm,
+    src/create_scripts.py BASE_SCRIPT; the IAGAN paper uses the same lr); 3 restarts is the
+    Generator Surgery paper's count for every method it compares. Two differences from Bora et
+    al.'s CelebA scripts: they use 2 restarts, and a latent penalty zprior_weight 0.001 on a *mean*
+    squared measurement loss of [-1, 1] images (about z_reg = 0.00025 m on this sum-of-squares loss
+    of [0, 1] images); recon's default is the unpenalised objective that the IAGAN and Surgery
+    papers write as CSGM (eq. 2 / eq. 1). The IAGAN paper's CSGM runs 1600 steps (``--steps 1600``)."""
 
     lr: float = 0.1
     steps: int = 500
