@@ -29,11 +29,8 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
-import math
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path

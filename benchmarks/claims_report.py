@@ -189,36 +189,29 @@ def rows(S: Sources) -> List[dict]:
                "100 steps of up to 20 inner iterations, 3 restarts, CN(0,1) init), c = 1 vs c = 0 (No GS, same settings); "
                f"{DCGAN}. Deviation: DCGAN, not the BEGAN of Table 2; the training images (DigiFace-1M) are not available offline, "
                "so 'train' images are real photos (the astronaut face and 3 non-face photos)")
-    if rep:
-        real = {"photo"}
-        c1 = sel(rep, by_img_seed, cut=1, group="photo")
-        c0 = sel(rep, by_img_seed, cut=0, group="photo")
-        d = paired(c1, c0)
-        g1 = sel(rep, by_img_seed, cut=1, group="generated")
-        g0 = sel(rep, by_img_seed, cut=0, group="generated")
-        dg = paired(g0, g1)
-        row("GS-1", GS, "Surgery removes most of the representation error: with A = I, GS reaches far higher PSNR than No GS on real images",
-            "Table 2 (BEGAN, CelebA train): No GS 20.51 ± 2.12, GS 42.25 ± 2.65 dB (± std); +21.7 dB",
-            f"real photos: GS {f(d['a'])}, No GS {f(d['b'])}; GS - No GS {f(d, sign=True)}",
-            yes(beyond(d)) + (f" (+{d['mean']:.1f} dB vs the paper's +21.7 dB with BEGAN)" if d["n"] else ""),
-            rep_set, "claims_repr.json")
-        row("GS-2", GS, "On generated images G(z) (zero representation error) No GS is nearly exact and better than GS; GS is about as good on real as on generated images",
-            "Table 2 (BEGAN): generated: No GS 55.65 ± 2.68, GS 45.14 ± 0.59 dB; GS real 42.25 vs generated 45.14",
-            f"generated: No GS {f(dg['a'])}, GS {f(dg['b'])}; No GS - GS {f(dg, sign=True)}; GS real {f(d['a'])} vs generated {f(dg['b'])}",
-            yes(beyond(dg)) + " (No GS > GS on generated images)",
-            rep_set + "; generated images: 2 samples G(z) with fixed seeds 1000, 1001", "claims_repr.json")
-        face = paired({k: v for k, v in c1.items() if k[0] == "astronaut_face"}, {k: v for k, v in c0.items() if k[0] == "astronaut_face"})
-        nonf = paired({k: v for k, v in c1.items() if k[0] != "astronaut_face"}, {k: v for k, v in c0.items() if k[0] != "astronaut_face"})
-        row("GS-3", GS, "With A = I, Surgery gains about 10 dB for every architecture (DCGAN included), on CelebA and on COCO (out of distribution)",
-            "Fig. 8: about +10 dB (DCGAN, BEGAN, VAE; CelebA and COCO)",
-            f"face (astronaut): GS - No GS {f(face, sign=True)}; non-face photos: {f(nonf, sign=True)}",
-            yes(beyond(nonf) and face["n"] > 0 and face["mean"] > 0) + (f" (gain {d['mean']:.1f} dB overall)" if d["n"] else ""),
-            rep_set, "claims_repr.json")
-    else:
-        for i, c, p in (("GS-1", "Surgery removes most of the representation error (A = I)", "Table 2: No GS 20.51, GS 42.25 dB"),
-                        ("GS-2", "No GS is nearly exact on generated images, better than GS", "Table 2: 55.65 vs 45.14 dB"),
-                        ("GS-3", "About +10 dB with A = I on every architecture", "Fig. 8")):
-            row(i, GS, c, p, missing("repr"), "not measured", rep_set, "claims_repr.json")
+    c1 = sel(rep, by_img_seed, cut=1, group="photo")
+    c0 = sel(rep, by_img_seed, cut=0, group="photo")
+    d = paired(c1, c0)
+    g1 = sel(rep, by_img_seed, cut=1, group="generated")
+    g0 = sel(rep, by_img_seed, cut=0, group="generated")
+    dg = paired(g0, g1)
+    row("GS-1", GS, "Surgery removes most of the representation error: with A = I, GS reaches far higher PSNR than No GS on real images",
+        "Table 2 (BEGAN, CelebA train): No GS 20.51 ± 2.12, GS 42.25 ± 2.65 dB (± std); +21.7 dB",
+        f"real photos: GS {f(d['a'])}, No GS {f(d['b'])}; GS - No GS {f(d, sign=True)}",
+        yes(beyond(d)) + (f" (+{d['mean']:.1f} dB vs the paper's +21.7 dB with BEGAN)" if d["n"] else ""),
+        rep_set, "claims_repr.json")
+    row("GS-2", GS, "On generated images G(z) (zero representation error) No GS is nearly exact and better than GS; GS is about as good on real as on generated images",
+        "Table 2 (BEGAN): generated: No GS 55.65 ± 2.68, GS 45.14 ± 0.59 dB; GS real 42.25 vs generated 45.14",
+        f"generated: No GS {f(dg['a'])}, GS {f(dg['b'])}; No GS - GS {f(dg, sign=True)}; GS real {f(d['a'])} vs generated {f(dg['b'])}",
+        yes(beyond(dg)) + " (No GS > GS on generated images)",
+        rep_set + "; generated images: 2 samples G(z) with fixed seeds 1000, 1001", "claims_repr.json")
+    face = paired({k: v for k, v in c1.items() if k[0] == "astronaut_face"}, {k: v for k, v in c0.items() if k[0] == "astronaut_face"})
+    nonf = paired({k: v for k, v in c1.items() if k[0] != "astronaut_face"}, {k: v for k, v in c0.items() if k[0] != "astronaut_face"})
+    row("GS-3", GS, "With A = I, Surgery gains about 10 dB for every architecture (DCGAN included), on CelebA and on COCO (out of distribution)",
+        "Fig. 8: about +10 dB (DCGAN, BEGAN, VAE; CelebA and COCO)",
+        f"face (astronaut): GS - No GS {f(face, sign=True)}; non-face photos: {f(nonf, sign=True)}",
+        yes(beyond(nonf) and face["n"] > 0 and face["mean"] > 0) + (f" (gain {d['mean']:.1f} dB overall)" if d["n"] else ""),
+        rep_set, "claims_repr.json")
 
     # ---- Generator Surgery: compressed sensing vs No GS and Lasso-DCT ---------------------
     las = S.runs("lasso")
@@ -234,30 +227,25 @@ def rows(S: Sources) -> List[dict]:
 
     per = {r: {"gs": gs_at(r), "nogs": sel(las, by_img_seed, method="nogs", ratio=r), "lasso": sel(las, by_img_seed, method="lasso-dct", ratio=r)}
            for r in RATIOS}
-    if las:
-        dd = {r: paired(per[r]["gs"], per[r]["nogs"]) for r in RATIOS}
-        txt = "; ".join(f"m/n {r:g}: {f(dd[r], sign=True)}" for r in RATIOS if dd[r]["n"])
-        ok = [beyond(dd[r]) for r in RATIOS if dd[r]["n"]]
-        row("GS-4", GS, "Surgery beats No GS at every m/n in compressed sensing (in and out of the training distribution)",
-            "Figs. 2-3: GS above No GS at every m/n (several dB)", "GS - No GS: " + txt,
-            yes(all(ok)) + f" (at {sum(ok)} of {len(ok)} m/n)", cs_set, "speed.json, claims_lasso.json")
-        dl = {r: paired(per[r]["nogs"], per[r]["lasso"]) for r in RATIOS}
-        txt = "; ".join(f"m/n {r:g}: {f(dl[r], sign=True)}" for r in RATIOS if dl[r]["n"])
-        low = dl[0.05]
-        row("GS-5", GS, "No GS (plain CSGM-style inversion) beats Lasso-DCT at low m/n (and loses at high m/n)",
-            "Fig. 2 (CelebA): No GS above Lasso-DCT at the lowest m/n for every model; Fig. 3 (COCO): No GS does not beat Lasso-DCT (except VAE)",
-            "No GS - Lasso-DCT: " + txt,
-            (yes(beyond(low)) + " at m/n 0.05") if low["n"] else missing("lasso"), cs_set, "claims_lasso.json")
-        dg = {r: paired(per[r]["gs"], per[r]["lasso"]) for r in RATIOS}
-        txt = "; ".join(f"m/n {r:g}: {f(dg[r], sign=True)}" for r in RATIOS if dg[r]["n"])
-        ok = [beyond(dg[r]) for r in RATIOS if dg[r]["n"]]
-        row("GS-6", GS, "Surgery beats Lasso-DCT over a larger range of m/n than No GS (almost everywhere, also out of distribution)",
-            "Figs. 2-3 and Discussion", "GS - Lasso-DCT: " + txt + " (plot: claims_surgery_lasso.png)",
-            yes(all(ok)) + f" (at {sum(ok)} of {len(ok)} m/n)", cs_set, "speed.json, claims_lasso.json")
-    else:
-        for i, c in (("GS-4", "Surgery beats No GS at every m/n"), ("GS-5", "No GS beats Lasso-DCT at low m/n"),
-                     ("GS-6", "Surgery beats Lasso-DCT over a larger range of m/n")):
-            row(i, GS, c, "Figs. 2-3", missing("lasso"), "not measured", cs_set, "claims_lasso.json")
+    dd = {r: paired(per[r]["gs"], per[r]["nogs"]) for r in RATIOS}
+    txt = "; ".join(f"m/n {r:g}: {f(dd[r], sign=True)}" for r in RATIOS if dd[r]["n"]) or "no runs"
+    ok = [beyond(dd[r]) for r in RATIOS if dd[r]["n"]]
+    row("GS-4", GS, "Surgery beats No GS at every m/n in compressed sensing (in and out of the training distribution)",
+        "Figs. 2-3: GS above No GS at every m/n (several dB)", "GS - No GS: " + txt,
+        yes(all(ok)) + f" (at {sum(ok)} of {len(ok)} m/n)", cs_set, "speed.json, claims_lasso.json")
+    dl = {r: paired(per[r]["nogs"], per[r]["lasso"]) for r in RATIOS}
+    txt = "; ".join(f"m/n {r:g}: {f(dl[r], sign=True)}" for r in RATIOS if dl[r]["n"]) or "no runs"
+    low = dl[0.05]
+    row("GS-5", GS, "No GS (plain CSGM-style inversion) beats Lasso-DCT at low m/n (and loses at high m/n)",
+        "Fig. 2 (CelebA): No GS above Lasso-DCT at the lowest m/n for every model; Fig. 3 (COCO): No GS does not beat Lasso-DCT (except VAE)",
+        "No GS - Lasso-DCT: " + txt,
+        (yes(beyond(low)) + " at m/n 0.05") if low["n"] else missing("lasso"), cs_set, "claims_lasso.json")
+    dg = {r: paired(per[r]["gs"], per[r]["lasso"]) for r in RATIOS}
+    txt = "; ".join(f"m/n {r:g}: {f(dg[r], sign=True)}" for r in RATIOS if dg[r]["n"]) or "no runs"
+    ok = [beyond(dg[r]) for r in RATIOS if dg[r]["n"]]
+    row("GS-6", GS, "Surgery beats Lasso-DCT over a larger range of m/n than No GS (almost everywhere, also out of distribution)",
+        "Figs. 2-3 and Discussion", "GS - Lasso-DCT: " + txt + " (plot: claims_surgery_lasso.png)",
+        yes(all(ok)) + f" (at {sum(ok)} of {len(ok)} m/n)", cs_set, "speed.json, claims_lasso.json")
     if S.methods:
         nl = {r: (paired(S.methods_psnr("surgery", r), S.methods_psnr("lasso-dct", r)), paired(S.methods_psnr("csgm", r), S.methods_psnr("lasso-dct", r))) for r in RATIOS}
         row("GS-6b", GS, "The same without noise: Surgery above Lasso-DCT at every m/n; the uncut prior (CSGM) only at low m/n",
@@ -268,20 +256,16 @@ def rows(S: Sources) -> List[dict]:
             "3 restarts), not c = 0 with L-BFGS. Deviation: no noise", "methods.json")
 
     unt = S.runs("untrained")
-    if unt:
-        d = paired(S.speed_psnr("surgery", "cs-0.1"), sel(unt, by_img_seed))
-        row("GS-7", GS, "The learned weights matter: Surgery on a trained generator is far better than on a randomly initialised one",
-            "Fig. 9 (BEGAN): trained well above untrained at every m/n", f"trained {f(d['a'])} vs untrained {f(d['b'])}: {f(d, sign=True)}",
-            yes(beyond(d)),
-            "cs-gaussian m/n 0.1, noise ||eta|| = 0.1; Surgery paper settings (c = 1); untrained = the same DCGAN with the pytorch/examples "
-            "init (conv N(0, 0.02), BatchNorm N(1, 0.02), running statistics reset), seed 0; trained = speed.json's paper arm on the same "
-            "measurements. Deviation: DCGAN instead of BEGAN, one m/n", "claims_untrained.json, speed.json")
-    else:
-        row("GS-7", GS, "Learned weights matter (trained vs untrained Surgery)", "Fig. 9", missing("untrained"), "not measured", "", "claims_untrained.json")
+    d = paired(S.speed_psnr("surgery", "cs-0.1"), sel(unt, by_img_seed))
+    row("GS-7", GS, "The learned weights matter: Surgery on a trained generator is far better than on a randomly initialised one",
+        "Fig. 9 (BEGAN): trained well above untrained at every m/n", f"trained {f(d['a'])} vs untrained {f(d['b'])}: {f(d, sign=True)}",
+        yes(beyond(d)),
+        "cs-gaussian m/n 0.1, noise ||eta|| = 0.1; Surgery paper settings (c = 1); untrained = the same DCGAN with the pytorch/examples "
+        "init (conv N(0, 0.02), BatchNorm N(1, 0.02), running statistics reset), seed 0; trained = speed.json's paper arm on the same "
+        "measurements. Deviation: DCGAN instead of BEGAN, one m/n", "claims_untrained.json, speed.json")
 
     if S.sweep:
         tab = S.sweep["summary"]["table"]
-        rec = S.sweep["summary"].get("recommended", {})
         best = {r: max(tab[r], key=lambda c: tab[r][c]["psnr_mean"]) for r in tab}
         txt = "; ".join(f"m/n {r}: c=0 {tab[r]['0']['psnr_mean']:.2f}, c=1 {tab[r]['1']['psnr_mean']:.2f}, c=2 {tab[r]['2']['psnr_mean']:.2f} "
                         f"(n {tab[r]['1']['n']}; best c={best[r]})" for r in sorted(tab, key=float))
@@ -373,32 +357,25 @@ def rows(S: Sources) -> List[dict]:
     sna_set = ("denoising: A = I, noise std 30/255 per entry, 3 photos (astronaut face, camera, chelsea), seed 0; ILO paper defaults "
                "(MSE loss; the paper's denoising uses MSE + LPIPS) with and without SNA (sna_std = 30/255); CSGM = ILO's round 0 alone "
                "(Adam lr 0.1, 300 steps with ramps). Deviation: DCGAN 64 px, 3 images, MSE only")
-    if sna:
-        def pick(m, s):
-            return sel(sna, by_img_seed, method=m, sna=s)
-        dc, di = paired(pick("csgm", True), pick("csgm", False)), paired(pick("ilo", True), pick("ilo", False))
-        row("ILO-4", ILO, "Stochastic Noise Addition improves denoising for CSGM and ILO",
-            "Table 1 (sigma = 30): CSGM 19.89 -> 21.38 (+1.49), ILO 28.34 -> 32.92 (+4.58) dB",
-            f"CSGM: {fd(dc)}; ILO: {fd(di)}", yes(beyond(dc) and beyond(di)) + f" (CSGM {'yes' if beyond(dc) else 'no'}, ILO {'yes' if beyond(di) else 'no'})",
-            sna_set, "claims_ilo-extra.json")
-        dd = paired(pick("ilo", True), pick("csgm", True))
-        row("ILO-5", ILO, "ILO denoises far better than CSGM", "Table 1: with SNA 32.92 vs 21.38 dB; Fig. 2: 1.8x lower MSE than the best CSGM at sigma 25",
-            f"with SNA, ILO - CSGM: {fd(dd)}", yes(beyond(dd)), sna_set + "; sigma 30 only (Fig. 2's sigma 25 point not run)", "claims_ilo-extra.json")
-    else:
-        row("ILO-4", ILO, "SNA improves denoising", "Table 1", missing("ilo-extra"), "not measured", sna_set, "claims_ilo-extra.json")
-        row("ILO-5", ILO, "ILO denoises far better than CSGM", "Table 1", missing("ilo-extra"), "not measured", sna_set, "claims_ilo-extra.json")
+    def pick(m, s):
+        return sel(sna, by_img_seed, method=m, sna=s)
+    dc, di = paired(pick("csgm", True), pick("csgm", False)), paired(pick("ilo", True), pick("ilo", False))
+    row("ILO-4", ILO, "Stochastic Noise Addition improves denoising for CSGM and ILO",
+        "Table 1 (sigma = 30): CSGM 19.89 -> 21.38 (+1.49), ILO 28.34 -> 32.92 (+4.58) dB",
+        f"CSGM: {fd(dc)}; ILO: {fd(di)}", yes(beyond(dc) and beyond(di)) + f" (CSGM {'yes' if beyond(dc) else 'no'}, ILO {'yes' if beyond(di) else 'no'})",
+        sna_set, "claims_ilo-extra.json")
+    dd = paired(pick("ilo", True), pick("csgm", True))
+    row("ILO-5", ILO, "ILO denoises far better than CSGM", "Table 1: with SNA 32.92 vs 21.38 dB; Fig. 2: 1.8x lower MSE than the best CSGM at sigma 25",
+        f"with SNA, ILO - CSGM: {fd(dd)}", yes(beyond(dd)), sna_set + "; sigma 30 only (Fig. 2's sigma 25 point not run)", "claims_ilo-extra.json")
     i4 = [r for r in ie if r.get("exp") == "ilo-50x4"]
-    if i4:
-        d = paired(sel(i4, by_img_seed), S.speed_psnr("csgm", "cs-0.1"))
-        t = mean_se([(r["image"], r["time_s"]) for r in i4])
-        row("ILO-6", ILO, "50 steps on each of the first four layers already beat CSGM (ILO is not slower than CSGM)",
-            "Running time paragraph (StyleGAN2; CSGM 300-1000 steps)",
-            f"ILO 4 x 50 - CSGM (500 steps): {fd(d)}; ILO 4 x 50 took {f(t, 1)} s vs CSGM {f(S.speed_time('csgm', 'cs-0.1'), 1)} s",
-            yes(beyond(d)), "cs-gaussian m/n 0.1, noise ||eta|| = 0.1, 6 photos, seed 0; ILO layers 0,1,2,3, 50 steps each, radii "
-            "500/1000/2000 (the paper's previous-solution radii), Adam lr 0.1 with ramps; CSGM = speed.json's paper arm on the same "
-            "measurements. Times: different runs under different machine load", "claims_ilo-extra.json, speed.json")
-    else:
-        row("ILO-6", ILO, "50 steps x 4 layers beat CSGM", "Running time paragraph", missing("ilo-extra"), "not measured", "", "claims_ilo-extra.json")
+    d = paired(sel(i4, by_img_seed), S.speed_psnr("csgm", "cs-0.1"))
+    t = mean_se([(r["image"], r["time_s"]) for r in i4])
+    row("ILO-6", ILO, "50 steps on each of the first four layers already beat CSGM (ILO is not slower than CSGM)",
+        "Running time paragraph (StyleGAN2; CSGM 300-1000 steps)",
+        f"ILO 4 x 50 - CSGM (500 steps): {fd(d)}; ILO 4 x 50 took {f(t, 1)} s vs CSGM {f(S.speed_time('csgm', 'cs-0.1'), 1)} s",
+        yes(beyond(d)), "cs-gaussian m/n 0.1, noise ||eta|| = 0.1, 6 photos, seed 0; ILO layers 0,1,2,3, 50 steps each, radii "
+        "500/1000/2000 (the paper's previous-solution radii), Adam lr 0.1 with ramps; CSGM = speed.json's paper arm on the same "
+        "measurements. Times: different runs under different machine load", "claims_ilo-extra.json, speed.json")
 
     # ---- IAGAN ---------------------------------------------------------------------------
     meth_set = ("methods.json: noiseless cs-gaussian, 6 photos x seeds 0-2, dcgan-faces-64 (paper: BEGAN 128 px, 20 CelebA images); "
@@ -436,54 +413,48 @@ def rows(S: Sources) -> List[dict]:
               "IAGAN stage 1 the same, stage 2 lr 1e-4 for z and weights, 500 steps (the paper's super-resolution count for BEGAN), 250 when "
               "noisy; BP = eq. 10 with the exact pseudo-inverse, then a clamp. Deviations: DCGAN 64 px trained on synthetic faces (paper: "
               "BEGAN on CelebA, 100 images); 3 faces")
-    if ian:
-        def g(m, noise):
-            return sel(ian, by_img_seed, method=m, noise=noise)
-        z, nz = 0.0, 10 / 255
-        d = paired(g("iagan", z), g("csgm", z))
-        row("IA-4", IA, "IAGAN far outperforms CSGM in noiseless super-resolution", "Table 2 (CelebA, x4): IAGAN 27.16 vs CSGM 20.51 dB",
-            fd(d), yes(beyond(d)), ia_set, "claims_iagan-noise.json")
-        d = paired(g("csgm-bp", z), g("csgm", z))
-        row("IA-5", IA, "BP is very effective for CSGM in noiseless super-resolution", "Table 2 (x4): CSGM-BP 26.44 vs CSGM 20.51 dB (+5.93)",
-            fd(d), "by construction" + f" (gain +{d['mean']:.2f} dB measured)" if d["n"] else "no runs",
-            ia_set + ". Noiseless projection onto {A x = y} plus clamp cannot move away from the truth (see IA-3)", "claims_iagan-noise.json")
-        bc, bi = paired(g("csgm-bp", z), g("csgm", z)), paired(g("iagan-bp", z), g("iagan", z))
-        diff = {k: (g("csgm-bp", z)[k] - g("csgm", z)[k]) - (g("iagan-bp", z)[k] - g("iagan", z)[k]) for k in set(g("csgm", z)) & set(g("iagan", z)) & set(g("csgm-bp", z)) & set(g("iagan-bp", z))}
-        dd = mean_se([(k[0], v) for k, v in diff.items()])
-        row("IA-6", IA, "BP helps IAGAN much less than CSGM (IAGAN-BP ~ IAGAN)", "Table 2 (x4): IAGAN 27.16 -> IAGAN-BP 27.14",
-            f"BP gain: CSGM {f(bc, sign=True)}, IAGAN {f(bi, sign=True)}; CSGM's gain - IAGAN's {f(dd, sign=True)}",
-            yes(dd["n"] > 0 and dd["mean"] - 2 * (0 if math.isnan(dd["se"]) else dd["se"]) > 0), ia_set, "claims_iagan-noise.json")
-        d = paired(g("iagan", z), g("bicubic", z))
-        row("IA-7", IA, "IAGAN beats bicubic upsampling in noiseless super-resolution x4", "Table 2 (CelebA x4): 27.16 vs 26.50 dB",
-            fd(d), yes(beyond(d)), ia_set + "; bicubic = recon's pinv for superres", "claims_iagan-noise.json")
-        d = paired(g("iagan", nz), g("csgm", nz))
-        row("IA-8", IA, "With noise 10/255, IAGAN still far outperforms CSGM", "Table 3 (CelebA x4): IAGAN 25.54 vs CSGM 20.57 dB",
-            fd(d), yes(beyond(d)), ia_set, "claims_iagan-noise.json")
-        d = paired(g("iagan", nz), g("bicubic", nz))
-        row("IA-9", IA, "With noise 10/255, IAGAN beats bicubic upsampling", "Table 3 (CelebA x4): 25.54 vs 24.72 dB",
-            fd(d), yes(beyond(d)), ia_set, "claims_iagan-noise.json")
-        txt, ok = [], []
-        for m in ("csgm", "iagan"):
-            q, p = paired(g(m + "-bp", z), g(m, z)), paired(g(m + "-bp", nz), g(m, nz))
-            keys = set(g(m, z)) & set(g(m + "-bp", z)) & set(g(m, nz)) & set(g(m + "-bp", nz))
-            dd = mean_se([(k[0], (g(m + "-bp", z)[k] - g(m, z)[k]) - (g(m + "-bp", nz)[k] - g(m, nz)[k])) for k in keys])
-            txt.append(f"{m.upper()}: BP gain noiseless {f(q, sign=True)}, noisy {f(p, sign=True)}")
-            ok.append(dd["n"] > 0 and dd["mean"] > 0)
-        row("IA-10", IA, "Back-projection is useful only at low noise: under noise it helps less (A^+ amplifies the noise)",
-            "Method section and eq. 11 (no number: the paper skips BP when noisy)", "; ".join(txt),
-            yes(all(ok)) + " (BP gain smaller with noise for " + ", ".join(m for m, o in zip(("CSGM", "IAGAN"), ok) if o) + ")",
-            ia_set, "claims_iagan-noise.json")
-        tc = mean_se([(r["image"], r["time_s"]) for r in ian if r["method"] == "csgm"])
-        ti = mean_se([(r["image"], r["time_s"]) for r in ian if r["method"] == "iagan"])
-        row("IA-11", IA, "IAGAN needs only a little more time than CSGM", "Run-time paragraph (GPU, CS 0.5, CelebA): CSGM ~30 s, IAGAN ~35 s (1.17x)",
-            f"CSGM {f(tc, 1)} s, IAGAN {f(ti, 1)} s per image ({ti['mean'] / tc['mean']:.2f}x)" if tc["n"] and ti["n"] else "no runs",
-            yes(tc["n"] > 0 and ti["mean"] / tc["mean"] < 1.5) + " (threshold 1.5x)",
-            ia_set + "; CPU, 1 torch thread, machine shared with other jobs (times are indicative)", "claims_iagan-noise.json")
-    else:
-        for i, c in (("IA-4", "IAGAN >> CSGM, noiseless SR"), ("IA-5", "BP effective for CSGM"), ("IA-6", "BP helps IAGAN less"),
-                     ("IA-7", "IAGAN > bicubic, noiseless"), ("IA-8", "IAGAN >> CSGM with noise"), ("IA-9", "IAGAN > bicubic with noise"),
-                     ("IA-10", "BP helps less under noise"), ("IA-11", "IAGAN costs little more time than CSGM")):
-            row(i, IA, c, "Tables 2-3", missing("iagan-noise"), "not measured", ia_set, "claims_iagan-noise.json")
+    def g(m, noise):
+        return sel(ian, by_img_seed, method=m, noise=noise)
+    z, nz = 0.0, 10 / 255
+    d = paired(g("iagan", z), g("csgm", z))
+    row("IA-4", IA, "IAGAN far outperforms CSGM in noiseless super-resolution", "Table 2 (CelebA, x4): IAGAN 27.16 vs CSGM 20.51 dB",
+        fd(d), yes(beyond(d)), ia_set, "claims_iagan-noise.json")
+    d = paired(g("csgm-bp", z), g("csgm", z))
+    row("IA-5", IA, "BP is very effective for CSGM in noiseless super-resolution", "Table 2 (x4): CSGM-BP 26.44 vs CSGM 20.51 dB (+5.93)",
+        fd(d), "by construction" + f" (gain +{d['mean']:.2f} dB measured)" if d["n"] else "no runs",
+        ia_set + ". Noiseless projection onto {A x = y} plus clamp cannot move away from the truth (see IA-3)", "claims_iagan-noise.json")
+    bc, bi = paired(g("csgm-bp", z), g("csgm", z)), paired(g("iagan-bp", z), g("iagan", z))
+    diff = {k: (g("csgm-bp", z)[k] - g("csgm", z)[k]) - (g("iagan-bp", z)[k] - g("iagan", z)[k]) for k in set(g("csgm", z)) & set(g("iagan", z)) & set(g("csgm-bp", z)) & set(g("iagan-bp", z))}
+    dd = mean_se([(k[0], v) for k, v in diff.items()])
+    row("IA-6", IA, "BP helps IAGAN much less than CSGM (IAGAN-BP ~ IAGAN)", "Table 2 (x4): IAGAN 27.16 -> IAGAN-BP 27.14",
+        f"BP gain: CSGM {f(bc, sign=True)}, IAGAN {f(bi, sign=True)}; CSGM's gain - IAGAN's {f(dd, sign=True)}",
+        yes(dd["n"] > 0 and dd["mean"] - 2 * (0 if math.isnan(dd["se"]) else dd["se"]) > 0), ia_set, "claims_iagan-noise.json")
+    d = paired(g("iagan", z), g("bicubic", z))
+    row("IA-7", IA, "IAGAN beats bicubic upsampling in noiseless super-resolution x4", "Table 2 (CelebA x4): 27.16 vs 26.50 dB",
+        fd(d), yes(beyond(d)), ia_set + "; bicubic = recon's pinv for superres", "claims_iagan-noise.json")
+    d = paired(g("iagan", nz), g("csgm", nz))
+    row("IA-8", IA, "With noise 10/255, IAGAN still far outperforms CSGM", "Table 3 (CelebA x4): IAGAN 25.54 vs CSGM 20.57 dB",
+        fd(d), yes(beyond(d)), ia_set, "claims_iagan-noise.json")
+    d = paired(g("iagan", nz), g("bicubic", nz))
+    row("IA-9", IA, "With noise 10/255, IAGAN beats bicubic upsampling", "Table 3 (CelebA x4): 25.54 vs 24.72 dB",
+        fd(d), yes(beyond(d)), ia_set, "claims_iagan-noise.json")
+    txt, ok = [], []
+    for m in ("csgm", "iagan"):
+        q, p = paired(g(m + "-bp", z), g(m, z)), paired(g(m + "-bp", nz), g(m, nz))
+        keys = set(g(m, z)) & set(g(m + "-bp", z)) & set(g(m, nz)) & set(g(m + "-bp", nz))
+        dd = mean_se([(k[0], (g(m + "-bp", z)[k] - g(m, z)[k]) - (g(m + "-bp", nz)[k] - g(m, nz)[k])) for k in keys])
+        txt.append(f"{m.upper()}: BP gain noiseless {f(q, sign=True)}, noisy {f(p, sign=True)}")
+        ok.append(dd["n"] > 0 and dd["mean"] > 0)
+    row("IA-10", IA, "Back-projection is useful only at low noise: under noise it helps less (A^+ amplifies the noise)",
+        "Method section and eq. 11 (no number: the paper skips BP when noisy)", "; ".join(txt),
+        yes(all(ok)) + " (BP gain smaller with noise for " + ", ".join(m for m, o in zip(("CSGM", "IAGAN"), ok) if o) + ")",
+        ia_set, "claims_iagan-noise.json")
+    tc = mean_se([(r["image"], r["time_s"]) for r in ian if r["method"] == "csgm"])
+    ti = mean_se([(r["image"], r["time_s"]) for r in ian if r["method"] == "iagan"])
+    row("IA-11", IA, "IAGAN needs only a little more time than CSGM", "Run-time paragraph (GPU, CS 0.5, CelebA): CSGM ~30 s, IAGAN ~35 s (1.17x)",
+        f"CSGM {f(tc, 1)} s, IAGAN {f(ti, 1)} s per image ({ti['mean'] / tc['mean']:.2f}x)" if tc["n"] and ti["n"] else "no runs",
+        yes(tc["n"] > 0 and ti["mean"] / tc["mean"] < 1.5) + " (threshold 1.5x)",
+        ia_set + "; CPU, 1 torch thread, machine shared with other jobs (times are indicative)", "claims_iagan-noise.json")
     for id_, c, p in (("IA-12", "IAGAN beats CSGM in noisy subsampled-Fourier CS (0.3, 0.5)", "Table 1: 25.50 / 27.59 vs 20.12 / 20.32 dB (CelebA)"),
                       ("IA-13", "IAGAN beats CSGM in noisy 9x9 uniform deblurring", "Table 4: 26.15 vs 20.37 dB (CelebA)"),
                       ("IA-14", "IAGAN is robust to misaligned faces (SR x4)", "Text: CSGM 19.18 vs IAGAN 26.73 dB")):
@@ -496,33 +467,28 @@ def rows(S: Sources) -> List[dict]:
               "2 LFW faces (greyscale, enlarged); 'out' = 4 non-face photos. GAN = CSGM (Adam lr 0.1 x 500, 3 restarts); reduced budget: "
               "hybrid 200 + 1500 steps (paper 500 + 5000), Deep Decoder 1500 (paper 5000). Deviations: DCGAN 64 px on synthetic faces "
               "(paper: BEGAN/DCGAN on CelebA, 12 images, birds as out-of-distribution); one m/n")
-    if hy:
-        def hg(m, groups):
-            return {by_img_seed(r): r["psnr"] for r in hy if r["method"] == m and r["group"] in groups}
-        IN, OUT = ("face", "generated"), ("photo",)
-        d = paired(hg("hybrid", IN), hg("deep-decoder", IN))
-        row("HY-1", HY, "In distribution, the hybrid beats the Deep Decoder by about 1 dB", "Fig. 3: ~1 dB at all m (BEGAN and DCGAN)",
-            fd(d), yes(beyond(d)) + (f" ({d['mean']:+.2f} dB)" if d["n"] else ""), hy_set, "claims_hybrid-ood.json")
-        d = paired(hg("hybrid", IN), hg("csgm", IN))
-        row("HY-2", HY, "The hybrid beats the GAN prior (by up to 10+ dB) except at the smallest m", "Fig. 3, Discussion",
-            f"faces: {fd(d)}", yes(beyond(d)), hy_set, "claims_hybrid-ood.json")
-        d = paired(hg("hybrid", OUT), hg("deep-decoder", OUT))
-        row("HY-3", HY, "Out of distribution the hybrid is no longer significantly better than the Deep Decoder (a marginal edge)",
-            "Fig. 5 (birds with a CelebA BEGAN)", f"non-face photos: {fd(d)}",
-            ("held" if not beyond(d) else "not held (hybrid still clearly better)") if d["n"] else "no runs", hy_set, "claims_hybrid-ood.json")
-        ai = mean_se([(r["image"], r["alpha"]) for r in hy if r["method"] == "hybrid" and r["group"] in IN])
-        ao = mean_se([(r["image"], r["alpha"]) for r in hy if r["method"] == "hybrid" and r["group"] in OUT])
-        bi = mean_se([(r["image"], r["beta"]) for r in hy if r["method"] == "hybrid" and r["group"] in IN])
-        bo = mean_se([(r["image"], r["beta"]) for r in hy if r["method"] == "hybrid" and r["group"] in OUT])
-        se = math.sqrt(sum((0 if math.isnan(s["se"]) else s["se"]) ** 2 for s in (ai, ao)))
-        row("HY-4", HY, "The GAN's coefficient alpha shrinks for out-of-distribution images", "Fig. 5 right (alpha, beta per image)",
-            f"alpha: in {f(ai, 3)}, out {f(ao, 3)}; beta: in {f(bi, 3)}, out {f(bo, 3)}",
-            yes(ai["n"] > 0 and ao["n"] > 0 and ai["mean"] - ao["mean"] > 2 * se), hy_set + "; alpha, beta as returned (init 0.5 each)",
-            "claims_hybrid-ood.json")
-    else:
-        for i, c in (("HY-1", "hybrid > DD by ~1 dB in distribution"), ("HY-2", "hybrid > GAN prior"), ("HY-3", "OOD hybrid ~ DD"),
-                     ("HY-4", "alpha shrinks OOD")):
-            row(i, HY, c, "Figs. 3, 5", missing("hybrid-ood"), "not measured", hy_set, "claims_hybrid-ood.json")
+    def hg(m, groups):
+        return {by_img_seed(r): r["psnr"] for r in hy if r["method"] == m and r["group"] in groups}
+    IN, OUT = ("face", "generated"), ("photo",)
+    d = paired(hg("hybrid", IN), hg("deep-decoder", IN))
+    row("HY-1", HY, "In distribution, the hybrid beats the Deep Decoder by about 1 dB", "Fig. 3: ~1 dB at all m (BEGAN and DCGAN)",
+        fd(d), yes(beyond(d)) + (f" ({d['mean']:+.2f} dB)" if d["n"] else ""), hy_set, "claims_hybrid-ood.json")
+    d = paired(hg("hybrid", IN), hg("csgm", IN))
+    row("HY-2", HY, "The hybrid beats the GAN prior (by up to 10+ dB) except at the smallest m", "Fig. 3, Discussion",
+        f"faces: {fd(d)}", yes(beyond(d)), hy_set, "claims_hybrid-ood.json")
+    d = paired(hg("hybrid", OUT), hg("deep-decoder", OUT))
+    row("HY-3", HY, "Out of distribution the hybrid is no longer significantly better than the Deep Decoder (a marginal edge)",
+        "Fig. 5 (birds with a CelebA BEGAN)", f"non-face photos: {fd(d)}",
+        ("held" if not beyond(d) else "not held (hybrid still clearly better)") if d["n"] else "no runs", hy_set, "claims_hybrid-ood.json")
+    ai = mean_se([(r["image"], r["alpha"]) for r in hy if r["method"] == "hybrid" and r["group"] in IN])
+    ao = mean_se([(r["image"], r["alpha"]) for r in hy if r["method"] == "hybrid" and r["group"] in OUT])
+    bi = mean_se([(r["image"], r["beta"]) for r in hy if r["method"] == "hybrid" and r["group"] in IN])
+    bo = mean_se([(r["image"], r["beta"]) for r in hy if r["method"] == "hybrid" and r["group"] in OUT])
+    se = math.sqrt(sum((0 if math.isnan(s["se"]) else s["se"]) ** 2 for s in (ai, ao)))
+    row("HY-4", HY, "The GAN's coefficient alpha shrinks for out-of-distribution images", "Fig. 5 right (alpha, beta per image)",
+        f"alpha: in {f(ai, 3)}, out {f(ao, 3)}; beta: in {f(bi, 3)}, out {f(bo, 3)}",
+        yes(ai["n"] > 0 and ao["n"] > 0 and ai["mean"] - ao["mean"] > 2 * se), hy_set + "; alpha, beta as returned (init 0.5 each)",
+        "claims_hybrid-ood.json")
     if S.methods:
         dm = {r: paired(S.methods_psnr("hybrid", r), S.methods_psnr("iagan", r)) for r in RATIOS}
         row("HY-5", HY, "The hybrid beats 'GAN as DIP' (IAGAN without BP) by about 1.5 dB (up to 2.5 dB) in a middle range of m",
