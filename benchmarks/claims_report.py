@@ -504,8 +504,8 @@ def rows(S: Sources) -> List[dict]:
             "dcgan-faces-64; recon sizes the hybrid's decoder to stay below m", "claims_params.json")
 
     # ---- RTIL ----------------------------------------------------------------------------
-    rt_set = ("rtil.json: 50 Fashion-MNIST test images x seeds 0-2, noiseless, 32 px priors trained 2000 steps each (paper: 700,000 "
-              "iterations at 256 px on CelebA-HQ), every solver step count halved (ILO 150/100/50, mGANprior 1000), cs-gaussian (paper: "
+    rt_set = ("rtil.json: 50 Fashion-MNIST test images x seeds 0-2, noiseless, 32 px priors trained 2000 steps each (the benchmark's "
+              "documented protocol: 20,000; the paper: 700,000 iterations at 256 px on CelebA-HQ), every solver step count halved (ILO 150/100/50, mGANprior 1000), cs-gaussian (paper: "
               "partial circulant), ILO without the LPIPS term for super-resolution and mGANprior without its 0.5 LPIPS weight; "
               "StyleGAN2 pair for ILO (layers 0, 2, 3), PGGAN pair for mGANprior (layer 2)")
     if S.rtil:
