@@ -543,6 +543,7 @@ def plot(S: Sources, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401  (NullFormatter for the log axis' minor ticks)
 
     from recon_core.images import atomic_write_bytes
 
@@ -554,12 +555,14 @@ def plot(S: Sources, path: Path) -> None:
     panels.append(("noise ||eta|| = 0.1 (the paper's)", series))
     if S.methods:
         panels.append(("noiseless (methods.json; No GS = CSGM, Adam)", {
-            "Surgery (c = 1)": lambda r: S.methods_psnr("surgery", r), "No GS (c = 0)": lambda r: S.methods_psnr("csgm", r),
+            "Surgery (c = 1)": lambda r: S.methods_psnr("surgery", r), "No GS (CSGM, Adam 500)": lambda r: S.methods_psnr("csgm", r),
             "Lasso-DCT": lambda r: S.methods_psnr("lasso-dct", r)}))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), dpi=110, squeeze=False)
     for ax, (title, ser) in zip(axes[0], panels):
+        # each m/n on the (image, seed) cells every series has, so the lines compare like with like
+        common = {r: set.intersection(*(set(get(r)) for get in ser.values())) for r in RATIOS}
         for label, get in ser.items():
-            st = [(r, mean_se([(k[0], v) for k, v in get(r).items()])) for r in RATIOS]
+            st = [(r, mean_se([(k[0], v) for k, v in get(r).items() if k in common[r]])) for r in RATIOS]
             st = [(r, s) for r, s in st if s["n"]]
             if not st:
                 continue
@@ -568,9 +571,11 @@ def plot(S: Sources, path: Path) -> None:
         ax.set_xscale("log")
         ax.set_xticks(RATIOS)
         ax.set_xticklabels([f"{r:g}" for r in RATIOS])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("m/n")
         ax.set_ylabel("mean PSNR (dB) +- SE")
-        ax.set_title(f"cs-gaussian, dcgan-faces-64, 6 photos\n{title}", fontsize=9)
+        n = sorted({len(c) for c in common.values() if c})
+        ax.set_title(f"cs-gaussian, dcgan-faces-64, n = {'/'.join(map(str, n))} (image, seed) cells per m/n\n{title}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     buf = io.BytesIO()
