@@ -13,6 +13,7 @@ finished cells):
 
     python benchmarks/claims.py --run repr --threads 1          # Surgery's representation error, A = I
     python benchmarks/claims.py --run lasso,untrained --threads 1   # Surgery vs Lasso-DCT across m/n; untrained weights
+    python benchmarks/claims.py --run nogs-more --threads 1     # No GS with 6x the restarts and 4x the steps
     python benchmarks/claims.py --run iagan-noise --threads 1   # IAGAN and back-projection, noiseless vs 10/255
     python benchmarks/claims.py --run hybrid-ood --threads 1    # hybrid vs GAN and DD, faces vs other photos
     python benchmarks/claims.py --run ilo-extra,params --threads 1   # ILO's SNA and 50 x 4 steps; parameter counts
