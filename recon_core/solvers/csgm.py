@@ -22,7 +22,15 @@ class CSGMConfig(MethodConfig):
     """CSGM settings (Bora et al.: Adam lr 0.1, a few hundred steps, restarts; z drawn from the
     prior). z_reg is lambda in lambda ||z||^2 (0 = off; restarts are still selected on the
     measurement loss). optimizer adam|sgd|lbfgs|lbfgs-ls; with lbfgs-ls, ``steps`` is a budget of
-    batched evaluations, and prune_after / stop_tol apply (see SurgeryConfig)."""
+    batched evaluations, and prune_after / stop_tol apply (see SurgeryConfig).
+
+    Whose defaults: Adam lr 0.1 and 500 steps are Bora et al.'s CelebA setting (AshishBora/csgm,
+    src/create_scripts.py BASE_SCRIPT; the IAGAN paper uses the same lr); 3 restarts is the
+    Generator Surgery paper's count for every method it compares. Two differences from Bora et
+    al.'s CelebA scripts: they use 2 restarts, and a latent penalty zprior_weight 0.001 on a *mean*
+    squared measurement loss of [-1, 1] images (about z_reg = 0.00025 m on this sum-of-squares loss
+    of [0, 1] images); recon's default is the unpenalised objective that the IAGAN and Surgery
+    papers write as CSGM (eq. 2 / eq. 1). The IAGAN paper's CSGM runs 1600 steps (``--steps 1600``)."""
 
     lr: float = 0.1
     steps: int = 500

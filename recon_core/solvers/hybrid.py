@@ -49,7 +49,11 @@ class HybridConfig(MethodConfig):
     channels (None = largest keeping the whole model under-parameterised); dd_depth: decoder
     upsampling layers; restarts: batched. optimizer adam|lbfgs-ls for all three stages: with
     lbfgs-ls (the fast schedule) n_pre and steps are budgets of batched evaluations, lr is unused,
-    and prune_after / stop_tol apply (pruning in the joint stage only)."""
+    and prune_after / stop_tol apply (pruning in the joint stage only).
+
+    Whose defaults: Daniels, Hand, Heckel, Algorithm 1 and its appendix (n_pre 500, n 5000, Adam lr
+    1e-2, a 4-layer decoder under-parameterised); 3 restarts is recon's choice (as for every method
+    in the Generator Surgery paper's comparison), the paper states none."""
 
     n_pre: int = opt(500, 'Separate pre-inversion steps of G and of the Deep Decoder.')
     steps: int = 5000

@@ -75,7 +75,14 @@ class IAGANConfig(MethodConfig):
     csgm_optimizer adam|lbfgs-ls: with lbfgs-ls (the fast schedule) csgm_steps is a budget of
     batched evaluations, csgm_lr is unused, and prune_after / stop_tol apply to stage 1;
     adapt_restarts: how many stage-1 restarts (lowest measurement loss first) go on to stage 2
-    (0 = all, the paper's)."""
+    (0 = all, the paper's).
+
+    Whose defaults: Abu Hussein, Tirer, Giryes (AAAI 2020) for compressed sensing: stage 1 Adam lr
+    0.1 x 1600 (its BEGAN count), stage 2 lr 1e-4 for z and weights x 600, halved when noisy; the
+    per-architecture values (the Generator Surgery paper's Table 5 for DCGAN and VAE) come from the
+    registry. Its super-resolution counts (BEGAN 500, PGGAN 300 stage-2 steps) are not applied
+    automatically: pass ``steps``. 3 restarts follows the Generator Surgery paper's baselines (the
+    IAGAN paper states none)."""
 
     csgm_lr: float = opt(0.1, 'Stage 1 (CSGM): Adam lr.')
     csgm_steps: int = opt(1600, 'Stage 1 (CSGM): steps (lbfgs-ls: evaluations).')

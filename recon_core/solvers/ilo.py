@@ -87,7 +87,9 @@ SNA_SEED_OFFSET = 7919
 
 @dataclass
 class ILOConfig(MethodConfig):
-    """ILO settings (defaults: the paper's, see the module docstring).
+    """ILO settings (defaults: the paper's, see the module docstring: Daras et al. 2021, Appendix
+    7.3 and the public code giannisdaras/ilo; MSE loss as for compressed sensing, so the paper's
+    MSE + LPIPS for super-resolution, denoising and inpainting above 20 % is ``--loss mse+lpips``).
 
     layers: cut points of the rounds, starting with 0 (round 0 = CSGM), non-decreasing (a repeated
     cut reruns the ball search at that layer, Algorithm 1's inner loop); steps: Adam steps per

@@ -63,7 +63,12 @@ class MGANConfig(MethodConfig):
     (>= 1, an intermediate layer); optimizer: adam|sgd; lr > 0; steps >= 1; restarts: run as one
     batch of restarts x n_codes codes; init: latent init (prior|cn|zero|normal|uniform);
     lpips_weight >= 0 (0 = measurement loss only). optimizer lbfgs-ls is the fast schedule
-    (``steps`` = budget of batched evaluations, lr unused, prune_after / stop_tol apply)."""
+    (``steps`` = budget of batched evaluations, lr unused, prune_after / stop_tol apply).
+
+    Whose defaults: the Generator Surgery paper's Table 5 tuning for DCGAN 64 px (Adam lr 3e-2,
+    N = 10, l = 1, 3 restarts) but 2000 steps where that paper ran 5000 (and RTIL 2500; the
+    reference code genforce/mganprior: SGD lr 1); no LPIPS term, where RTIL used 0.5 for inpainting
+    and super-resolution."""
 
     n_codes: int = opt(10, 'Number of latent codes composed.')
     layer: int = opt(1, 'Composing layer (a cut point >= 1).')

@@ -24,7 +24,8 @@ NEEDS_PRIOR = False
 
 @dataclass
 class PinvConfig(MethodConfig):
-    """The pinv baseline has no settings."""
+    """The pinv baseline has no settings (bicubic upsampling for superres is the IAGAN paper's
+    "Bicubic" column; zero-fill + inverse FFT its "naive IFFT")."""
 
 
 def solve(problem: Problem, prior=None, config: PinvConfig = PinvConfig(), on_event: EventSink = null_sink,

@@ -25,7 +25,13 @@ class SurgeryConfig(MethodConfig):
     With lbfgs-ls, ``steps`` is a budget of batched evaluations, lr is unused (the line search
     picks each step), restarts are pruned to the best after ``prune_after`` of the budget, and a
     restart stops when its loss changes by less than ``stop_tol`` over 5 iterations or reaches
-    the noise level."""
+    the noise level.
+
+    Whose defaults: the Generator Surgery paper's Table 3 for DCGAN compressed sensing (L-BFGS lr
+    0.1, 25 steps, c = 1, 3 restarts, CN(0,1) init) with its reference code's 20 inner L-BFGS
+    iterations per step; other architectures' lr and cut come from the registry (Table 3). Its
+    raw-reconstruction rows (A = I: lr 1, 100 steps) are not a preset: benchmarks/claims.py sets
+    them."""
 
     cut: int = opt(1, 'Cut index c: optimise the state entering block c (0 = CSGM).')
     lr: float = 0.1
