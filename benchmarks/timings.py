@@ -58,7 +58,9 @@ def tests() -> dict:
     t0 = time.perf_counter()
     p = subprocess.run(["make", "test"], cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    tail = (p.stdout + p.stderr).strip().splitlines()[-1] if (p.stdout + p.stderr).strip() else ""
+    # pytest's summary is stdout's last line that counts results (stderr may end with warnings)
+    lines = [ln for ln in p.stdout.splitlines() if re.search(r"\d+ (passed|failed)", ln)]
+    tail = lines[-1].strip() if lines else ""
     counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", tail)}
     return {"command": "make test", "wall_s": wall, "returncode": p.returncode, "counts": counts, "summary": tail}
 
