@@ -126,8 +126,8 @@ class Sources:
         self.sweep = load(results / "cut_sweep" / "sweep.json")
         self.rtil = load(results / "rtil.json")
         # the claims experiments' grids: those in ``out`` (a run's own --out-dir) first, else the stored ones
-        self.claims = {e: load(out / f"claims_{e}.json") or load(results / f"claims_{e}.json") for e in
-                       ("repr", "lasso", "nogs-more", "untrained", "iagan-noise", "hybrid-ood", "ilo-extra", "params")}
+        names = sorted({p.stem[len("claims_"):] for d in (out, results) for p in d.glob("claims_*.json")})
+        self.claims = {e: load(out / f"claims_{e}.json") or load(results / f"claims_{e}.json") for e in names}
 
     def runs(self, exp: str) -> list:
         """The finished records of claims experiment ``exp`` ([] when it has not run)."""
@@ -340,8 +340,20 @@ def rows(S: Sources) -> List[dict]:
         "cs-gaussian m/n 0.1, noise ||eta|| = 0.1, seed 0; No GS = Surgery's L-BFGS schedule with c = 0 (lr 0.1, up to 20 inner "
         "iterations per step); the baseline runs are claims_lasso.json's (same measurements and solver seed). "
         "Deviation: DCGAN, one m/n, few photos", "claims_nogs-more.json, claims_lasso.json")
+    ini = S.runs("inits")
+    by_init = {i: sel(ini, by_img_seed, init=i) for i in ("cn", "zero", "normal", "uniform", "prior")}
+    best, others = ("cn", "zero"), ("normal", "uniform", "prior")
+    pairs = {(b, o): paired(by_init[b], by_init[o]) for b in best for o in others}
+    lost = [f"{b} vs {o} {f(d, sign=True)}" for (b, o), d in pairs.items() if not beyond(d)]
     row("GS-14", GS, "CN(0,1) and zero initialisations work best for Surgery", "Fig. 14 (BEGAN, m/n 0.16)",
-        "not run in this session (time budget); recon implements all five initialisations (--init)", "not measured", "-", "-")
+        "; ".join(f"{i} {f(mean_se([(k[0], v) for k, v in by_init[i].items()]))}" for i in by_init)
+        + "; paired: " + ", ".join(f"{b} - {o} {f(d, sign=True)}" for (b, o), d in pairs.items()),
+        ("no runs" if not ini else "held" if not lost else "not held (not beyond 2 SE: " + "; ".join(lost) + ")"),
+        "cs-gaussian m/n 0.16, noise ||eta|| = 0.1 (cs-norm), the 6 report photos, seed 0; Surgery at the paper's DCGAN CS settings "
+        "(L-BFGS lr 0.1, 25 x up to 20 inner, 3 restarts, c = 1) with each --init: cn = clamp(N(0,1), -1, 1), zero, normal = N(0,1), "
+        f"uniform = U(-1,1), prior = z ~ N(0, I) carried through block 0. {DCGAN}. Deviations: DCGAN instead of BEGAN; the paper's N(0,5), "
+        "N(0,10) and LassoInv are not recon options (normal, uniform and prior are compared instead); 6 photos instead of 100 + 100; "
+        "held = cn and zero each beat every other initialisation beyond 2 SE", "claims_inits.json")
     row("GS-15", GS, "Training a generator already cut (c = 1) fails (mode collapse)", "Appendix C.1, Fig. 12",
         "not run: needs GAN training runs at 64 px on face data, which is not available offline (DigiFace-1M / CelebA)",
         "not comparable", "-", "-")
@@ -430,10 +442,11 @@ def rows(S: Sources) -> List[dict]:
             "The size of the gain, growing with m/n, is the measurement", "methods.json")
 
     ian = S.runs("iagan-noise")
-    ia_set = ("superres x4 (bicubic, antialiased) on faces at 64 px: the astronaut face and 2 LFW faces (25 px greyscale, enlarged), seed 0; "
-              "noise 0 or 10/255 per entry; CSGM = the IAGAN paper's (Adam lr 0.1, 1600 steps, minimum-objective iterate, 3 restarts); "
-              "IAGAN stage 1 the same, stage 2 lr 1e-4 for z and weights, 500 steps (the paper's super-resolution count for BEGAN), 250 when "
-              "noisy; BP = eq. 10 with the exact pseudo-inverse, then a clamp. Deviations: DCGAN 64 px trained on synthetic faces (paper: "
+    # what the IAGAN experiments share (claims_iagan-noise.json, claims_iagan-tasks.json)
+    ia_common = ("the astronaut face and 2 LFW faces (25 px greyscale, enlarged) at 64 px, seed 0; CSGM = the IAGAN paper's (Adam lr 0.1, "
+                 "1600 steps, minimum-objective iterate, 3 restarts); IAGAN stage 1 the same, stage 2 lr 1e-4 for z and weights, ")
+    ia_set = ("superres x4 (bicubic, antialiased), noise 0 or 10/255 per entry; " + ia_common +
+              "500 steps (the paper's super-resolution count for BEGAN), 250 when noisy; BP = eq. 10 with the exact pseudo-inverse, then a clamp. Deviations: DCGAN 64 px trained on synthetic faces (paper: "
               "BEGAN on CelebA, 100 images); 3 faces")
     def g(m, noise):
         return sel(ian, by_img_seed, method=m, noise=noise)
@@ -477,11 +490,28 @@ def rows(S: Sources) -> List[dict]:
         f"CSGM {f(tc, 1)} s, IAGAN {f(ti, 1)} s per image ({ti['mean'] / tc['mean']:.2f}x)" if tc["n"] and ti["n"] else "no runs",
         yes(tc["n"] > 0 and ti["mean"] / tc["mean"] < 1.5) + " (threshold 1.5x)",
         ia_set + "; CPU, 1 torch thread, machine shared with other jobs (times are indicative)", "claims_iagan-noise.json")
-    for id_, c, p in (("IA-12", "IAGAN beats CSGM in noisy subsampled-Fourier CS (0.3, 0.5)", "Table 1: 25.50 / 27.59 vs 20.12 / 20.32 dB (CelebA)"),
-                      ("IA-13", "IAGAN beats CSGM in noisy 9x9 uniform deblurring", "Table 4: 26.15 vs 20.37 dB (CelebA)"),
-                      ("IA-14", "IAGAN is robust to misaligned faces (SR x4)", "Text: CSGM 19.18 vs IAGAN 26.73 dB")):
-        row(id_, IA, c, p, "not run in this session (time budget: IAGAN at paper settings takes 2-7 min per image on this shared CPU); "
-            "the operators exist (cs-fourier, blur)", "not measured", "-", "-")
+    iat = S.runs("iagan-tasks")
+    iat_set = (ia_common + "600 compressed-sensing steps halved to 300 under noise (Fourier, deblurring), 500 for super-resolution; no back-projection; "
+               "naive = recon's pinv (zero-filled inverse FFT; Tikhonov-regularised deblurring; bicubic-like upsampling). Deviations: "
+               "DCGAN 64 px trained on synthetic faces (paper: BEGAN / PGGAN on CelebA / CelebA-HQ, 100 images); 3 faces; recon's "
+               "variable-density random Fourier mask (paper: its own fixed masks, Fig. 5)")
+
+    def task(t, m):
+        return sel(iat, by_img_seed, task=t, method=m)
+
+    def task_fig(t):
+        d = paired(task(t, "iagan"), task(t, "csgm"))
+        return d, f"{t}: IAGAN {f(d['a'])} vs CSGM {f(d['b'])}: {f(d, sign=True)}; naive {f(mean_se([(k[0], v) for k, v in task(t, 'pinv').items()]))}"
+    (d3, t3), (d5, t5) = task_fig("fourier-0.3"), task_fig("fourier-0.5")
+    row("IA-12", IA, "IAGAN beats CSGM in noisy subsampled-Fourier CS (0.3, 0.5)", "Table 1: 25.50 / 27.59 vs 20.12 / 20.32 dB (CelebA)",
+        f"{t3}; {t5}", ("no runs" if not d3["n"] or not d5["n"] else yes(beyond(d3) and beyond(d5))),
+        "cs-fourier m/n 0.3 and 0.5, noise 10/255 per entry; " + iat_set, "claims_iagan-tasks.json")
+    db, tb = task_fig("deblur-9")
+    row("IA-13", IA, "IAGAN beats CSGM in noisy 9x9 uniform deblurring", "Table 4: 26.15 vs 20.37 dB (CelebA)",
+        tb, vd(db), "blur 9x9 uniform, circular boundary, noise 10/255 per entry; " + iat_set, "claims_iagan-tasks.json")
+    dm, tm = task_fig("misaligned-sr4")
+    row("IA-14", IA, "IAGAN is robust to misaligned faces (SR x4)", "Text: CSGM 19.18 vs IAGAN 26.73 dB",
+        tm, vd(dm), "superres x4, noiseless, each face translated down 4 px (top rows repeated); " + iat_set, "claims_iagan-tasks.json")
 
     # ---- Hybrid --------------------------------------------------------------------------
     hy = S.runs("hybrid-ood")

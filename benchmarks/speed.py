@@ -331,7 +331,7 @@ def flops_per_row(op: str) -> dict:
 
 
 #: rows per batched evaluation: the recipe runs one restart at a time, the paper preset three;
-#: the fast preset 3 and then 1 after pruning, so 1 is a lower bound for it
+#: surgery's fast preset one, csgm's candidate 3 and then 1 after pruning (1 is a lower bound)
 ROWS = {"recipe": 1, "paper": 3, "fast": 1}
 
 

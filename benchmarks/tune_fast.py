@@ -41,6 +41,13 @@ VARIANTS = {
     "adam-150": {"optimizer": "adam", "steps": 150}, "adam-200-r6": {"optimizer": "adam", "steps": 200, "restarts": 6},
     # earlier pruning (15 % of the budget): fewer 3-row evaluations
     "fast-150-p15": {**LS, "steps": 150, "prune_after": 0.15}, "fast-130-p15": {**LS, "steps": 130, "prune_after": 0.15},
+    # smaller budgets and 2 restarts: toward 0.1 x the recipe's time (session 4)
+    "fast-120": {**LS, "steps": 120}, "fast-120-p20": {**LS, "steps": 120, "prune_after": 0.2},
+    "fast-150-p20": {**LS, "steps": 150, "prune_after": 0.2}, "fast-150-r2": {**LS, "steps": 150, "restarts": 2},
+    "fast-150-r1": {**LS, "steps": 150, "restarts": 1}, "fast-150-r2-p20": {**LS, "steps": 150, "restarts": 2, "prune_after": 0.2},
+    # looser convergence stops (relative loss change over 5 iterations): stop where the loss plateaus
+    "fast-150-r2-t3": {**LS, "steps": 150, "restarts": 2, "stop_tol": 3e-3},
+    "fast-150-r2-t10": {**LS, "steps": 150, "restarts": 2, "stop_tol": 1e-2},
 }
 #: the other generator methods' candidates (Adam variants: pN = prune to the best restart after
 #: N % of the steps; ls-B: the line-search schedule with a budget of B evaluations)
