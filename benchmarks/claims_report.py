@@ -443,9 +443,10 @@ def rows(S: Sources) -> List[dict]:
 
     ian = S.runs("iagan-noise")
     # what the IAGAN experiments share (claims_iagan-noise.json, claims_iagan-tasks.json)
-    ia_common = ("the astronaut face and 2 LFW faces (25 px greyscale, enlarged) at 64 px, seed 0; CSGM = the IAGAN paper's (Adam lr 0.1, "
-                 "1600 steps, minimum-objective iterate, 3 restarts); IAGAN stage 1 the same, stage 2 lr 1e-4 for z and weights, ")
-    ia_set = ("superres x4 (bicubic, antialiased), noise 0 or 10/255 per entry; " + ia_common +
+    ia_common = ("at 64 px, seed 0; CSGM = the IAGAN paper's (Adam lr 0.1, 1600 steps, minimum-objective iterate, 3 restarts); "
+                 "IAGAN stage 1 the same, stage 2 lr 1e-4 for z and weights, ")
+    ia_set = ("superres x4 (bicubic, antialiased), noise 0 or 10/255 per entry; the astronaut face and 2 LFW faces (25 px greyscale, "
+              "enlarged) " + ia_common +
               "500 steps (the paper's super-resolution count for BEGAN), 250 when noisy; BP = eq. 10 with the exact pseudo-inverse, then a clamp. Deviations: DCGAN 64 px trained on synthetic faces (paper: "
               "BEGAN on CelebA, 100 images); 3 faces")
     def g(m, noise):
@@ -491,9 +492,10 @@ def rows(S: Sources) -> List[dict]:
         yes(tc["n"] > 0 and ti["mean"] / tc["mean"] < 1.5) + " (threshold 1.5x)",
         ia_set + "; CPU, 1 torch thread, machine shared with other jobs (times are indicative)", "claims_iagan-noise.json")
     iat = S.runs("iagan-tasks")
-    iat_set = (ia_common + "600 compressed-sensing steps halved to 300 under noise (Fourier, deblurring), 500 for super-resolution; no back-projection; "
+    iat_set = ("the astronaut face and LFW face 0 (25 px greyscale, enlarged; a third face was not run for time) " + ia_common +
+               "600 compressed-sensing steps halved to 300 under noise (Fourier, deblurring), 500 for super-resolution; no back-projection; "
                "naive = recon's pinv (zero-filled inverse FFT; Tikhonov-regularised deblurring; bicubic-like upsampling). Deviations: "
-               "DCGAN 64 px trained on synthetic faces (paper: BEGAN / PGGAN on CelebA / CelebA-HQ, 100 images); 3 faces; recon's "
+               "DCGAN 64 px trained on synthetic faces (paper: BEGAN / PGGAN on CelebA / CelebA-HQ, 100 images); 2 faces; recon's "
                "variable-density random Fourier mask (paper: its own fixed masks, Fig. 5)")
 
     def task(t, m):
