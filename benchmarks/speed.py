@@ -331,7 +331,7 @@ def flops_per_row(op: str) -> dict:
 
 
 #: rows per batched evaluation: the recipe runs one restart at a time, the paper preset three;
-#: surgery's fast preset one, csgm's candidate 3 and then 1 after pruning (1 is a lower bound)
+#: the fast schedule 3 and then 1 after pruning, so 1 is a lower bound for it
 ROWS = {"recipe": 1, "paper": 3, "fast": 1}
 
 
@@ -376,6 +376,7 @@ def report(doc: dict, out_md: Path, out_png: Path) -> str:
         "the fast arm is a candidate schedule that is not their default (it lost quality); their default is the paper "
         "schedule under both presets.",
         "",
+        *([doc["note"], ""] if doc.get("note") else []),
         "Machine limits measured in the same run(s): " + "; ".join(
             f"{m['when']}: sgemm {m['sgemm_gflops']:.0f} GFLOP/s, copy {m['copy_gbs']:.1f} GB/s ({m['threads']} threads)" for m in lim),
         "",
@@ -555,6 +556,8 @@ def merge(paths: list) -> dict:
         doc["host"] = d.get("host", doc.get("host"))
         if "throughput" in d:
             doc["throughput"] = d["throughput"]
+        if "note" in d:
+            doc["note"] = d["note"]
     return doc
 
 
@@ -569,6 +572,8 @@ def main(argv=None) -> None:
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--merge", default="", help="comma-separated result files to merge into --out first")
     ap.add_argument("--throughput", action="store_true", help="measure the 24-image batch and pinv's fixed cost into --out")
+    ap.add_argument("--note", default="", help="with --merge: a note stored in --out and printed under speed.md's title "
+                    "(e.g. that its fast arm is a candidate that is not the default)")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -576,7 +581,10 @@ def main(argv=None) -> None:
         if op not in OPERATORS:
             ap.error(f"unknown operator label {op!r}; choose from {', '.join(OPERATORS)}")
     if a.merge:
-        _save(a.out, merge([a.out] * a.out.exists() + [Path(p) for p in a.merge.split(",")]))
+        doc = merge([a.out] * a.out.exists() + [Path(p) for p in a.merge.split(",")])
+        if a.note:
+            doc["note"] = a.note
+        _save(a.out, doc)
     elif a.throughput:
         doc = _load(a.out)
         throughput(doc, Path(os.environ.get("TMPDIR", "/tmp")) / "recon_speed_throughput")

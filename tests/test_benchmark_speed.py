@@ -91,6 +91,11 @@ def test_merge(tmp_path):
     (tmp_path / "b.json").write_text(json.dumps(b))
     m = speed.merge([tmp_path / "a.json", tmp_path / "b.json"])
     assert m["runs"] == d["runs"] and len(m["machine"]) == 2
+    # --note is stored with the merged runs and printed under the report's title
+    speed.main(["--merge", f"{tmp_path / 'a.json'},{tmp_path / 'b.json'}", "--out", str(tmp_path / "m.json"),
+                "--note", "Here the fast arm is a candidate."])
+    assert json.loads((tmp_path / "m.json").read_text())["note"] == "Here the fast arm is a candidate."
+    assert "\nHere the fast arm is a candidate.\n" in (tmp_path / "m.md").read_text()
 
 
 def test_throughput_end_to_end(tmp_path):

@@ -27,7 +27,7 @@ OPTIMIZERS = ("adam", "sgd", "lbfgs")
 #: optimisers of the cut-inversion methods (csgm, surgery): lbfgs-ls is the fast schedule
 #: (linesearch.py), whose ``steps`` is a budget of batched evaluations
 CUT_OPTIMIZERS = OPTIMIZERS + ("lbfgs-ls",)
-#: the fast schedule: surgery's fast preset (with one restart), and csgm's candidate that benchmarks/speed.py
+#: the fast schedule: surgery's fast preset, and csgm's candidate that benchmarks/speed.py
 #: measures (not csgm's default, see csgm.py); tuned on images outside the speed report set
 #: (benchmarks/tune_fast.py); ``steps`` is the evaluation budget
 FAST_SCHEDULE = {"optimizer": "lbfgs-ls", "steps": 150, "prune_after": 0.3}

@@ -120,7 +120,7 @@ def test_fast_preset_solves_and_records(method):
     fast = mod.solve(pb, g, cfg, seed=1)
     paper = mod.solve(pb, g, make_config(method, "paper", "dcgan", g.cut_points), seed=1)
     if method == "surgery":
-        assert make_config(method, "fast", "dcgan", g.cut_points) == replace(cfg, restarts=1)  # the preset: one restart
+        assert make_config(method, "fast", "dcgan", g.cut_points) == cfg
     assert fast.extra["evaluations"] <= cfg.steps and fast.extra["stop"] in STOP_REASONS
     assert paper.extra["stop"] == "steps" and paper.extra["evaluations"] > fast.extra["evaluations"]
     # the kept restart is the one with the lowest measurement loss
@@ -160,8 +160,8 @@ def test_presets():
     assert cand.lr_theta == paper.lr_theta == 1e-3 and cand.csgm_optimizer == "lbfgs-ls" and paper.csgm_optimizer == "adam"
     assert fast_candidate("mgan") == make_config("mgan", "fast") and fast_candidate("csgm").optimizer == "lbfgs-ls"
     assert make_config("surgery", "paper", "dcgan") == surgery.SurgeryConfig()
-    fast = make_config("surgery", "fast", "dcgan")  # one restart with the whole budget (tune_fast.py: fast-150-r1)
-    assert (fast.optimizer, fast.steps, fast.restarts) == ("lbfgs-ls", 150, 1)
+    fast = make_config("surgery", "fast", "dcgan")  # 3 restarts pruned after 30 % (one restart lost on the report set)
+    assert (fast.optimizer, fast.steps, fast.restarts, fast.prune_after) == ("lbfgs-ls", 150, 3, 0.3)
     with pytest.raises(UnknownName, match="preset"):
         effective_preset("csgm", "quick")
     with pytest.raises(BadInput, match="unknown optimizer 'lbfgs-xx'"):
