@@ -341,8 +341,10 @@ def rows(S: Sources) -> List[dict]:
         "iterations per step); the baseline runs are claims_lasso.json's (same measurements and solver seed). "
         "Deviation: DCGAN, one m/n, few photos", "claims_nogs-more.json, claims_lasso.json")
     ini = S.runs("inits")
-    by_init = {i: sel(ini, by_img_seed, init=i) for i in ("cn", "zero", "normal", "uniform", "prior")}
-    best, others = ("cn", "zero"), ("normal", "uniform", "prior")
+    compared = (S.claims.get("inits") or {}).get("settings", {}).get("inits", [])  # claims.INITS, as the grid ran them
+    by_init = {i: sel(ini, by_img_seed, init=i) for i in compared}
+    best = ("cn", "zero")
+    others = [i for i in compared if i not in best]
     pairs = {(b, o): paired(by_init[b], by_init[o]) for b in best for o in others}
     lost = [f"{b} vs {o} {f(d, sign=True)}" for (b, o), d in pairs.items() if not beyond(d)]
     row("GS-14", GS, "CN(0,1) and zero initialisations work best for Surgery", "Fig. 14 (BEGAN, m/n 0.16)",

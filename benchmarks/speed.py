@@ -23,6 +23,7 @@ with their paper preset; their protocol (stated in speed.md) is seed 0 x the 6 p
 
     python benchmarks/speed.py                          # the full protocol
     python benchmarks/speed.py --report-only            # rebuild speed.md / speed.png from speed.json
+    python benchmarks/speed.py --merge a.json,b.json --out X.json --note "..."   # join partial runs, with a caveat
 """
 
 from __future__ import annotations
@@ -331,7 +332,7 @@ def flops_per_row(op: str) -> dict:
 
 
 #: rows per batched evaluation: the recipe runs one restart at a time, the paper preset three;
-#: the fast schedule 3 and then 1 after pruning, so 1 is a lower bound for it
+#: the fast preset 3 and then 1 after pruning, so 1 is a lower bound for it
 ROWS = {"recipe": 1, "paper": 3, "fast": 1}
 
 
