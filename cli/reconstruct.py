@@ -19,6 +19,10 @@ from .common import (
 from .options import PANEL_INPUT, PANEL_METHOD, PANEL_OUTPUT, PANEL_PRIOR, PANEL_RUN
 from .render import EventRenderer, print_summary
 
+#: recon_core.solvers.METHODS, written out so that `--help` does not import torch (tests/test_cli.py
+#: checks that the two agree)
+METHOD_HELP = "csgm, surgery, ilo, mgan, iagan, deep-decoder, hybrid, lasso-dct, pinv"
+
 
 class Job(Pipeline):
     """recon_core.pipeline.Pipeline as the CLI runs it: notes go to stderr (or --log-json)."""
@@ -299,7 +303,7 @@ def reconstruct(
     class_idx: Optional[int] = typer.Option(None, "--class", help="BigGAN class index (ImageNet class for the public models).", show_default="random per restart", rich_help_panel=PANEL_PRIOR),
     truncation: Optional[float] = typer.Option(None, help="Truncation of BigGAN/StyleGAN2 priors loaded from a path.", show_default="checkpoint's", rich_help_panel=PANEL_PRIOR),
     prior_config: Optional[str] = typer.Option(None, help="JSON object of adapter config overrides for a --prior PATH, e.g. '{\"native_range\": [0, 1]}' (AntixK VAEs) or '{\"fused_scale\": true}' (genforce PGGAN).", rich_help_panel=PANEL_PRIOR),
-    method: str = typer.Option("surgery", help="Inversion method: csgm, surgery, ilo, mgan, iagan, deep-decoder, hybrid, lasso-dct, pinv.", rich_help_panel=PANEL_METHOD),
+    method: str = typer.Option("surgery", help=f"Inversion method: {METHOD_HELP}.", rich_help_panel=PANEL_METHOD),
     preset: str = typer.Option("fast", help="fast (surgery and mgan: line-search L-BFGS, restart pruning, stopping rules) or paper (the papers' schedules exactly); a method without a fast schedule that keeps its quality runs its paper one. Defaults below: paper value, (fast) where it differs, * = the paper's per architecture.", rich_help_panel=PANEL_METHOD),
     backproject: bool = typer.Option(False, help="Post-process the estimate with back-projection x + A^+(y - A x) (IAGAN eq. 10).", rich_help_panel=PANEL_METHOD),
     seed: int = typer.Option(0, help="Seed of everything random (operator, noise, restarts).", rich_help_panel=PANEL_RUN),

@@ -14,6 +14,8 @@ import typer
 from .common import handle_errors, resolve_device, set_threads
 from .render import EventRenderer
 
+#: recon_core.generators.registry.names(), written out so that `--help` does not import torch
+#: (tests/test_cli.py checks that the two agree)
 ARCH_HELP = "dcgan|began|vae|stylegan2|pggan|biggan"
 
 

@@ -559,3 +559,14 @@ def test_readme_observed_example_runs_as_written(tmp_path):
     assert listed == {p.name for p in (tmp_path / "observed_sr").iterdir()} == set(r.stdout.split())
     rec = json.loads((tmp_path / "observed_sr" / "metrics.json").read_text())
     assert rec["image"]["observed"] is True and rec["metrics"]["psnr"] is None and rec["metrics"]["residual"] is not None
+
+
+def test_help_name_lists_match_the_registries():
+    """The CLI writes the method and architecture names out (so `--help` imports no torch): they
+    must be exactly the registries' names."""
+    from recon_cli.reconstruct import METHOD_HELP
+    from recon_cli.train_rtil import ARCH_HELP
+    from recon_core.solvers import METHODS
+
+    assert sorted(METHOD_HELP.split(", ")) == sorted(METHODS)
+    assert ARCH_HELP.split("|") == list(registry.names())
