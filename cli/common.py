@@ -20,8 +20,18 @@ from recon_core.pipeline import NOISE_SEED_OFFSET, SOLVER_SEED_OFFSET  # noqa: F
 from .options import PANEL_INPUT, PANEL_OPERATOR, PANEL_OUTPUT, PANEL_RUN  # noqa: E402 - torch-free
 
 DEBUG_ENV = "RECON_DEBUG"
+# The registries' names, written out so that `--help` and `recon priors` import no torch;
+# tests/test_cli.py::test_cli_name_lists_match_the_registries checks each against its registry.
+#: recon_core.operators.list_operators() (with the alias denoise)
 OPS = ("identity", "denoise", "cs-gaussian", "cs-circulant", "cs-fourier", "inpaint", "superres", "blur")
-NOISE_CONVENTIONS = ("per-entry", "cs-norm")  # recon_core.operators.noise.CONVENTIONS, without importing torch (recon priors)
+#: recon_core.operators.noise.CONVENTIONS
+NOISE_CONVENTIONS = ("per-entry", "cs-norm")
+#: recon_core.solvers.METHODS
+METHOD_NAMES = ("csgm", "surgery", "ilo", "mgan", "iagan", "deep-decoder", "hybrid", "lasso-dct", "pinv")
+#: recon_core.generators.registry.names()
+ARCH_NAMES = ("dcgan", "began", "vae", "stylegan2", "pggan", "biggan")
+#: recon_core.generators.checkpoints.FORMATS
+FORMAT_NAMES = ("recon", "netG", "rosinality", "hf-biggan", "pggan", "vae-antixk")
 
 
 #: set by a command given --log-json: every stderr line is then a JSON object (see ``say``)

@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import typer
 
+from .common import ARCH_NAMES, FORMAT_NAMES
 from .common import DebugOpt, DeviceOpt, FitOpt, LogJsonOpt, QuietOpt, ThreadsOpt  # noqa: E501
 from .common import check_noise_convention, NOISE_SEED_OFFSET, handle_errors, prior_options, resolve_device, set_threads
 from .render import EventRenderer
@@ -35,8 +36,8 @@ def cut_sweep(
     images: Optional[List[str]] = typer.Option(None, "--images", help="Validation images, as an option (repeatable; same as the positional IMAGES)."),
     out: Path = typer.Option(..., help="Output folder for sweep.json, sweep.csv, sweep.png."),
     prior: str = typer.Option("dcgan-faces-64", help="Zoo name or checkpoint path."),
-    arch: Optional[str] = typer.Option(None, help="Architecture of a --prior PATH when its format does not say."),
-    prior_format: Optional[str] = typer.Option(None, help="Checkpoint format of a --prior PATH.", show_default="detected"),
+    arch: Optional[str] = typer.Option(None, help=f"Architecture of a --prior PATH when its format does not say: {', '.join(ARCH_NAMES)}."),
+    prior_format: Optional[str] = typer.Option(None, help=f"Checkpoint format of a --prior PATH: {', '.join(FORMAT_NAMES)}.", show_default="detected"),
     class_idx: Optional[int] = typer.Option(None, "--class", help="BigGAN class index."),
     op: str = typer.Option("cs-gaussian", "--op", help="cs-gaussian|cs-circulant|cs-fourier|inpaint."),
     ratios: str = typer.Option("0.05,0.1,0.2", help="m/n values (cs-*) or kept fractions (inpaint), comma-separated."),

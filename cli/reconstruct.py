@@ -12,16 +12,13 @@ import typer
 from recon_core.pipeline import OBSERVABLE_OPS, OUTPUT_FILES, Pipeline
 
 from .common import BoundaryOpt, DebugOpt, DeviceOpt, FactorOpt, FitOpt, FracOpt, KernelOpt, LogJsonOpt, MaskOpt, NoiseConvOpt, NoiseStdOpt, OpOpt, QuietOpt, RatioOpt, ThreadsOpt  # noqa: E501
+from .common import ARCH_NAMES, FORMAT_NAMES, METHOD_NAMES
 from .common import (
     LOG_JSON, check_free, check_noise_convention, check_operator_options, handle_errors, operator_params, prior_options,
     resolve_device, say, set_threads,
 )
 from .options import PANEL_INPUT, PANEL_METHOD, PANEL_OUTPUT, PANEL_PRIOR, PANEL_RUN
 from .render import EventRenderer, print_summary
-
-#: recon_core.solvers.METHODS, written out so that `--help` does not import torch (tests/test_cli.py
-#: checks that the two agree)
-METHOD_HELP = "csgm, surgery, ilo, mgan, iagan, deep-decoder, hybrid, lasso-dct, pinv"
 
 
 class Job(Pipeline):
@@ -298,12 +295,12 @@ def reconstruct(
     noise_std: NoiseStdOpt = 0.0,
     noise_convention: NoiseConvOpt = "per-entry",
     prior: str = typer.Option("dcgan-faces-64", help="Zoo name (see `recon priors`) or path to a checkpoint.", rich_help_panel=PANEL_PRIOR),
-    arch: Optional[str] = typer.Option(None, help="Architecture of a --prior PATH when its format does not say: dcgan, began, vae, stylegan2, pggan, biggan.", rich_help_panel=PANEL_PRIOR),
-    prior_format: Optional[str] = typer.Option(None, help="Checkpoint format of a --prior PATH: recon, netG, rosinality, hf-biggan, pggan, vae-antixk.", show_default="detected", rich_help_panel=PANEL_PRIOR),
+    arch: Optional[str] = typer.Option(None, help=f"Architecture of a --prior PATH when its format does not say: {', '.join(ARCH_NAMES)}.", rich_help_panel=PANEL_PRIOR),
+    prior_format: Optional[str] = typer.Option(None, help=f"Checkpoint format of a --prior PATH: {', '.join(FORMAT_NAMES)}.", show_default="detected", rich_help_panel=PANEL_PRIOR),
     class_idx: Optional[int] = typer.Option(None, "--class", help="BigGAN class index (ImageNet class for the public models).", show_default="random per restart", rich_help_panel=PANEL_PRIOR),
     truncation: Optional[float] = typer.Option(None, help="Truncation of BigGAN/StyleGAN2 priors loaded from a path.", show_default="checkpoint's", rich_help_panel=PANEL_PRIOR),
     prior_config: Optional[str] = typer.Option(None, help="JSON object of adapter config overrides for a --prior PATH, e.g. '{\"native_range\": [0, 1]}' (AntixK VAEs) or '{\"fused_scale\": true}' (genforce PGGAN).", rich_help_panel=PANEL_PRIOR),
-    method: str = typer.Option("surgery", help=f"Inversion method: {METHOD_HELP}.", rich_help_panel=PANEL_METHOD),
+    method: str = typer.Option("surgery", help=f"Inversion method: {', '.join(METHOD_NAMES)}.", rich_help_panel=PANEL_METHOD),
     preset: str = typer.Option("fast", help="fast (surgery and mgan: line-search L-BFGS, restart pruning, stopping rules) or paper (the papers' schedules exactly); a method without a fast schedule that keeps its quality runs its paper one. Defaults below: paper value, (fast) where it differs, * = the paper's per architecture.", rich_help_panel=PANEL_METHOD),
     backproject: bool = typer.Option(False, help="Post-process the estimate with back-projection x + A^+(y - A x) (IAGAN eq. 10).", rich_help_panel=PANEL_METHOD),
     seed: int = typer.Option(0, help="Seed of everything random (operator, noise, restarts).", rich_help_panel=PANEL_RUN),

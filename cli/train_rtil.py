@@ -11,12 +11,9 @@ from typing import List, Optional
 
 import typer
 
-from .common import handle_errors, resolve_device, set_threads
+from .common import ARCH_NAMES, handle_errors, resolve_device, set_threads
 from .render import EventRenderer
 
-#: recon_core.generators.registry.names(), written out so that `--help` does not import torch
-#: (tests/test_cli.py checks that the two agree)
-ARCH_HELP = "dcgan|began|vae|stylegan2|pggan|biggan"
 
 
 def parse_ints(name: str, text: Optional[str]) -> Optional[List[int]]:
@@ -73,7 +70,7 @@ def canonical_command(ctx: typer.Context) -> str:
 @handle_errors
 def train_rtil(
     ctx: typer.Context,
-    arch: str = typer.Option(..., help=f"Generator architecture: {ARCH_HELP}."),
+    arch: str = typer.Option(..., help=f"Generator architecture: {'|'.join(ARCH_NAMES)}."),
     data: str = typer.Option(..., help="Data source: fashion-mnist | mnist5k | folder:PATH (see docs/training.md)."),
     out: Path = typer.Option(..., help="Run directory (checkpoint.pt, trainer_state.pt, samples_*.png, run.json)."),
     mode: str = typer.Option("vanilla", help="vanilla | rtil-ilo | rtil-mgan."),
