@@ -185,6 +185,9 @@ def test_log_json_progress(tmp_path, face, tiny_ckpt):
         (["--fit", "squash"], "unknown fit mode 'squash'"),
         (["--threads", "-1"], "--threads must be between 0 and"),
         (["--threads", "100000"], "--threads must be between 0 and"),
+        (["--prune-after", "nan"], "prune_after must be in [0, 1], got nan"),
+        (["--method", "csgm", "--prune-after", "5"], "prune_after must be in [0, 1], got 5.0"),
+        (["--stop-tol", "-1"], "stop_tol must be a number >= 0"),
     ],
 )
 def test_bad_options_exit_2(tmp_path, face, tiny_ckpt, args, message):

@@ -91,6 +91,12 @@ class MethodConfig:
     """Base of every method's config dataclass: ``for_prior`` gives the papers' settings for a
     prior's architecture (and the fast preset on request), as the CLI uses them."""
 
+    def __post_init__(self):
+        # the fast schedule's settings are checked where a config is made: every optimizer reads
+        # them (Adam prunes too), and a bad value must not surface after a long first stage
+        if hasattr(self, "prune_after") or hasattr(self, "stop_tol"):
+            check_fast_settings(getattr(self, "prune_after", 0.0), getattr(self, "stop_tol", 0.0))
+
     @classmethod
     def for_prior(cls, meta, preset: str = "paper", cut_points=None):
         """This method's config for a prior with GeneratorMeta ``meta`` (its architecture picks
@@ -100,6 +106,17 @@ class MethodConfig:
 
         name = next(m for m, (c, _) in METHODS.items() if c is cls)
         return make_config(name, preset, getattr(meta, "architecture", ""), cut_points)
+
+
+def check_fast_settings(prune_after, stop_tol) -> None:
+    """BadInput unless ``prune_after`` is a number in [0, 1] and ``stop_tol`` a finite number >= 0."""
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if not (number(prune_after) and 0 <= prune_after <= 1):
+        raise BadInput(f"prune_after must be in [0, 1], got {prune_after}")
+    if not (number(stop_tol) and math.isfinite(stop_tol) and stop_tol >= 0):
+        raise BadInput(f"stop_tol must be a number >= 0, got {stop_tol}")
 
 
 def require_prior(prior, method: str) -> None:
@@ -450,6 +467,7 @@ def one_by_one(solve_batch: Callable, problems: Sequence[Problem], seed, **kw) -
 def fast_options(prune_after: float, stop_tol: float, noise_floor=0.0, groups: int = 1) -> dict:
     """The keywords of the fast schedule (``optimise_state(..., fast=...)``) from a config's
     fields; noise_floor: m sigma^2 (float, or one per row), 0 when the noise level is unknown."""
+    check_fast_settings(prune_after, stop_tol)
     return {"prune_after": prune_after, "stop_tol": stop_tol, "noise_floor": noise_floor, "groups": groups}
 
 

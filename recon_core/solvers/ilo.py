@@ -62,7 +62,7 @@ import torch
 
 from ..errors import BadInput, UnknownName
 from ..events import Event, EventSink, null_sink
-from .common import (MethodConfig, opt, require_prior, Problem, Result, State, best_per_group, check_positive, fast_options, frozen, group_history,
+from .common import (MethodConfig, opt, require_prior, Problem, Result, State, best_per_group, check_fast_settings, check_positive, fast_options, frozen, group_history,
                      grouped_init, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of, seeded_rng,
                      stack_problems, timer)
 from .losses import geodesic_loss, lpips_loss, measurement_consistent_reference
@@ -209,8 +209,7 @@ def _check_config(config: ILOConfig, prior) -> tuple:
     for o in opts:
         if o not in ROUND_OPTIMIZERS:
             raise UnknownName("ILO optimizer", o, ROUND_OPTIMIZERS)
-    if not (isinstance(config.prune_after, (int, float)) and 0 <= config.prune_after <= 1):
-        raise BadInput(f"prune_after must be in [0, 1], got {config.prune_after}")
+    check_fast_settings(config.prune_after, config.stop_tol)
     if config.loss not in LOSSES:
         raise UnknownName("ILO loss", config.loss, LOSSES)
     for name in ("lpips_weight", "geodesic_weight", "sna_std"):

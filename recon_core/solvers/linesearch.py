@@ -28,7 +28,7 @@ import torch
 
 from ..errors import BadInput
 from ..events import Event, EventSink, null_sink
-from .common import _flat, _split, _unflat
+from .common import _flat, _split, _unflat, check_fast_settings
 
 STOP_REASONS = ("noise", "converged", "pruned", "line_search", "budget", "diverged")
 
@@ -88,10 +88,7 @@ def minimise_ls(
     for name, v in (("max_evals", max_evals), ("history", history), ("window", window)):
         if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
             raise BadInput(f"{name} must be a positive integer, got {v}")
-    if not (0 <= prune_after <= 1):
-        raise BadInput(f"prune_after must be in [0, 1], got {prune_after}")
-    if not (stop_tol >= 0 and math.isfinite(stop_tol)):
-        raise BadInput(f"stop_tol must be a number >= 0, got {stop_tol}")
+    check_fast_settings(prune_after, stop_tol)
     x = _flat(init).detach().clone()
     R, D = x.shape
     evals = 0

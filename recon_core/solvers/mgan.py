@@ -41,7 +41,7 @@ import torch
 
 from ..errors import BadInput, UnknownName
 from ..events import Event, EventSink, null_sink
-from .common import (MethodConfig, opt, require_prior, Problem, Result, State, best_per_group, check_positive, fast_options, frozen, group_history,
+from .common import (MethodConfig, opt, require_prior, Problem, Result, State, best_per_group, check_fast_settings, check_positive, fast_options, frozen, group_history,
                      grouped_init, must_split, noise_floors, one_by_one, problem_seeds, rows_of, stack_problems, timer)
 from .ilo import OPTIMIZERS as FIRST_ORDER, optimise_tracked
 
@@ -100,8 +100,7 @@ def _check_config(config: MGANConfig, prior) -> None:
     check_positive("lr", config.lr)
     if config.optimizer not in OPTIMIZERS:
         raise UnknownName("optimizer", config.optimizer, OPTIMIZERS)
-    if not (isinstance(config.prune_after, (int, float)) and 0 <= config.prune_after <= 1):
-        raise BadInput(f"prune_after must be in [0, 1], got {config.prune_after}")
+    check_fast_settings(config.prune_after, config.stop_tol)
     valid = prior.cut_points
     l = config.layer
     if not isinstance(l, int) or isinstance(l, bool) or l not in valid[1:]:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 import torch
 
 from recon_core.errors import BadInput, UnknownName
 from recon_core.operators import build
-from recon_core.solvers import FAST_METHODS, Problem, csgm, effective_preset, make_config, surgery
+from recon_core.solvers import FAST_METHODS, METHODS, Problem, csgm, effective_preset, make_config, surgery
 from recon_core.solvers.common import FAST_SCHEDULE
 from recon_core.solvers.linesearch import STOP_REASONS, minimise_ls
 from tests.conftest import tiny_prior
@@ -305,3 +305,26 @@ def test_config_for_prior_gives_the_papers_settings():
     assert iagan.IAGANConfig.for_prior(pggan).lr_theta == 1e-3
     for name, (cls, _) in METHODS.items():
         assert cls.for_prior(began) == make_config(name, "paper", "began")
+
+
+FAST_FIELD_METHODS = [m for m, (c, _) in METHODS.items() if {"prune_after", "stop_tol"} <= {f.name for f in fields(c)}]
+
+
+def test_every_method_with_fast_settings_is_swept():
+    assert set(FAST_FIELD_METHODS) >= {"csgm", "surgery", "ilo", "mgan", "iagan", "deep-decoder", "hybrid"}
+
+
+@pytest.mark.parametrize("method", FAST_FIELD_METHODS)
+@pytest.mark.parametrize("field, value, match", [
+    ("prune_after", 1.5, r"prune_after must be in \[0, 1\], got 1.5"),
+    ("prune_after", float("nan"), r"prune_after must be in \[0, 1\], got nan"),
+    ("prune_after", "0.3", r"prune_after must be in \[0, 1\]"),
+    ("stop_tol", -1.0, "stop_tol must be a number >= 0, got -1.0"),
+    ("stop_tol", float("inf"), "stop_tol must be a number >= 0, got inf"),
+])
+def test_fast_settings_are_checked_where_a_config_is_made(method, field, value, match):
+    """Every optimizer reads prune_after (Adam prunes too): a bad value is refused when the config
+    is made, not accepted silently or after a long first stage."""
+    cfg = make_config(method, "paper", "dcgan")
+    with pytest.raises(BadInput, match=match):
+        replace(cfg, **{field: value})
