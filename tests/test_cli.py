@@ -188,6 +188,7 @@ def test_log_json_progress(tmp_path, face, tiny_ckpt):
         (["--prune-after", "nan"], "prune_after must be in [0, 1], got nan"),
         (["--method", "csgm", "--prune-after", "5"], "prune_after must be in [0, 1], got 5.0"),
         (["--stop-tol", "-1"], "stop_tol must be a number >= 0"),
+        (["--noise-std", "1e308"], "noise level must be a number in [0, 1e+06]"),
     ],
 )
 def test_bad_options_exit_2(tmp_path, face, tiny_ckpt, args, message):

@@ -21,6 +21,9 @@ from .base import LinearOperator
 
 CONVENTIONS = ("per-entry", "cs-norm")
 _REF_N = 64 * 64 * 3
+#: the largest noise level accepted: images are in [0, 1], and far larger levels overflow the
+#: float32 measurements' squared norms (a level of 1e308 crashed the noise floor's m sigma^2)
+MAX_LEVEL = 1e6
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,8 @@ class NoiseSpec:
     def __post_init__(self):
         if self.convention not in CONVENTIONS:
             raise OperatorError(f"unknown noise convention '{self.convention}'; choose from: {', '.join(CONVENTIONS)}")
-        if not math.isfinite(self.value) or self.value < 0:
-            raise OperatorError(f"noise level must be a finite number >= 0, got {self.value}")
+        if not (math.isfinite(self.value) and 0 <= self.value <= MAX_LEVEL):
+            raise OperatorError(f"noise level must be a number in [0, {MAX_LEVEL:g}], got {self.value}")
 
     def std(self, op: LinearOperator) -> float:
         """Per-entry standard deviation of the noise for measurements of ``op``."""

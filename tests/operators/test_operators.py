@@ -498,7 +498,8 @@ def test_noise_seed_determinism():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"convention": "snr"}, "unknown noise convention"), ({"value": -0.1}, "finite number >= 0"), ({"value": float("nan")}, "finite")],
+    [({"convention": "snr"}, "unknown noise convention"), ({"value": -0.1}, r"number in \[0, 1e\+06\], got -0.1"),
+     ({"value": float("nan")}, "got nan"), ({"value": 1e308}, r"noise level must be a number in \[0, 1e\+06\], got 1e\+308")],
 )
 def test_noise_errors(kwargs, match):
     with pytest.raises(OperatorError, match=match):
