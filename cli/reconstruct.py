@@ -346,8 +346,8 @@ def reconstruct(
                               op=op, mask=mask, method=method, preset=preset, noise_convention=noise_convention,
                               resume=resume, shard_kn=shard_kn, batch_images=batch_images, jobs=jobs)
     budget = None if max_memory == 0 else max_memory
-    if budget is not None and not (budget > 0):
-        raise BadInput(f"--max-memory must be > 0 GB (or 0 for the default), got {max_memory}")
+    if budget is not None and not (0 < budget < 1e9):  # 1e9 GB: beyond it the byte count is no integer
+        raise BadInput(f"--max-memory must be a number of GB > 0 and < 1e9 (or 0 for the default), got {max_memory}")
     job_kwargs = dict(
         prior=prior, method=method, config=method_options, op=op,
         op_params=operator_params(op, ratio, frac, mask, factor, kernel_size, blur_boundary), noise_std=noise_std,

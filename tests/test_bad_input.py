@@ -106,7 +106,7 @@ def test_dense_operator_over_memory_budget(tmp_path, face, tiny_ckpt):
             "--max-memory", "0.001")
     assert_bad(r, "use cs-circulant")
     r = run("reconstruct", face, "--prior", tiny_ckpt, *FAST, "--max-memory", "-1")
-    assert_bad(r, "--max-memory must be > 0")
+    assert_bad(r, "--max-memory must be a number of GB > 0")
     with pytest.raises(Exception, match="over the memory budget"):
         build("cs-gaussian", (3, 1024, 1024), ratio=0.1, max_bytes=10**9)
 

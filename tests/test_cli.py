@@ -189,6 +189,7 @@ def test_log_json_progress(tmp_path, face, tiny_ckpt):
         (["--method", "csgm", "--prune-after", "5"], "prune_after must be in [0, 1], got 5.0"),
         (["--stop-tol", "-1"], "stop_tol must be a number >= 0"),
         (["--noise-std", "1e308"], "noise level must be a number in [0, 1e+06]"),
+        (["--max-memory", "inf"], "--max-memory must be a number of GB > 0 and < 1e9"),
     ],
 )
 def test_bad_options_exit_2(tmp_path, face, tiny_ckpt, args, message):
