@@ -199,9 +199,25 @@ def test_operator_spec_round_trip(kind, data, seed, c):
 
 _values = st.one_of(st.text(max_size=12), st.integers(-10**6, 10**6).map(str),
                     st.floats(allow_nan=True, allow_infinity=True).map(str))
-_options = st.sampled_from(["--ratio", "--frac", "--factor", "--kernel-size", "--noise-std", "--cut", "--lr", "--steps",
-                            "--restarts", "--seed", "--op", "--method", "--fit", "--mask", "--noise-convention", "--init",
-                            "--optimizer", "--device", "--threads", "--max-memory", "--shard", "--z-reg"])
+
+
+def _value_options() -> list:
+    """Every option of `recon reconstruct` that takes a value (the method options included, as
+    the app generates them), except those naming files or folders: new options are fuzzed too."""
+    import typer
+
+    group = typer.main.get_command(app)
+    cmd = group.get_command(group.make_context("recon", ["reconstruct", "--help"], resilient_parsing=True), "reconstruct")
+    paths = {"out", "measurements", "truth", "list_file", "prior", "mask"}
+    return sorted(p.opts[0] for p in cmd.params if type(p).__name__.endswith("Option") and not getattr(p, "is_flag", False)
+                  and p.name not in paths)
+
+
+_options = st.sampled_from(_value_options())
+
+
+def test_the_fuzzed_options_are_the_commands():
+    assert {"--ratio", "--noise-std", "--prune-after", "--stop-tol", "--max-memory", "--n-codes"} <= set(_value_options())
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
