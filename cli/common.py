@@ -24,6 +24,8 @@ DEBUG_ENV = "RECON_DEBUG"
 # tests/test_cli.py::test_cli_name_lists_match_the_registries checks each against its registry.
 #: recon_core.operators.list_operators() (with the alias denoise)
 OPS = ("identity", "denoise", "cs-gaussian", "cs-circulant", "cs-fourier", "inpaint", "superres", "blur")
+#: recon_core.sweep.RATIO_PARAM: the operators `recon cut-sweep` varies a ratio of
+SWEEP_OPS = ("cs-gaussian", "cs-circulant", "cs-fourier", "inpaint")
 #: recon_core.operators.noise.CONVENTIONS
 NOISE_CONVENTIONS = ("per-entry", "cs-norm")
 #: recon_core.solvers.METHODS

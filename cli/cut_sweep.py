@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import ARCH_NAMES, FORMAT_NAMES
+from .common import ARCH_NAMES, FORMAT_NAMES, SWEEP_OPS
 from .common import DebugOpt, DeviceOpt, FitOpt, LogJsonOpt, QuietOpt, ThreadsOpt  # noqa: E501
 from .common import check_noise_convention, NOISE_SEED_OFFSET, handle_errors, prior_options, resolve_device, set_threads
 from .render import EventRenderer
@@ -39,7 +39,7 @@ def cut_sweep(
     arch: Optional[str] = typer.Option(None, help=f"Architecture of a --prior PATH when its format does not say: {', '.join(ARCH_NAMES)}."),
     prior_format: Optional[str] = typer.Option(None, help=f"Checkpoint format of a --prior PATH: {', '.join(FORMAT_NAMES)}.", show_default="detected"),
     class_idx: Optional[int] = typer.Option(None, "--class", help="BigGAN class index."),
-    op: str = typer.Option("cs-gaussian", "--op", help="cs-gaussian|cs-circulant|cs-fourier|inpaint."),
+    op: str = typer.Option("cs-gaussian", "--op", help=f"{'|'.join(SWEEP_OPS)}."),
     ratios: str = typer.Option("0.05,0.1,0.2", help="m/n values (cs-*) or kept fractions (inpaint), comma-separated."),
     cuts: str = typer.Option("0-4", help="Cuts to try: a range '0-4' or a list '0,1,3'."),
     noise_std: float = typer.Option(0.1, help="Noise level (see --noise-convention)."),
