@@ -190,6 +190,7 @@ def test_log_json_progress(tmp_path, face, tiny_ckpt):
         (["--stop-tol", "-1"], "stop_tol must be a number >= 0"),
         (["--noise-std", "1e308"], "noise level must be a number in [0, 1e+06]"),
         (["--max-memory", "inf"], "--max-memory must be a number of GB > 0 and < 1e9"),
+        (["--preset", "paper", "--lr", "1e308"], "lr must be a positive number up to 1e+30, got 1e+308"),
     ],
 )
 def test_bad_options_exit_2(tmp_path, face, tiny_ckpt, args, message):

@@ -130,13 +130,21 @@ def config_dict(config) -> dict:
     return {f.name: getattr(config, f.name) for f in fields(config)}
 
 
+#: the largest real-valued setting (learning rates, weights) accepted: solvers use it as a float32
+#: scalar, and beyond ~3e38 it overflows there (an internal error, not a diverged run)
+MAX_SETTING = 1e30
+
+
 def check_positive(name: str, value, integer: bool = False) -> None:
-    """Raise BadInput unless ``value`` is a finite positive number (an int if ``integer``)."""
+    """Raise BadInput unless ``value`` is a finite positive number (an int if ``integer``; at
+    most MAX_SETTING if not)."""
     ok = isinstance(value, (int, float)) and math.isfinite(value) and value > 0
     if integer:
         ok = ok and float(value).is_integer()
     if not ok:
         raise BadInput(f"{name} must be a positive {'integer' if integer else 'number'}, got {value}")
+    if not integer and value > MAX_SETTING:
+        raise BadInput(f"{name} must be a positive number up to {MAX_SETTING:g}, got {value}")
 
 
 def measurement_loss(A: LinearOperator, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
