@@ -130,7 +130,7 @@ def config_dict(config) -> dict:
     return {f.name: getattr(config, f.name) for f in fields(config)}
 
 
-#: the largest real-valued setting (learning rates, weights) accepted: solvers use it as a float32
+#: the largest positive real setting (the learning rates) accepted: solvers use it as a float32
 #: scalar, and beyond ~3e38 it overflows there (an internal error, not a diverged run)
 MAX_SETTING = 1e30
 
