@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Union
 
+from .errors import BadInput
+
 if TYPE_CHECKING:  # the heavy modules are imported when a function runs, not with recon_core
     import torch
 
@@ -57,6 +59,8 @@ def solve(method: str, A: "LinearOperator", y: "torch.Tensor", prior: Optional["
     from .pipeline import build_config, solve_problems
     from .solvers import Problem
 
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise BadInput(f"seed must be an integer, got {seed!r}")
     arch, cuts = (prior.meta.architecture, prior.cut_points) if prior is not None else ("", None)
     cfg, _ = build_config(method, arch, options, cuts, preset)
     result = solve_problems(method, [Problem(A, y, float(noise_std))], prior, cfg, seed, on_event)[0]

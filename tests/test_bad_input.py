@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from recon_cli.app import app
 from recon_core.images import save_image
 from recon_core.operators import build, from_spec
+from tests.conftest import tiny_prior
 
 runner = CliRunner()
 FAST = ["--steps", "1", "--restarts", "1", "--quiet"]
@@ -230,3 +231,34 @@ def test_random_option_values_never_traceback(tmp_path, face, tiny_ckpt, opts):
     assert "Traceback" not in r.output, (flat, r.output)
     if r.exit_code == 1:  # runtime failures are clean one-liners too, never internal errors
         assert "internal error" not in r.stderr, (flat, r.stderr)
+
+
+# ---- the Python API: bad arguments are ReconErrors with one-line messages, never torch errors
+
+
+@pytest.fixture(scope="module")
+def api_case():
+    import recon_core as rc
+
+    A = rc.operator("inpaint", (3, 16, 16), frac=0.5, seed=0)
+    return rc, A, A(torch.rand(1, 3, 16, 16))
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda rc, A, y: rc.operator("cs-gaussian", (3, 0, 16), ratio=0.1), r"img_shape must be \(C, H, W\) of positive integers"),
+    (lambda rc, A, y: rc.operator("cs-gaussian", "abc", ratio=0.1), "img_shape must be"),
+    (lambda rc, A, y: rc.operator("cs-gaussian", (3, 16, 16), rate=0.1), "cs-gaussian takes ratio; got rate"),
+    (lambda rc, A, y: A(torch.zeros(1, 3, 16, 16, dtype=torch.int64)), "images must be a floating-point tensor"),
+    (lambda rc, A, y: A(torch.zeros(1, 3, 16, 16).numpy()), r"images must be a torch.Tensor, got ndarray"),
+    (lambda rc, A, y: rc.solve("pinv", A, y.numpy()), "measurements must be a torch.Tensor"),
+    (lambda rc, A, y: rc.solve("pinv", A, y, noise_std=float("nan")), "noise_std must be a finite number >= 0, got nan"),
+    (lambda rc, A, y: rc.solve("pinv", A, y, noise_std=-1.0), "noise_std must be a finite number >= 0"),
+    (lambda rc, A, y: rc.solve("pinv", A, y, seed="a"), "seed must be an integer, got 'a'"),
+    (lambda rc, A, y: tiny_prior("dcgan").sample(-1), "n must be a positive integer, got -1"),
+    (lambda rc, A, y: tiny_prior("dcgan").sample(2.5), "n must be a positive integer, got 2.5"),
+])
+def test_python_api_bad_arguments(api_case, call, match):
+    from recon_core.errors import ReconError
+
+    with pytest.raises(ReconError, match=match):
+        call(*api_case)

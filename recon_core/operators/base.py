@@ -15,6 +15,8 @@ on the next call. Moving never changes the operator: ``spec()`` stays the same.
 
 from __future__ import annotations
 
+import inspect
+
 import math
 import os
 from typing import Callable, Dict, Optional, Tuple, Type
@@ -75,7 +77,7 @@ def build(kind: str, img_shape, *, seed: int = 0, device="cpu", max_bytes: Optio
     ``max_bytes``: refuse (OperatorError) an operator whose estimated memory exceeds it, before
     allocating anything; None = ``default_memory_budget()``."""
     cls = get(kind)
-    img_shape = tuple(int(s) for s in img_shape)
+    img_shape = _image_shape(kind, img_shape)
     budget = default_memory_budget() if max_bytes is None else int(max_bytes)
     need = cls.estimate_bytes(img_shape, **params)
     if need > budget:
@@ -83,7 +85,24 @@ def build(kind: str, img_shape, *, seed: int = 0, device="cpu", max_bytes: Optio
             f"{kind} on {'x'.join(map(str, img_shape))} images needs about {need / 1e9:.1f} GB, over the memory budget of "
             f"{budget / 1e9:.1f} GB (--max-memory); use cs-circulant (O(n) memory) or a smaller image"
         )
+    accepted = inspect.signature(cls.__init__).parameters
+    unknown = [] if any(p.kind is p.VAR_KEYWORD for p in accepted.values()) else sorted(set(params) - set(accepted))
+    if unknown:
+        takes = [p for p in accepted if p not in ("self", "img_shape", "seed", "device")]
+        raise OperatorError(f"{kind} takes {', '.join(takes) or 'no parameters'}; got {', '.join(unknown)}")
     return cls(img_shape, seed=int(seed), device=device, **params)
+
+
+def _image_shape(kind: str, img_shape) -> tuple:
+    """``img_shape`` as a (C, H, W) tuple of positive ints; OperatorError otherwise."""
+    try:
+        shape = tuple(int(s) for s in img_shape)
+        ok = len(shape) == 3 and all(v >= 1 and v == s for v, s in zip(shape, img_shape))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise OperatorError(f"{kind}: img_shape must be (C, H, W) of positive integers, got {img_shape!r}")
+    return shape
 
 
 def from_spec(spec: dict, device="cpu", max_bytes: Optional[int] = None) -> "LinearOperator":
@@ -191,7 +210,14 @@ class LinearOperator(nn.Module):
         return {"kind": self.kind, "img_shape": list(self.img_shape), "seed": self.seed, **self.params()}
 
     # ---- shape checks ---------------------------------------------------------------------
+    def _check_tensor(self, t, what: str) -> None:
+        if not isinstance(t, torch.Tensor):
+            raise OperatorError(f"{self.kind}: {what} must be a torch.Tensor, got {type(t).__name__}")
+        if not (t.is_floating_point() or t.is_complex()):
+            raise OperatorError(f"{self.kind}: {what} must be a floating-point tensor, got {t.dtype}")
+
     def _check_x(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_tensor(x, "images")
         if x.dim() == 3:
             x = x.unsqueeze(0)
         if x.dim() != 4 or tuple(x.shape[1:]) != self.img_shape:
@@ -201,6 +227,7 @@ class LinearOperator(nn.Module):
         return x
 
     def _check_y(self, y: torch.Tensor) -> torch.Tensor:
+        self._check_tensor(y, "measurements")
         if y.dim() == len(self.meas_shape):
             y = y.unsqueeze(0)
         if tuple(y.shape[1:]) != tuple(self.meas_shape):

@@ -89,7 +89,7 @@ class ComposedOperator(LinearOperator):
         try:
             # the whole composition's memory was checked by build(): no second budget here
             return build(kind, shape, seed=seed, device=device, max_bytes=2**62, **spec)
-        except TypeError as e:
+        except (TypeError, OperatorError) as e:
             raise OperatorError(f"composed: invalid parameters in part {j} ('{kind}') spec: {e}") from None
 
     @classmethod

@@ -44,6 +44,9 @@ class Problem:
 
     def __post_init__(self):
         self.y = self.A._check_y(self.y)
+        if isinstance(self.noise_std, bool) or not isinstance(self.noise_std, (int, float)) \
+                or not (math.isfinite(self.noise_std) and self.noise_std >= 0):
+            raise BadInput(f"noise_std must be a finite number >= 0, got {self.noise_std!r}")
         if self.y.shape[0] != 1:
             raise BadInput(f"a problem holds the measurements of one image, got a batch of {self.y.shape[0]}")
 

@@ -220,7 +220,7 @@ def test_unknown_kind_suggests():
 
 def test_spec_with_unknown_parameter():
     spec = build("cs-gaussian", (1, 8, 8), ratio=0.5).spec()
-    with pytest.raises(OperatorError, match="invalid parameters"):
+    with pytest.raises(OperatorError, match="cs-gaussian takes ratio; got ratoi"):
         from_spec({**spec, "ratoi": 0.5})
 
 
