@@ -262,3 +262,13 @@ def test_python_api_bad_arguments(api_case, call, match):
 
     with pytest.raises(ReconError, match=match):
         call(*api_case)
+
+
+def test_python_api_takes_numpy_scalars():
+    """The checks above refuse wrong types, not NumPy's scalar types."""
+    import recon_core as rc
+
+    A = rc.operator("inpaint", (3, 16, 16), frac=0.5, seed=0)
+    y = A(torch.rand(1, 3, 16, 16))
+    assert rc.solve("pinv", A, y, noise_std=np.float32(0.01), seed=np.int64(1)).x_hat.shape == (1, 3, 16, 16)
+    assert tiny_prior("dcgan").sample(np.int64(2)).shape[0] == 2

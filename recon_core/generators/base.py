@@ -11,6 +11,7 @@ training ask ``entries(c, role)`` for, say, the w+ latent or the noise inputs, n
 
 from __future__ import annotations
 
+import numbers
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -238,12 +239,12 @@ class GeneratorAdapter(nn.Module):
     def sample(self, n: int, rng=None) -> torch.Tensor:
         """n images from the prior, G(z) with z drawn as ``sample_latent`` draws it: (n, C, R, R)
         in [0, 1], without gradients. ``rng``: a torch.Generator, an int seed, or None."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
             raise BadInput(f"sample: n must be a positive integer, got {n!r}")
         if isinstance(rng, int) and not isinstance(rng, bool):
             rng = torch.Generator().manual_seed(rng)
         with torch.no_grad():
-            return self.forward(self.sample_latent(n, rng))
+            return self.forward(self.sample_latent(int(n), rng))
 
     def to_unit(self, raw: torch.Tensor) -> torch.Tensor:
         """Map the native output range linearly to [0, 1] and clamp (never min-max normalise)."""

@@ -16,7 +16,6 @@ on the next call. Moving never changes the operator: ``spec()`` stays the same.
 from __future__ import annotations
 
 import inspect
-
 import math
 import os
 from typing import Callable, Dict, Optional, Tuple, Type

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields
@@ -44,7 +45,7 @@ class Problem:
 
     def __post_init__(self):
         self.y = self.A._check_y(self.y)
-        if isinstance(self.noise_std, bool) or not isinstance(self.noise_std, (int, float)) \
+        if isinstance(self.noise_std, bool) or not isinstance(self.noise_std, numbers.Real) \
                 or not (math.isfinite(self.noise_std) and self.noise_std >= 0):
             raise BadInput(f"noise_std must be a finite number >= 0, got {self.noise_std!r}")
         if self.y.shape[0] != 1:
@@ -114,7 +115,7 @@ class MethodConfig:
 def check_fast_settings(prune_after, stop_tol) -> None:
     """BadInput unless ``prune_after`` is a number in [0, 1] and ``stop_tol`` a finite number >= 0."""
     def number(v) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
+        return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
     if not (number(prune_after) and 0 <= prune_after <= 1):
         raise BadInput(f"prune_after must be in [0, 1], got {prune_after}")
