@@ -34,6 +34,11 @@ CUT_OPTIMIZERS = OPTIMIZERS + ("lbfgs-ls",)
 FAST_SCHEDULE = {"optimizer": "lbfgs-ls", "steps": 150, "prune_after": 0.3}
 
 
+def _real(v) -> bool:
+    """A real number (NumPy's scalars included), not a bool."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
 @dataclass
 class Problem:
     """An inverse problem: operator ``A``, measurements ``y`` (1, *A.meas_shape) and the
@@ -45,8 +50,7 @@ class Problem:
 
     def __post_init__(self):
         self.y = self.A._check_y(self.y)
-        if isinstance(self.noise_std, bool) or not isinstance(self.noise_std, numbers.Real) \
-                or not (math.isfinite(self.noise_std) and self.noise_std >= 0):
+        if not (_real(self.noise_std) and math.isfinite(self.noise_std) and self.noise_std >= 0):
             raise BadInput(f"noise_std must be a finite number >= 0, got {self.noise_std!r}")
         if self.y.shape[0] != 1:
             raise BadInput(f"a problem holds the measurements of one image, got a batch of {self.y.shape[0]}")
@@ -114,12 +118,9 @@ class MethodConfig:
 
 def check_fast_settings(prune_after, stop_tol) -> None:
     """BadInput unless ``prune_after`` is a number in [0, 1] and ``stop_tol`` a finite number >= 0."""
-    def number(v) -> bool:
-        return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-    if not (number(prune_after) and 0 <= prune_after <= 1):
+    if not (_real(prune_after) and 0 <= prune_after <= 1):
         raise BadInput(f"prune_after must be in [0, 1], got {prune_after}")
-    if not (number(stop_tol) and math.isfinite(stop_tol) and stop_tol >= 0):
+    if not (_real(stop_tol) and math.isfinite(stop_tol) and stop_tol >= 0):
         raise BadInput(f"stop_tol must be a number >= 0, got {stop_tol}")
 
 
