@@ -34,6 +34,11 @@ CUT_OPTIMIZERS = OPTIMIZERS + ("lbfgs-ls",)
 FAST_SCHEDULE = {"optimizer": "lbfgs-ls", "steps": 150, "prune_after": 0.3}
 
 
+#: the largest per-entry noise std a Problem takes: the noise floor m sigma^2 must stay a float
+#: (NoiseSpec caps the user's level at 1e6; a cs-norm level scales by sqrt(n / (m 12288)))
+MAX_NOISE_STD = 1e12
+
+
 def _real(v) -> bool:
     """A real number (NumPy's scalars included), not a bool."""
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
@@ -50,8 +55,8 @@ class Problem:
 
     def __post_init__(self):
         self.y = self.A._check_y(self.y)
-        if not (_real(self.noise_std) and math.isfinite(self.noise_std) and self.noise_std >= 0):
-            raise BadInput(f"noise_std must be a finite number >= 0, got {self.noise_std!r}")
+        if not (_real(self.noise_std) and 0 <= self.noise_std <= MAX_NOISE_STD):
+            raise BadInput(f"noise_std must be a number in [0, {MAX_NOISE_STD:g}], got {self.noise_std!r}")
         if self.y.shape[0] != 1:
             raise BadInput(f"a problem holds the measurements of one image, got a batch of {self.y.shape[0]}")
 
