@@ -567,7 +567,6 @@ def test_readme_observed_example_runs_as_written(tmp_path):
     assert rec["image"]["observed"] is True and rec["metrics"]["psnr"] is None and rec["metrics"]["residual"] is not None
 
 
-
 def test_cli_name_lists_match_the_registries():
     """The CLI writes the registries' names out (so that `--help` imports no torch): each list
     must be exactly its registry's names."""
@@ -578,7 +577,7 @@ def test_cli_name_lists_match_the_registries():
     from recon_core.solvers import METHODS
     from recon_core.sweep import RATIO_PARAM
 
-    # 'composed' is built from parts in Python (recon_core.operators.compose); the CLI has no flag for it
+    # 'composed' is built from parts in Python (recon_core.operators.composed.compose); the CLI has no flag for it
     assert sorted(common.OPS) == [k for k in list_operators() if k != "composed"]
     assert common.NOISE_CONVENTIONS == noise.CONVENTIONS
     assert common.SWEEP_OPS == tuple(RATIO_PARAM)
