@@ -273,3 +273,7 @@ def test_python_api_takes_numpy_scalars():
     y = A(torch.rand(1, 3, 16, 16))
     assert rc.solve("pinv", A, y, noise_std=np.float32(0.01), seed=np.int64(1)).x_hat.shape == (1, 3, 16, 16)
     assert tiny_prior("dcgan").sample(np.int64(2)).shape[0] == 2
+    G = tiny_prior("dcgan")
+    A = rc.operator("inpaint", (3, 32, 32), frac=0.5, seed=0)
+    res = rc.solve("csgm", A, A(torch.rand(1, 3, 32, 32)), G, preset="paper", lr=np.float32(0.1), steps=np.int64(2), restarts=np.int64(2))
+    assert len(res.losses) == 2

@@ -148,7 +148,7 @@ MAX_SETTING = 1e30
 def check_positive(name: str, value, integer: bool = False) -> None:
     """Raise BadInput unless ``value`` is a finite positive number (an int if ``integer``; at
     most MAX_SETTING if not)."""
-    ok = isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+    ok = _real(value) and math.isfinite(value) and value > 0
     if integer:
         ok = ok and float(value).is_integer()
     if not ok:
