@@ -77,6 +77,11 @@ def build(kind: str, img_shape, *, seed: int = 0, device="cpu", max_bytes: Optio
     allocating anything; None = ``default_memory_budget()``."""
     cls = get(kind)
     img_shape = _image_shape(kind, img_shape)
+    accepted = inspect.signature(cls.__init__).parameters
+    unknown = [] if any(p.kind is p.VAR_KEYWORD for p in accepted.values()) else sorted(set(params) - set(accepted))
+    if unknown:
+        takes = [p for p in accepted if p not in ("self", "img_shape", "seed", "device")]
+        raise OperatorError(f"{kind} takes {', '.join(takes) or 'no parameters'}; got {', '.join(unknown)}")
     budget = default_memory_budget() if max_bytes is None else int(max_bytes)
     need = cls.estimate_bytes(img_shape, **params)
     if need > budget:
@@ -84,11 +89,6 @@ def build(kind: str, img_shape, *, seed: int = 0, device="cpu", max_bytes: Optio
             f"{kind} on {'x'.join(map(str, img_shape))} images needs about {need / 1e9:.1f} GB, over the memory budget of "
             f"{budget / 1e9:.1f} GB (--max-memory); use cs-circulant (O(n) memory) or a smaller image"
         )
-    accepted = inspect.signature(cls.__init__).parameters
-    unknown = [] if any(p.kind is p.VAR_KEYWORD for p in accepted.values()) else sorted(set(params) - set(accepted))
-    if unknown:
-        takes = [p for p in accepted if p not in ("self", "img_shape", "seed", "device")]
-        raise OperatorError(f"{kind} takes {', '.join(takes) or 'no parameters'}; got {', '.join(unknown)}")
     return cls(img_shape, seed=int(seed), device=device, **params)
 
 
