@@ -489,12 +489,24 @@ def fast_options(prune_after: float, stop_tol: float, noise_floor=0.0, groups: i
     return {"prune_after": prune_after, "stop_tol": stop_tol, "noise_floor": noise_floor, "groups": groups}
 
 
-def kept_rows(best_loss: torch.Tensor, diverged: List[int], groups: int, lr: float) -> List[int]:
+def kept_rows(best_loss: torch.Tensor, diverged: List[int], groups: int, advice: str) -> List[int]:
     """Per problem (``groups`` equal groups of rows), the row with the lowest measurement loss,
-    diverged rows left out (best_per_group; SolverDiverged when a problem diverged entirely)."""
+    diverged rows left out (best_per_group; SolverDiverged, with ``advice``, when a problem
+    diverged entirely)."""
     loss = best_loss.clone()
     loss[diverged] = float("nan")
-    return best_per_group(loss, groups, lr)
+    return best_per_group(loss, groups, advice)
+
+
+def divergence_advice(optimizer, lr: float, **weights: float) -> str:
+    """The hint a SolverDiverged ends with: a smaller learning rate unless every round ran the
+    line search (``optimizer`` lbfgs-ls, or a tuple of them: it picks its own steps, lr unused),
+    and smaller loss weights among ``weights`` (config field -> value) that are in use (not 0).
+    Naming only the learning rate misled when a huge weight (z_reg 1e308) made the loss inf."""
+    ls_only = all(o == "lbfgs-ls" for o in ((optimizer,) if isinstance(optimizer, str) else optimizer))
+    tips = [] if ls_only else [f"a smaller learning rate than {lr}"]
+    tips += [f"a smaller {name} than {value:g}" for name, value in weights.items() if value]
+    return "try " + (" or ".join(tips) if tips else "checking y and the operator for huge or non-finite values")
 
 
 def group_diverged(diverged: List[int], j: int, rows: int) -> List[int]:
@@ -582,16 +594,17 @@ def solve_isolated(solve_batch: Callable, problems: Sequence[Problem], prior, co
     return out
 
 
-def best_per_group(losses: torch.Tensor, groups: int, lr: float) -> List[int]:
+def best_per_group(losses: torch.Tensor, groups: int, advice: str) -> List[int]:
     """Row index of the lowest measurement loss within each of ``groups`` equal consecutive
-    groups of ``losses`` (NaN = diverged). Raises SolverDiverged when a group diverged entirely."""
+    groups of ``losses`` (NaN = diverged). Raises SolverDiverged when a group diverged entirely,
+    ending with ``advice`` (divergence_advice)."""
     L = torch.nan_to_num(losses.reshape(groups, -1), nan=float("inf"))
     R = L.shape[1]
     out = []
     for j in range(groups):
         if not bool(torch.isfinite(L[j]).any()):
             which = "every restart" if groups == 1 else f"every restart of problem {j}"
-            raise SolverDiverged(f"{which} diverged (loss became NaN/Inf); try a smaller learning rate than {lr}")
+            raise SolverDiverged(f"{which} diverged (loss became NaN/Inf); {advice}")
         out.append(j * R + int(L[j].argmin()))
     return out
 
@@ -699,7 +712,7 @@ def invert_at_cut_batch(
         stops = info["stops"]
         group_evals = info.get("group_evaluations", [info["evaluations"]] * B)
         results = []
-        for j, i in enumerate(kept_rows(losses, diverged, B, lr)):
+        for j, i in enumerate(kept_rows(losses, diverged, B, divergence_advice(optimizer, lr, z_reg=z_reg))):
             rows = slice(j * R, (j + 1) * R)
             state = OrderedDict((k, v[i : i + 1].detach().clone()) for k, v in best.items())
             with torch.no_grad():

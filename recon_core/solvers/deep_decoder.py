@@ -24,7 +24,7 @@ import torch
 from ..events import Event, EventSink, null_sink
 from ..priors import deep_decoder as dd
 from ..errors import UnknownName
-from .common import (MethodConfig, opt, Problem, Result, check_positive, fast_options, group_diverged, group_history, kept_rows,
+from .common import (MethodConfig, opt, Problem, Result, check_positive, divergence_advice, fast_options, group_diverged, group_history, kept_rows,
                      measurement_loss, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of,
                      seeded_rng, stack_problems, timer)
 
@@ -117,7 +117,7 @@ def solve_batch(problems: Sequence[Problem], prior=None, config: DeepDecoderConf
     n_par = dd.num_params(width, config.depth, A.img_shape[0])
     group_evals = info.get("group_evaluations", [info["evaluations"]] * B)
     results = []
-    for j, i in enumerate(kept_rows(losses, diverged, B, config.lr)):
+    for j, i in enumerate(kept_rows(losses, diverged, B, divergence_advice(config.optimizer, config.lr))):
         rows = slice(j * R, (j + 1) * R)
         state = OrderedDict((k, v[i : i + 1].detach().clone()) for k, v in best.items())
         with torch.no_grad():

@@ -30,7 +30,7 @@ from ..errors import BadInput, UnknownName
 from ..events import Event, EventSink, null_sink
 from ..priors import deep_decoder as dd
 from .common import (
-    MethodConfig, opt, require_prior, Problem, Result, check_positive, fast_options, frozen, group_diverged, group_history, kept_rows,
+    MethodConfig, opt, require_prior, Problem, Result, check_positive, divergence_advice, fast_options, frozen, group_diverged, group_history, kept_rows,
     measurement_loss, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of, seeded_rng,
     stack_problems, timer,
 )
@@ -166,7 +166,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: HybridConfig = Hybri
                                           int(config.steps), config.prune_after, info)
         evals = [sum(d.get("group_evaluations", [d["evaluations"]] * B)[j] for d in (info_g, info_dd, info)) for j in range(B)]
         results = []
-        for j, i in enumerate(kept_rows(losses, diverged, B, config.lr)):
+        for j, i in enumerate(kept_rows(losses, diverged, B, divergence_advice(config.optimizer, config.lr))):
             rows = slice(j * R, (j + 1) * R)
             state = OrderedDict((k, v[i : i + 1].detach().clone()) for k, v in best.items())
             with torch.no_grad():

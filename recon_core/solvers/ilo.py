@@ -62,8 +62,8 @@ import torch
 
 from ..errors import BadInput, UnknownName
 from ..events import Event, EventSink, null_sink
-from .common import (MethodConfig, opt, require_prior, Problem, Result, State, best_per_group, check_fast_settings, check_positive, fast_options, frozen, group_history,
-                     grouped_init, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of, seeded_rng,
+from .common import (MethodConfig, opt, require_prior, Problem, Result, State, best_per_group, check_fast_settings, check_positive, divergence_advice, fast_options, frozen,
+                     group_history, grouped_init, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of, seeded_rng,
                      stack_problems, timer)
 from .losses import geodesic_loss, lpips_loss, measurement_consistent_reference
 from .projections import project_state_l1
@@ -354,7 +354,9 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
 
         final = overall.clone()
         final[diverged] = float("nan")
-        picks = best_per_group(final, B, config.lr)
+        picks = best_per_group(final, B, divergence_advice(
+            opts, config.lr, lpips_weight=config.lpips_weight if use_lpips else 0.0,
+            geodesic_weight=config.geodesic_weight if any(prior.entries(c, "w+") for c in layers) else 0.0))
         results = []
         for j, i in enumerate(picks):
             rows = slice(j * R, (j + 1) * R)

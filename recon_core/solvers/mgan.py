@@ -41,8 +41,8 @@ import torch
 
 from ..errors import BadInput, UnknownName
 from ..events import Event, EventSink, null_sink
-from .common import (MethodConfig, opt, require_prior, Problem, Result, State, best_per_group, check_fast_settings, check_positive, fast_options, frozen, group_history,
-                     grouped_init, must_split, noise_floors, one_by_one, problem_seeds, rows_of, stack_problems, timer)
+from .common import (MethodConfig, opt, require_prior, Problem, Result, State, best_per_group, check_fast_settings, check_positive, divergence_advice, fast_options, frozen,
+                     group_history, grouped_init, must_split, noise_floors, one_by_one, problem_seeds, rows_of, stack_problems, timer)
 from .ilo import OPTIMIZERS as FIRST_ORDER, optimise_tracked
 
 #: the reference code's SGD, the surgery paper's Adam, and the fast schedule
@@ -198,7 +198,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: MGANConfig = MGANCon
             fast=fast_options(config.prune_after, config.stop_tol, noise_floors(problems, R), B),
         )
         results = []
-        for j, i in enumerate(best_per_group(losses, B, config.lr)):
+        for j, i in enumerate(best_per_group(losses, B, divergence_advice(config.optimizer, config.lr))):
             rows = slice(j * R, (j + 1) * R)
             state = OrderedDict((k, v[i : i + 1].detach().clone()) for k, v in best.items())
             with torch.no_grad():

@@ -10,7 +10,7 @@ import torch
 from recon_core.errors import BadInput, OperatorError, SolverDiverged
 from recon_core.operators import StackedOperator, build
 from recon_core.solvers import Problem, csgm, deep_decoder, hybrid, iagan, ilo, mgan, surgery
-from recon_core.solvers.common import best_per_group, problem_seeds, solve_isolated
+from recon_core.solvers.common import best_per_group, divergence_advice, problem_seeds, solve_isolated
 from tests.conftest import tiny_prior
 
 CONFIGS = {
@@ -85,12 +85,31 @@ def test_solve_batch_refuses_bad_input():
 
 def test_best_per_group_and_divergence():
     losses = torch.tensor([3.0, 1.0, float("nan"), 2.0, 5.0, 4.0], dtype=torch.float64)
-    assert best_per_group(losses, 3, 0.1) == [1, 3, 5]
+    assert best_per_group(losses, 3, "try x") == [1, 3, 5]
     losses[4:] = float("nan")
-    with pytest.raises(SolverDiverged, match="every restart of problem 2 diverged"):
-        best_per_group(losses, 3, 0.1)
+    with pytest.raises(SolverDiverged, match="every restart of problem 2 diverged.*; try x$"):
+        best_per_group(losses, 3, "try x")
     with pytest.raises(SolverDiverged, match="^every restart diverged"):
-        best_per_group(torch.tensor([float("nan")] * 2), 1, 0.1)
+        best_per_group(torch.tensor([float("nan")] * 2), 1, "try x")
+
+
+def test_divergence_advice_names_what_can_cause_it():
+    assert divergence_advice("adam", 0.1) == "try a smaller learning rate than 0.1"
+    # the line search picks its own steps: the learning rate is not the cause
+    assert divergence_advice("lbfgs-ls", 0.1, z_reg=1e308) == "try a smaller z_reg than 1e+308"
+    assert divergence_advice(("adam", "lbfgs-ls"), 0.1, lpips_weight=2.0, geodesic_weight=0.0) == (
+        "try a smaller learning rate than 0.1 or a smaller lpips_weight than 2")
+    assert "checking y" in divergence_advice(["lbfgs-ls"], 0.1)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs-ls"])
+def test_huge_loss_weight_diverges_naming_the_weight(optimizer):
+    # a z_reg of 1e308 makes every loss inf whatever the step: the error must say so
+    problem = _problems("cs-gaussian", 1, False, ratio=0.3)[0]
+    config = csgm.CSGMConfig(steps=3, restarts=2, z_reg=1e308, optimizer=optimizer)
+    with pytest.raises(SolverDiverged, match="try .*a smaller z_reg than 1e\\+308$") as err:
+        csgm.solve(problem, tiny_prior(), config)
+    assert ("learning rate" in str(err.value)) == (optimizer == "adam")
 
 
 def test_stacked_operator_groups_adjoint_and_pinv():
