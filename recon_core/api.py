@@ -8,10 +8,9 @@ seed=S)`` solves as ``recon reconstruct --seed S`` does.
 
 from __future__ import annotations
 
-import numbers
 from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Union
 
-from .errors import BadInput
+from .errors import BadInput, is_int
 
 if TYPE_CHECKING:  # the heavy modules are imported when a function runs, not with recon_core
     import torch
@@ -60,7 +59,7 @@ def solve(method: str, A: "LinearOperator", y: "torch.Tensor", prior: Optional["
     from .pipeline import build_config, solve_problems
     from .solvers import Problem
 
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+    if not is_int(seed):
         raise BadInput(f"seed must be an integer, got {seed!r}")
     arch, cuts = (prior.meta.architecture, prior.cut_points) if prior is not None else ("", None)
     cfg, _ = build_config(method, arch, options, cuts, preset)

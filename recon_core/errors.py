@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 import difflib
+import numbers
+
+
+def is_real(v) -> bool:
+    """True for a real number, Python's or NumPy's (np.float32(0.5), np.int64(3)), never a bool.
+    Here, the lowest layer, so operators, generators and solvers check their inputs alike."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def is_int(v) -> bool:
+    """True for an integer, Python's or NumPy's (np.int64(3)), never a bool."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 class ReconError(Exception):

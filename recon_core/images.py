@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFile, ImageOps
 
-from .errors import ImageError, ReconError, UnknownName
+from .errors import ImageError, ReconError, UnknownName, is_int
 
 DEFAULT_MAX_PIXELS = 64_000_000  # 64 Mpx: an 8000x8000 photo; a 1024x1024 prior never needs more
 FIT_MODES = ("crop-resize", "crop", "resize", "pad")
@@ -55,7 +55,7 @@ def load_image(path, channels: Optional[int] = None, max_pixels: int = DEFAULT_M
     """
     if channels not in (None, 1, 3):
         raise ImageError(f"channels must be 1 or 3, got {channels!r}")
-    if not isinstance(max_pixels, int) or max_pixels <= 0:
+    if not is_int(max_pixels) or max_pixels <= 0:
         raise ImageError(f"max_pixels must be a positive integer, got {max_pixels!r}")
     path = Path(path)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from typing import Any
+from .errors import is_real  # light: no torch
 
 
 def finite(obj: Any) -> Any:
@@ -31,7 +32,7 @@ def finite_metrics(metrics: dict) -> dict:
     """A metrics dict with non-finite values set to None and ``<name>_reason`` saying why."""
     out = dict(metrics)
     for k, v in metrics.items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isfinite(v):
+        if is_real(v) and not math.isfinite(v):
             out[k] = None
             out.setdefault(f"{k}_reason", f"not a finite number ({v}); e.g. psnr is inf when x_hat equals the truth exactly")
     return out

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .errors import MeasurementFileError, OperatorError, ReconError
+from .errors import MeasurementFileError, OperatorError, ReconError, is_int
 from .images import atomic_write_bytes
 from .operators import NoiseSpec, from_spec
 from .operators.base import LinearOperator
@@ -77,7 +77,7 @@ def load_measurements(path, device="cpu", max_memory: Optional[int] = None) -> T
     except (ValueError, TypeError):
         raise MeasurementFileError(f"'{path}': field 'meta' is not a JSON object") from None
     version = meta.get("schema_version")
-    if not isinstance(version, int):
+    if not is_int(version):
         raise MeasurementFileError(f"'{path}': meta lacks an integer schema_version")
     if version > SCHEMA_VERSION:
         raise MeasurementFileError(

@@ -21,6 +21,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Optional
+from .errors import is_int  # light: no torch
 
 #: the seed policy: from one seed S, the operator draws from S, the noise from S + NOISE_SEED_OFFSET
 #: and the solver (restart initialisations, SNA noise) from S + SOLVER_SEED_OFFSET, so the three
@@ -110,7 +111,7 @@ def _coerce(name: str, value, default):
             except ValueError:
                 raise BadInput(f"--{name.replace('_', '-')} must be a comma-separated list of numbers, got '{value}'") from None
         return tuple(value) if isinstance(value, (list, tuple)) else (value,)
-    if isinstance(value, str) and isinstance(default, int) and not isinstance(default, bool):
+    if isinstance(value, str) and is_int(default):
         try:
             return int(value)
         except ValueError:

@@ -268,6 +268,7 @@ def test_python_api_bad_arguments(api_case, call, match):
 def test_python_api_takes_numpy_scalars():
     """The checks above refuse wrong types, not NumPy's scalar types."""
     import recon_core as rc
+    from recon_core.errors import ReconError
 
     A = rc.operator("inpaint", (3, 16, 16), frac=0.5, seed=0)
     y = A(torch.rand(1, 3, 16, 16))
@@ -277,3 +278,22 @@ def test_python_api_takes_numpy_scalars():
     A = rc.operator("inpaint", (3, 32, 32), frac=0.5, seed=0)
     res = rc.solve("csgm", A, A(torch.rand(1, 3, 32, 32)), G, preset="paper", lr=np.float32(0.1), steps=np.int64(2), restarts=np.int64(2))
     assert len(res.losses) == 2
+    # a NumPy seed draws what the same Python int draws (it was a TypeError in manual_seed)
+    assert torch.equal(G.sample(2, np.int64(3)), G.sample(2, 3))
+    # the methods' own checks share errors.is_int / is_real: NumPy in, bools out
+    res = rc.solve("ilo", A, A(torch.rand(1, 3, 32, 32)), G, preset="paper", layers=(0, np.int64(1)), steps=(2, 2),
+                   radii=(np.float32(5.0),), restarts=1)
+    assert res.x_hat.shape == (1, 3, 32, 32)
+    with pytest.raises(ReconError, match="cut True is outside"):  # a bool is not cut 1
+        rc.solve("surgery", A, A(torch.rand(1, 3, 32, 32)), G, cut=True)
+    with pytest.raises(ReconError, match="radius"):
+        rc.solve("ilo", A, A(torch.rand(1, 3, 32, 32)), G, preset="paper", layers=(0, 1), steps=(2, 2), radii=(True,), restarts=1)
+
+
+@pytest.mark.parametrize("value,integer,real", [(3, True, True), (np.int64(3), True, True), (2.5, False, True),
+                                                (np.float32(2.5), False, True), (True, False, False), (np.bool_(True), False, False),
+                                                ("3", False, False), (None, False, False), (torch.tensor(3), False, False)])
+def test_is_int_and_is_real(value, integer, real):
+    from recon_core.errors import is_int, is_real
+
+    assert (is_int(value), is_real(value)) == (integer, real)

@@ -11,7 +11,6 @@ training ask ``entries(c, role)`` for, say, the w+ latent or the noise inputs, n
 
 from __future__ import annotations
 
-import numbers
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -19,7 +18,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from ..errors import BadInput, UnknownName
+from ..errors import BadInput, UnknownName, is_int
 
 State = Dict[str, torch.Tensor]
 
@@ -99,13 +98,14 @@ class GeneratorAdapter(nn.Module):
         return list(range(len(self.blocks)))
 
     def check_cut(self, c: int) -> int:
-        """Return c if it is a valid cut point, else raise BadInput naming the valid range."""
-        if not isinstance(c, int) or c not in self.cut_points:
+        """Return c (as a Python int) if it is a valid cut point, else raise BadInput naming the
+        valid range (a bool is not a cut: True would have been cut 1)."""
+        if not is_int(c) or c not in self.cut_points:
             raise BadInput(
                 f"cut {c} is outside the cut points of {self.meta.architecture} "
                 f"(valid: 0..{self.cut_points[-1]})"
             )
-        return c
+        return int(c)
 
     def state_shapes(self, c: int) -> Dict[str, Tuple[int, ...]]:
         """Per-sample shapes of the state entering block c."""
@@ -239,10 +239,10 @@ class GeneratorAdapter(nn.Module):
     def sample(self, n: int, rng=None) -> torch.Tensor:
         """n images from the prior, G(z) with z drawn as ``sample_latent`` draws it: (n, C, R, R)
         in [0, 1], without gradients. ``rng``: a torch.Generator, an int seed, or None."""
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        if not is_int(n) or n < 1:
             raise BadInput(f"sample: n must be a positive integer, got {n!r}")
-        if isinstance(rng, int) and not isinstance(rng, bool):
-            rng = torch.Generator().manual_seed(rng)
+        if is_int(rng):
+            rng = torch.Generator().manual_seed(int(rng))  # int(): NumPy integers too
         with torch.no_grad():
             return self.forward(self.sample_latent(int(n), rng))
 

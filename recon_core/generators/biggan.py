@@ -44,7 +44,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import BadInput
+from ..errors import BadInput, is_int
 from .base import BlockInfo, GeneratorAdapter, GeneratorMeta, State
 
 #: the HF biggan-deep-128 ``layers`` (up-sample?, in multiplier, out multiplier of channel_width)
@@ -297,7 +297,7 @@ class BigGAN(GeneratorAdapter):
         if channels not in (1, 3):
             raise BadInput(f"BigGAN channels must be 1 or 3, got {channels}")
         self.img_channels = channels
-        if isinstance(attention_layer_position, bool) or not isinstance(attention_layer_position, int) or attention_layer_position < 0:
+        if not is_int(attention_layer_position) or attention_layer_position < 0:
             # a position >= len(layers) means no attention layer (HF behaves the same)
             raise BadInput(f"BigGAN attention_layer_position must be an integer >= 0, got {attention_layer_position!r}")
         self.z_dim, self.embed_dim, self.ch, self.num_classes = z_dim, class_embed_dim, channel_width, num_classes
@@ -326,7 +326,7 @@ class BigGAN(GeneratorAdapter):
     def set_class(self, idx: Optional[int]) -> None:
         """Choose the class (0..num_classes-1) used by ``sample_latent``/``init_state``, or None."""
         if idx is not None:
-            if isinstance(idx, bool) or not isinstance(idx, int) or not (0 <= idx < self.num_classes):
+            if not is_int(idx) or not (0 <= idx < self.num_classes):
                 raise BadInput(f"BigGAN class must be an integer in 0..{self.num_classes - 1}, got {idx!r}")
         self.class_idx = idx
         self.meta.config["class_idx"] = idx

@@ -15,12 +15,11 @@ Both boundaries preserve the input dtype.
 
 from __future__ import annotations
 
-import numbers
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import OperatorError, UnknownName
+from ..errors import OperatorError, UnknownName, is_int
 from .base import LinearOperator, register
 from .superres import vjp_adjoint
 
@@ -58,7 +57,7 @@ class Blur(LinearOperator):
     def __init__(self, img_shape, *, seed: int = 0, device="cpu", kernel_size=9, boundary="circular"):
         super().__init__(img_shape, seed=seed, device=device)
         C, H, W = self.img_shape
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, numbers.Integral):
+        if not is_int(kernel_size):
             raise OperatorError(f"blur: kernel_size must be an odd integer in 1..{min(H, W)}, got {kernel_size!r}")
         k = int(kernel_size)
         if k < 1 or k % 2 == 0 or k > min(H, W):

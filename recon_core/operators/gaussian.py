@@ -7,11 +7,10 @@ family is meant for images up to ~64-128 px; ``cs-circulant`` scales to 1024 px.
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 
-from ..errors import OperatorError
+from ..errors import OperatorError, is_real
 from .base import LinearOperator, register
 
 
@@ -20,7 +19,7 @@ def measurements_from_ratio(kind: str, ratio, n: int) -> tuple:
 
     ``ratio`` must be a real number in (0, 1]; OperatorError names the parameter, the valid
     range, and the resulting m when it is < 1. Shared by the compressed-sensing families."""
-    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not math.isfinite(ratio):
+    if not is_real(ratio) or not math.isfinite(ratio):
         raise OperatorError(f"{kind}: ratio must be a number in (0, 1], got {ratio!r}")
     ratio = float(ratio)
     if not 0.0 < ratio <= 1.0:

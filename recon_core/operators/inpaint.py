@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-import numbers
 import os
 from typing import Optional
 
 import numpy as np
 import torch
 
-from ..errors import OperatorError
+from ..errors import OperatorError, is_real
 from .base import LinearOperator, register
 
 MODES = ("random", "box")
@@ -119,7 +118,7 @@ class Inpaint(LinearOperator):
     def _check_frac(frac) -> float:
         if frac is None:
             raise OperatorError("inpaint: frac (kept fraction of pixels, in (0, 1]) is required for mask 'random' or 'box'")
-        if isinstance(frac, bool) or not isinstance(frac, numbers.Real) or not math.isfinite(frac) or not 0 < frac <= 1:
+        if not is_real(frac) or not math.isfinite(frac) or not 0 < frac <= 1:
             raise OperatorError(f"inpaint: frac must be in (0, 1], got {frac!r}")
         return float(frac)
 

@@ -9,12 +9,11 @@ The map is linear, so its exact adjoint is the vector-Jacobian product of A, tak
 
 from __future__ import annotations
 
-import numbers
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import OperatorError
+from ..errors import OperatorError, is_int
 from .base import LinearOperator, register
 
 FACTORS = range(2, 17)
@@ -48,7 +47,7 @@ class SuperRes(LinearOperator):
     def __init__(self, img_shape, *, seed: int = 0, device="cpu", factor=4):
         super().__init__(img_shape, seed=seed, device=device)
         C, H, W = self.img_shape
-        if isinstance(factor, bool) or not isinstance(factor, numbers.Integral):
+        if not is_int(factor):
             raise OperatorError(f"superres: factor must be an integer in 2..16, got {factor!r}")
         factor = int(factor)
         if factor not in FACTORS:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import BadInput
+from ..errors import BadInput, is_int
 
 #: entries of the fixed random input are U[0, INPUT_SCALE] (reference: uniform_() * 1/10)
 INPUT_SCALE = 0.1
@@ -49,7 +49,7 @@ def num_params(width: int, depth: int, channels: int) -> int:
 
 
 def _check_shape(img_shape, depth: int) -> Tuple[int, int, int]:
-    if not (isinstance(depth, int) and not isinstance(depth, bool) and depth >= 0):
+    if not (is_int(depth) and depth >= 0):
         raise BadInput(f"deep decoder depth must be an integer >= 0, got {depth!r}")
     if len(img_shape) != 3 or min(img_shape) < 1:
         raise BadInput(f"deep decoder img_shape must be (C, H, W), got {tuple(img_shape)}")
@@ -70,7 +70,7 @@ def choose_width(img_shape, m: int, depth: int) -> int:
     Raises BadInput when even k = 1 has m or more parameters. Example: (3, 64, 64), m = 12288,
     depth 5 -> 44 (the paper's setting)."""
     C, _, _ = _check_shape(img_shape, depth)
-    if not (isinstance(m, int) and m >= 1):
+    if not (is_int(m) and m >= 1):
         raise BadInput(f"number of measurements m must be a positive integer, got {m!r}")
     # solve (d+1) k^2 + (2(d+1) + C) k < m for the largest integer k, then fix rounding
     a, b = depth + 1, 2 * (depth + 1) + C
@@ -96,7 +96,7 @@ def init_params(img_shape, width: int, depth: int, n: int = 1, rng: Optional[tor
     (what the reference gets); norm scales 1 and shifts 0 (BatchNorm's init). Drawn on the CPU
     from ``rng`` so results do not depend on the device."""
     C, _, _ = _check_shape(img_shape, depth)
-    if not (isinstance(width, int) and not isinstance(width, bool) and width >= 1):
+    if not (is_int(width) and width >= 1):
         raise BadInput(f"deep decoder width must be a positive integer, got {width!r}")
     k = width
     bound = 1.0 / math.sqrt(k)

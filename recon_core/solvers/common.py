@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields
@@ -19,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from ..errors import BadInput, OperatorError, SolverDiverged, UnknownName
+from ..errors import BadInput, OperatorError, SolverDiverged, UnknownName, is_int, is_real
 from ..events import Event, EventSink, null_sink
 from ..operators.base import LinearOperator
 
@@ -39,11 +38,6 @@ FAST_SCHEDULE = {"optimizer": "lbfgs-ls", "steps": 150, "prune_after": 0.3}
 MAX_NOISE_STD = 1e12
 
 
-def _real(v) -> bool:
-    """A real number (NumPy's scalars included), not a bool."""
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-
 @dataclass
 class Problem:
     """An inverse problem: operator ``A``, measurements ``y`` (1, *A.meas_shape) and the
@@ -55,7 +49,7 @@ class Problem:
 
     def __post_init__(self):
         self.y = self.A._check_y(self.y)
-        if not (_real(self.noise_std) and 0 <= self.noise_std <= MAX_NOISE_STD):
+        if not (is_real(self.noise_std) and 0 <= self.noise_std <= MAX_NOISE_STD):
             raise BadInput(f"noise_std must be a number in [0, {MAX_NOISE_STD:g}], got {self.noise_std!r}")
         if self.y.shape[0] != 1:
             raise BadInput(f"a problem holds the measurements of one image, got a batch of {self.y.shape[0]}")
@@ -123,9 +117,9 @@ class MethodConfig:
 
 def check_fast_settings(prune_after, stop_tol) -> None:
     """BadInput unless ``prune_after`` is a number in [0, 1] and ``stop_tol`` a finite number >= 0."""
-    if not (_real(prune_after) and 0 <= prune_after <= 1):
+    if not (is_real(prune_after) and 0 <= prune_after <= 1):
         raise BadInput(f"prune_after must be in [0, 1], got {prune_after}")
-    if not (_real(stop_tol) and math.isfinite(stop_tol) and stop_tol >= 0):
+    if not (is_real(stop_tol) and math.isfinite(stop_tol) and stop_tol >= 0):
         raise BadInput(f"stop_tol must be a number >= 0, got {stop_tol}")
 
 
@@ -148,7 +142,7 @@ MAX_SETTING = 1e30
 def check_positive(name: str, value, integer: bool = False) -> None:
     """Raise BadInput unless ``value`` is a finite positive number (an int if ``integer``; at
     most MAX_SETTING if not)."""
-    ok = _real(value) and math.isfinite(value) and value > 0
+    ok = is_real(value) and math.isfinite(value) and value > 0
     if integer:
         ok = ok and float(value).is_integer()
     if not ok:
@@ -557,12 +551,12 @@ def problem_seeds(seed, groups: int) -> List[int]:
     """Per-problem seeds of a batch of ``groups`` problems: an int gives seed + j to problem j
     (what single solves with seed + j would use); a sequence gives its own seed to each problem
     (so several images can be solved exactly as single solves with one common seed)."""
-    if isinstance(seed, int) and not isinstance(seed, bool):
-        return [seed + j for j in range(groups)]
+    if is_int(seed):
+        return [int(seed) + j for j in range(groups)]  # int(): NumPy integers become JSON-able ints
     seeds = list(seed) if isinstance(seed, (list, tuple)) else None
-    if seeds is None or len(seeds) != groups or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+    if seeds is None or len(seeds) != groups or not all(is_int(s) for s in seeds):
         raise BadInput(f"a batch of {groups} problems needs an int seed or {groups} int seeds, got {seed!r}")
-    return seeds
+    return [int(s) for s in seeds]
 
 
 def grouped_init(prior, cut: int, count: int, seeds: Sequence[int], init: str) -> State:
@@ -672,7 +666,7 @@ def invert_at_cut_batch(
     require_prior(prior, phase.split(":")[0] or "this method")
     clock = timer()
     check_positive("restarts", restarts, integer=True)
-    if not (isinstance(z_reg, (int, float)) and math.isfinite(z_reg) and z_reg >= 0):
+    if not (is_real(z_reg) and math.isfinite(z_reg) and z_reg >= 0):
         raise BadInput(f"z_reg must be a number >= 0, got {z_reg}")
     prior.check_cut(cut)
     A, y, B = stack_problems(problems)

@@ -40,7 +40,7 @@ from typing import List, Sequence, Union
 
 import torch
 
-from ..errors import BadInput, SolverDiverged, UnknownName
+from ..errors import BadInput, SolverDiverged, UnknownName, is_int
 from ..events import Event, EventSink, null_sink
 from .common import (MethodConfig, opt, require_prior, Problem, Result, check_positive, fast_options, frozen, group_history, grouped_init,
                      measurement_loss, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of,
@@ -115,7 +115,7 @@ def _check(config: IAGANConfig) -> None:
     if config.csgm_optimizer not in CSGM_OPTIMIZERS:
         raise UnknownName("csgm_optimizer", config.csgm_optimizer, CSGM_OPTIMIZERS)
     a = config.adapt_restarts
-    if not (isinstance(a, int) and not isinstance(a, bool) and 0 <= a):
+    if not (is_int(a) and 0 <= a):
         raise BadInput(f"adapt_restarts must be an integer >= 0 (0 = all), got {a!r}")
     if not isinstance(config.halve_if_noisy, bool):
         raise BadInput(f"halve_if_noisy must be true or false, got {config.halve_if_noisy!r}")

@@ -60,7 +60,7 @@ from typing import Callable, List, Sequence, Tuple, Union
 
 import torch
 
-from ..errors import BadInput, UnknownName
+from ..errors import BadInput, UnknownName, is_int, is_real
 from ..events import Event, EventSink, null_sink
 from .common import (MethodConfig, opt, require_prior, Problem, Result, State, best_per_group, check_fast_settings, check_positive, divergence_advice, fast_options, frozen,
                      group_history, grouped_init, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of, seeded_rng,
@@ -179,7 +179,7 @@ def _check_config(config: ILOConfig, prior) -> tuple:
         raise BadInput("layers must name at least one cut point (round 0 is 0)")
     valid = prior.cut_points
     for c in layers:
-        if not isinstance(c, int) or isinstance(c, bool) or c not in valid:
+        if not is_int(c) or c not in valid:
             raise BadInput(
                 f"ILO layer {c} is outside the cut points of {prior.meta.architecture} (valid: {valid[0]}..{valid[-1]})"
             )
@@ -197,13 +197,13 @@ def _check_config(config: ILOConfig, prior) -> tuple:
             "give one l1 radius per round after round 0"
         )
     for r in radii:
-        if not isinstance(r, (int, float)) or isinstance(r, bool) or math.isnan(r) or r < 0:
+        if not is_real(r) or math.isnan(r) or r < 0:
             raise BadInput(f"every l1 radius must be a number >= 0 (inf = unconstrained), got {r}")
     check_positive("lr", config.lr)
     check_positive("restarts", config.restarts, integer=True)
     for name in ("lr_rampup", "lr_rampdown"):
         v = getattr(config, name)
-        if not isinstance(v, (int, float)) or not 0 <= v <= 1:
+        if not is_real(v) or not 0 <= v <= 1:
             raise BadInput(f"{name} must be a fraction in [0, 1], got {v}")
     opts = round_optimizers(config.optimizer, len(layers))
     for o in opts:
@@ -214,7 +214,7 @@ def _check_config(config: ILOConfig, prior) -> tuple:
         raise UnknownName("ILO loss", config.loss, LOSSES)
     for name in ("lpips_weight", "geodesic_weight", "sna_std"):
         v = getattr(config, name)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
+        if not is_real(v) or not math.isfinite(v) or v < 0:
             raise BadInput(f"{name} must be a number >= 0, got {v}")
     if config.project_range:
         check_positive("range_steps", config.range_steps, integer=True)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import BadInput
+from ..errors import BadInput, is_real
 from ..events import Event, EventSink, null_sink
 from .common import MethodConfig, opt, Problem, Result, check_positive, measurement_loss, seeded_rng, timer
 
@@ -132,12 +132,12 @@ def soft_threshold(z: torch.Tensor, t: float) -> torch.Tensor:
 
 def _check(config: LassoDCTConfig) -> None:
     lam, tol = config.lam, config.tol
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
+    if not is_real(lam) or not math.isfinite(lam) or lam < 0:
         raise BadInput(f"lam must be a number >= 0, got {lam!r}")
     check_positive("steps", config.steps, integer=True)
     if not isinstance(config.adaptive_restart, bool):
         raise BadInput(f"adaptive_restart must be true or false, got {config.adaptive_restart!r}")
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
+    if not is_real(tol) or not math.isfinite(tol) or tol < 0:
         raise BadInput(f"tol must be a number >= 0, got {tol!r}")
 
 

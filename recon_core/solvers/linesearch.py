@@ -26,7 +26,7 @@ from typing import Callable, List, Optional
 
 import torch
 
-from ..errors import BadInput
+from ..errors import BadInput, is_int
 from ..events import Event, EventSink, null_sink
 from .common import _flat, _split, _unflat, check_fast_settings
 
@@ -86,14 +86,14 @@ def minimise_ls(
     "group_evaluations": the evaluations each group took part in, "group_history": each group's
     history, as its problem alone would have it})."""
     for name, v in (("max_evals", max_evals), ("history", history), ("window", window)):
-        if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+        if not (is_int(v) and v >= 1):
             raise BadInput(f"{name} must be a positive integer, got {v}")
     check_fast_settings(prune_after, stop_tol)
     x = _flat(init).detach().clone()
     R, D = x.shape
     evals = 0
 
-    if not (isinstance(groups, int) and groups >= 1 and R % groups == 0):
+    if not (is_int(groups) and groups >= 1 and R % groups == 0):
         raise BadInput(f"groups must divide the {R} rows, got {groups}")
     floor = torch.as_tensor(noise_floor, dtype=torch.float64).expand(R).clone()
     # the budget, pruning and the counts are per group (problem), so a problem solved in a batch

@@ -39,7 +39,7 @@ from typing import List, Sequence, Union
 
 import torch
 
-from ..errors import BadInput, UnknownName
+from ..errors import BadInput, UnknownName, is_int, is_real
 from ..events import Event, EventSink, null_sink
 from .common import (MethodConfig, opt, require_prior, Problem, Result, State, best_per_group, check_fast_settings, check_positive, divergence_advice, fast_options, frozen,
                      group_history, grouped_init, must_split, noise_floors, one_by_one, problem_seeds, rows_of, stack_problems, timer)
@@ -103,13 +103,13 @@ def _check_config(config: MGANConfig, prior) -> None:
     check_fast_settings(config.prune_after, config.stop_tol)
     valid = prior.cut_points
     l = config.layer
-    if not isinstance(l, int) or isinstance(l, bool) or l not in valid[1:]:
+    if not is_int(l) or l not in valid[1:]:
         raise BadInput(
             f"mGANprior layer {l} is not an intermediate cut point of {prior.meta.architecture} "
             f"(valid: 1..{valid[-1]}; layer 0 would mix latents, not features)"
         )
     w = config.lpips_weight
-    if not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w) or w < 0:
+    if not is_real(w) or not math.isfinite(w) or w < 0:
         raise BadInput(f"lpips_weight must be a number >= 0, got {w}")
 
 

@@ -14,13 +14,13 @@ from typing import Dict
 
 import torch
 
-from ..errors import BadInput
+from ..errors import BadInput, is_real
 
 State = Dict[str, torch.Tensor]
 
 
 def _check_radius(radius) -> float:
-    ok = isinstance(radius, (int, float)) and not isinstance(radius, bool) and not math.isnan(radius) and radius >= 0
+    ok = is_real(radius) and not math.isnan(radius) and radius >= 0
     if not ok:
         raise BadInput(f"l1 radius must be a number >= 0 (inf = unconstrained), got {radius}")
     return float(radius)

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import BadInput
+from ..errors import BadInput, is_int
 from ..images import convert_channels, fit_image, load_image
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -267,7 +267,7 @@ def load_source(spec: str, resolution: int, channels: Optional[int] = None, spli
     check_spec(spec)
     if split not in SPLITS:
         raise BadInput(f"split must be one of {SPLITS}, got '{split}'")
-    if not isinstance(resolution, int) or resolution < 4:
+    if not is_int(resolution) or resolution < 4:
         raise BadInput(f"resolution must be an integer >= 4, got {resolution!r}")
     if channels not in (None, 1, 3):
         raise BadInput(f"channels must be 1 or 3, got {channels!r}")

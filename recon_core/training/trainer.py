@@ -72,7 +72,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import BadInput, ReconError, UnknownName
+from ..errors import BadInput, ReconError, UnknownName, is_int, is_real
 from ..events import Event, EventSink, null_sink
 from ..generators import registry
 from ..generators.checkpoints import build_adapter, checkpoint_bytes
@@ -260,15 +260,15 @@ def resolve_config(cfg: TrainConfig, data_channels: int, num_classes: int) -> Tu
     if hyper.get("ema_kimg") == "auto":
         hyper["ema_kimg"] = cfg.batch * 10 / 32
     for k in ("lr", "lr_d"):
-        if k in hyper and not (isinstance(hyper[k], (int, float)) and hyper[k] > 0):
+        if k in hyper and not (is_real(hyper[k]) and hyper[k] > 0):
             raise BadInput(f"{k.replace('_', '-')} must be > 0, got {hyper[k]!r}")
-    if "d_steps" in hyper and not (isinstance(hyper["d_steps"], int) and hyper["d_steps"] >= 1):
+    if "d_steps" in hyper and not (is_int(hyper["d_steps"]) and hyper["d_steps"] >= 1):
         raise BadInput(f"d_steps must be an integer >= 1, got {hyper['d_steps']!r}")
     return gen, disc, hyper
 
 
 def _check_int(name: str, v, lo: int) -> None:
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+    if not is_int(v) or v < lo:
         raise BadInput(f"--{name.replace('_', '-')} must be an integer >= {lo}, got {v!r}")
 
 
@@ -289,9 +289,9 @@ def validate(cfg: TrainConfig) -> None:
         raise BadInput("--layers and --sigma apply to --mode rtil-ilo")
     if cfg.mode != "rtil-mgan" and (cfg.codes is not None or cfg.mgan_layer is not None):
         raise BadInput("--codes and --mgan-layer apply to --mode rtil-mgan")
-    if cfg.sigma is not None and not (isinstance(cfg.sigma, (int, float)) and cfg.sigma > 0 and math.isfinite(cfg.sigma)):
+    if cfg.sigma is not None and not (is_real(cfg.sigma) and cfg.sigma > 0 and math.isfinite(cfg.sigma)):
         raise BadInput(f"--sigma must be > 0, got {cfg.sigma!r}")
-    if cfg.codes is not None and (not cfg.codes or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in cfg.codes)):
+    if cfg.codes is not None and (not cfg.codes or any(not is_int(n) or n < 1 for n in cfg.codes)):
         raise BadInput(f"--codes must be integers >= 1, got {cfg.codes!r}")
     for name in ("generator", "discriminator", "hyper"):
         if not isinstance(getattr(cfg, name), dict):
