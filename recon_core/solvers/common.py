@@ -492,13 +492,14 @@ def kept_rows(best_loss: torch.Tensor, diverged: List[int], groups: int, advice:
     return best_per_group(loss, groups, advice)
 
 
-def divergence_advice(optimizer, lr: float, **weights: float) -> str:
-    """The hint a SolverDiverged ends with: a smaller learning rate unless every round ran the
-    line search (``optimizer`` lbfgs-ls, or a tuple of them: it picks its own steps, lr unused),
-    and smaller loss weights among ``weights`` (config field -> value) that are in use (not 0).
-    Naming only the learning rate misled when a huge weight (z_reg 1e308) made the loss inf."""
+def divergence_advice(optimizer, lr: float, lr_name: str = "learning rate", **weights: float) -> str:
+    """The hint a SolverDiverged ends with: a smaller learning rate (called ``lr_name``) unless
+    every round ran the line search (``optimizer`` lbfgs-ls, or a tuple of them: it picks its own
+    steps, lr unused), and smaller loss weights among ``weights`` (config field -> value) that are
+    in use (not 0). Naming only the learning rate misled when a huge weight (z_reg 1e308) made the
+    loss inf."""
     ls_only = all(o == "lbfgs-ls" for o in ((optimizer,) if isinstance(optimizer, str) else optimizer))
-    tips = [] if ls_only else [f"a smaller learning rate than {lr}"]
+    tips = [] if ls_only else [f"a smaller {lr_name} than {lr}"]
     tips += [f"a smaller {name} than {value:g}" for name, value in weights.items() if value]
     return "try " + (" or ".join(tips) if tips else "checking y and the operator for huge or non-finite values")
 

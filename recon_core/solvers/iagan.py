@@ -42,7 +42,7 @@ import torch
 
 from ..errors import BadInput, SolverDiverged, UnknownName, is_int
 from ..events import Event, EventSink, null_sink
-from .common import (MethodConfig, opt, require_prior, Problem, Result, check_positive, fast_options, frozen, group_history, grouped_init,
+from .common import (MethodConfig, opt, require_prior, Problem, Result, check_positive, divergence_advice, fast_options, frozen, group_history, grouped_init,
                      measurement_loss, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of,
                      stack_problems, timer)
 
@@ -218,7 +218,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: IAGANConfig = IAGANC
         dj = [r - j * R for r in div1 if r in rows]
         if len(dj) == R:
             raise SolverDiverged(f"every restart{'' if B == 1 else f' of problem {j}'} diverged in the CSGM stage; "
-                                 f"try a smaller csgm_lr than {config.csgm_lr}")
+                                 + divergence_advice(config.csgm_optimizer, config.csgm_lr, "csgm_lr"))
         zj = OrderedDict((k, v[j * R : (j + 1) * R]) for k, v in z1.items())
         lj = loss1[j * R : (j + 1) * R]
         results.append(_stage2(prior, problem, config, zj, lj, dj, hist1[j], evals1[j], info["stops"][j * R : (j + 1) * R],
@@ -257,9 +257,7 @@ def _stage2(prior, problem: Problem, config: IAGANConfig, z1, loss1, div1: List[
         traces.append(trace)
     ok = [r for r in range(R) if outs[r] is not None]
     if not ok:
-        raise SolverDiverged(
-            f"every restart diverged in the adaptation stage; try a smaller lr_theta than {config.lr_theta}"
-        )
+        raise SolverDiverged("every restart diverged in the adaptation stage; " + divergence_advice("adam", config.lr_theta, "lr_theta"))
     i = min(ok, key=lambda r: loss2[r])
     x_hat, z_best = outs[i]
 

@@ -112,6 +112,16 @@ def test_huge_loss_weight_diverges_naming_the_weight(optimizer):
     assert ("learning rate" in str(err.value)) == (optimizer == "adam")
 
 
+@pytest.mark.parametrize("optimizer,advice", [("adam", "try a smaller csgm_lr than 0.1$"),
+                                              ("lbfgs-ls", "try checking y and the operator for huge or non-finite values$")])
+def test_iagan_stage_one_divergence_advice(optimizer, advice):
+    # y of 1e38 overflows the squared loss whatever the step: the line search has no lr to blame
+    problem = _problems("inpaint", 1, False, frac=0.5)[0]
+    problem = Problem(problem.A, problem.y * 1e38)
+    with pytest.raises(SolverDiverged, match="diverged in the CSGM stage; " + advice):
+        iagan.solve(problem, tiny_prior(), iagan.IAGANConfig(csgm_steps=5, steps=3, restarts=2, csgm_optimizer=optimizer))
+
+
 def test_stacked_operator_groups_adjoint_and_pinv():
     parts = [build("cs-gaussian", (1, 8, 8), seed=s, ratio=0.25) for s in range(3)]
     S = StackedOperator(parts)
