@@ -74,6 +74,10 @@ OTHER_VARIANTS = {
     "iagan": {
         "ls150-a1": {"csgm_optimizer": "lbfgs-ls", "csgm_steps": 150, "prune_after": 0.3, "adapt_restarts": 1},
         "adam400-a1": {"csgm_steps": 400, "adapt_restarts": 1},
+        # session 6: shorter stage 1 (Adam pruned to the best restart after 30 %, or a larger
+        # line-search budget), only the best restart adapted: toward 0.2 x the paper's time
+        "adam200-p30-a1": {"csgm_steps": 200, "prune_after": 0.3, "adapt_restarts": 1},
+        "ls200-a1": {"csgm_optimizer": "lbfgs-ls", "csgm_steps": 200, "prune_after": 0.3, "adapt_restarts": 1},
     },
     "hybrid": {
         "adam-250-2500-p10": {"n_pre": 250, "steps": 2500, "prune_after": 0.1},
