@@ -124,7 +124,7 @@ def recon_arm(method: str, preset: str, problem: Problem, G, seed: int) -> dict:
     """recon's solver for ``method`` with ``preset`` (paper | fast)."""
     from recon_core.solvers import fast_candidate, get_method, make_config
 
-    # the fast arm: the method's fast preset, or the candidate it did not adopt (csgm, ilo, iagan)
+    # the fast arm: the method's fast preset, or the candidate it did not adopt (csgm, ilo)
     cfg = make_config(method, preset, G.meta.architecture) if preset == "paper" else fast_candidate(method, G.meta.architecture)
     t0 = time.perf_counter()
     r = get_method(method)[1](problem, G, cfg, seed=seed)
@@ -364,6 +364,10 @@ def report(doc: dict, out_md: Path, out_png: Path) -> str:
     lim = doc["machine"]
     cost = doc.get("cost", [])
     n_runs = len(doc["runs"])
+    from recon_core.solvers import FAST_METHODS
+
+    # methods whose fast arm ran a candidate they do not use by default
+    candidates = sorted({r["method"] for r in doc["runs"].values() if r["arm"] == "fast"} - set(FAST_METHODS))
     lines = [
         "# Speed: paper recipe vs recon paper preset vs recon fast preset",
         "",
@@ -373,9 +377,9 @@ def report(doc: dict, out_md: Path, out_png: Path) -> str:
         "arms of a method finished are counted (n = images x seeds). PSNR/SSIM/LPIPS: mean +- standard error; seconds: mean "
         "wall time of the solve alone (no start-up, loading or writing); ratio: mean over cells of arm time / recipe time "
         "(surgery, csgm) or / paper-preset time (the other methods, which have no recipe arm), measured side by side in "
-        "one process. The fast settings were tuned on other images (benchmarks/tune_fast.py). For csgm, ilo and iagan "
-        "the fast arm is a candidate schedule that is not their default (it lost quality); their default is the paper "
-        "schedule under both presets.",
+        "one process. The fast settings were tuned on other images (benchmarks/tune_fast.py)." + (
+            f" For {' and '.join([', '.join(candidates[:-1]), candidates[-1]] if len(candidates) > 1 else candidates)} the fast arm is a candidate schedule that is not the default (it lost quality); "
+            "their default is the paper schedule under both presets." if candidates else ""),
         "",
         *([doc["note"], ""] if doc.get("note") else []),
         "Machine limits measured in the same run(s): " + "; ".join(
