@@ -132,10 +132,11 @@ def build_config(method: str, arch: str = "", overrides: Optional[dict] = None, 
     cfg = make_config(method, preset, arch, cut_points)
     solve = get_method(method)[1]
     names = {f.name for f in fields(cfg)}
-    if overrides.get("optimizer") not in (None, getattr(cfg, "optimizer", None)) and overrides.get("steps") is None:
-        # a preset's step count belongs to its optimiser (lbfgs-ls counts evaluations): another
-        # optimiser gets the paper's steps unless steps are given
-        cfg.steps = make_config(method, "paper", arch, cut_points).steps
+    for opt_field, steps_field in (("optimizer", "steps"), ("csgm_optimizer", "csgm_steps")):  # csgm_*: IAGAN's stage 1
+        if overrides.get(opt_field) not in (None, getattr(cfg, opt_field, None)) and overrides.get(steps_field) is None:
+            # a preset's step count belongs to its optimiser (lbfgs-ls counts evaluations): another
+            # optimiser gets the paper's steps unless steps are given
+            setattr(cfg, steps_field, getattr(make_config(method, "paper", arch, cut_points), steps_field))
     for k, v in overrides.items():
         if v is None:
             continue

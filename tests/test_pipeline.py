@@ -80,3 +80,14 @@ def test_grid_resumes_and_refuses_other_settings(tmp_path):
     path.write_text("{not json")
     with pytest.raises(BadInput, match="not a readable results file"):
         Grid(path, {"a": 1})
+
+
+def test_another_stage_one_optimiser_gets_the_paper_step_count():
+    """IAGAN's fast preset counts stage-1 evaluations (200); --csgm-optimizer adam under it gets the
+    paper's 1600 Adam steps unless --csgm-steps is given, as --optimizer does for steps."""
+    from recon_core.pipeline import build_config
+
+    assert build_config("iagan", "dcgan")[0].csgm_steps == 200
+    assert build_config("iagan", "dcgan", {"csgm_optimizer": "adam"})[0].csgm_steps == 1600
+    assert build_config("iagan", "dcgan", {"csgm_optimizer": "adam", "csgm_steps": 7})[0].csgm_steps == 7
+    assert build_config("iagan", "dcgan", {"csgm_optimizer": "adam"}, preset="paper")[0].csgm_steps == 1600

@@ -150,14 +150,16 @@ def test_z_reg_selects_on_measurement_loss():
 def test_presets():
     from recon_core.solvers import fast_candidate
 
-    assert set(FAST_METHODS) == {"surgery", "mgan"}
+    assert set(FAST_METHODS) == {"surgery", "mgan", "iagan"}
     assert make_config("csgm", "fast") == csgm.CSGMConfig()
     assert effective_preset("deep-decoder", "fast") == "paper" and effective_preset("surgery", "fast") == "fast"
     assert make_config("hybrid", "fast") == make_config("hybrid", "paper") and fast_candidate("hybrid") is None
     assert make_config("ilo", "fast") == make_config("ilo", "paper")  # its candidate lost quality: not the default
-    # a candidate sits on top of the architecture's paper settings (IAGAN's lrs) and changes the schedule
-    cand, paper = fast_candidate("iagan", "pggan"), make_config("iagan", "paper", "pggan")
-    assert cand.lr_theta == paper.lr_theta == 1e-3 and cand.csgm_optimizer == "lbfgs-ls" and paper.csgm_optimizer == "adam"
+    # a fast preset sits on top of the architecture's paper settings (IAGAN's lrs) and changes the schedule
+    cand, paper = make_config("iagan", "fast", "pggan"), make_config("iagan", "paper", "pggan")
+    assert cand.lr_theta == paper.lr_theta == 1e-3 and paper.csgm_optimizer == "adam"
+    assert (cand.csgm_optimizer, cand.csgm_steps, cand.prune_after, cand.adapt_restarts) == ("lbfgs-ls", 200, 0.3, 1)
+    assert fast_candidate("iagan", "pggan") == cand and fast_candidate("ilo").optimizer == ("adam", "lbfgs-ls", "lbfgs-ls")
     assert fast_candidate("mgan") == make_config("mgan", "fast") and fast_candidate("csgm").optimizer == "lbfgs-ls"
     assert make_config("surgery", "paper", "dcgan") == surgery.SurgeryConfig()
     fast = make_config("surgery", "fast", "dcgan")  # 3 restarts pruned after 30 % (one restart lost on the report set)
