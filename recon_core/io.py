@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from typing import Any
+
 from .errors import is_real  # light: no torch
 
 

@@ -21,6 +21,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Optional
+
 from .errors import is_int  # light: no torch
 
 #: the seed policy: from one seed S, the operator draws from S, the noise from S + NOISE_SEED_OFFSET
