@@ -91,3 +91,5 @@ def test_another_stage_one_optimiser_gets_the_paper_step_count():
     assert build_config("iagan", "dcgan", {"csgm_optimizer": "adam"})[0].csgm_steps == 1600
     assert build_config("iagan", "dcgan", {"csgm_optimizer": "adam", "csgm_steps": 7})[0].csgm_steps == 7
     assert build_config("iagan", "dcgan", {"csgm_optimizer": "adam"}, preset="paper")[0].csgm_steps == 1600
+    with pytest.raises(BadInput, match="--csgm-optimizer does not apply to --method surgery"):  # was an AttributeError
+        build_config("surgery", "dcgan", {"csgm_optimizer": "adam"})
