@@ -574,7 +574,7 @@ def test_cli_name_lists_match_the_registries():
     from recon_core.generators.checkpoints import FORMATS
     from recon_core.operators import noise
     from recon_core.operators.base import list_operators
-    from recon_core.solvers import METHODS
+    from recon_core.solvers import FAST_METHODS, METHODS
     from recon_core.sweep import RATIO_PARAM
 
     # 'composed' is built from parts in Python (recon_core.operators.composed.compose); the CLI has no flag for it
@@ -582,5 +582,6 @@ def test_cli_name_lists_match_the_registries():
     assert common.NOISE_CONVENTIONS == noise.CONVENTIONS
     assert common.SWEEP_OPS == tuple(RATIO_PARAM)
     assert sorted(common.METHOD_NAMES) == sorted(METHODS)
+    assert sorted(common.FAST_METHOD_NAMES) == sorted(FAST_METHODS)
     assert common.ARCH_NAMES == registry.names()
     assert sorted(common.FORMAT_NAMES) == sorted(FORMATS)
