@@ -368,6 +368,7 @@ def report(doc: dict, out_md: Path, out_png: Path) -> str:
 
     # methods whose fast arm ran a candidate they do not use by default
     candidates = sorted({r["method"] for r in doc["runs"].values() if r["arm"] == "fast"} - set(FAST_METHODS))
+    named = " and ".join(filter(None, [", ".join(candidates[:-1]), *candidates[-1:]]))  # "a, b and c"
     lines = [
         "# Speed: paper recipe vs recon paper preset vs recon fast preset",
         "",
@@ -378,7 +379,7 @@ def report(doc: dict, out_md: Path, out_png: Path) -> str:
         "wall time of the solve alone (no start-up, loading or writing); ratio: mean over cells of arm time / recipe time "
         "(surgery, csgm) or / paper-preset time (the other methods, which have no recipe arm), measured side by side in "
         "one process. The fast settings were tuned on other images (benchmarks/tune_fast.py)." + (
-            f" For {' and '.join([', '.join(candidates[:-1]), candidates[-1]] if len(candidates) > 1 else candidates)} the fast arm is a candidate schedule that is not the default (it lost quality); "
+            f" For {named} the fast arm is a candidate schedule that is not the default (it lost quality); "
             "their default is the paper schedule under both presets." if candidates else ""),
         "",
         *([doc["note"], ""] if doc.get("note") else []),
