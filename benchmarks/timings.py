@@ -1,6 +1,8 @@
 """Time README's two commands on this machine and record what they printed: the default
 reconstruction (`make demo`'s `recon reconstruct` call, set-up excluded: run `make setup` first)
 (the demo 3 times, medians), `recon priors` (5 runs), and, with --tests, the test suite (`make test`: test count and wall time).
+It also times the demo's solve in-process with DCGAN's block-1 matmul path on and off, interleaved
+(``block1_ab``: what that kernel choice buys, side by side in one run).
 
     python benchmarks/timings.py [--tests] [--out benchmarks/results/timings.json]
 
@@ -53,6 +55,38 @@ def priors(repeats: int = 5) -> dict:
     return {"command": "priors", "wall_s": walls, "median_s": sorted(walls)[len(walls) // 2]}
 
 
+def block1_ab(repeats: int = 3, **options) -> dict:
+    """The demo's solve (in-process, torch's default threads) with DCGAN's block 1 as the library's
+    transposed convolution ("library") and as recon's matmul + fold for one row ("matmul",
+    generators/dcgan.deconv4x4_s2_as_matmul), interleaved ``repeats`` times: seconds and PSNR.
+    ``options``: solver options (tests shorten the solve)."""
+    import torch
+
+    import recon_core as rc
+    from recon_core.generators import dcgan
+    from recon_core.pipeline import simulate
+
+    G = rc.load_prior("dcgan-faces-64")
+    x = rc.example_image("astronaut-face", 64)
+    p = simulate(x, "cs-gaussian", {"ratio": 0.1}, 0, 0.1, "cs-norm")[0]  # the demo's settings, seed 0
+    use = dcgan._use_matmul
+    out: dict = {"threads": torch.get_num_threads(), "library": [], "matmul": [], "psnr": {}}
+    try:
+        for _ in range(repeats):
+            for arm, rule in (("library", lambda h: False), ("matmul", use)):
+                dcgan._use_matmul = rule
+                t0 = time.perf_counter()
+                r = rc.solve("surgery", p.A, p.y, G, noise_std=p.noise_std, seed=0, **options)
+                out[arm].append(time.perf_counter() - t0)
+                out["psnr"][arm] = float(rc.compute_metrics(x, r.x_hat)["psnr"])
+    finally:
+        dcgan._use_matmul = use
+    med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
+    out["median_s"] = {k: med(out[k]) for k in ("library", "matmul")}
+    out["speedup"] = out["median_s"]["library"] / out["median_s"]["matmul"]
+    return out
+
+
 def tests() -> dict:
     """Run `make test` and return its wall time and pytest's final counts."""
     t0 = time.perf_counter()
@@ -73,7 +107,8 @@ def main(argv=None) -> None:
     # the machine is shared: the 1-minute load average before and after says how quiet it was
     doc = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "host": platform.platform(), "cpus": os.cpu_count(),
            "load_average_before": os.getloadavg()[0],
-           "demo": demo(Path(os.environ.get("TMPDIR", "/tmp")) / "recon_timings_demo"), "priors": priors()}
+           "demo": demo(Path(os.environ.get("TMPDIR", "/tmp")) / "recon_timings_demo"), "priors": priors(),
+           "block1_ab": block1_ab()}
     if a.tests:
         doc["tests"] = tests()
     doc["load_average_after"] = os.getloadavg()[0]

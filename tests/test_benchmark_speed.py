@@ -130,6 +130,23 @@ def test_timings_demo_records_the_default_run(tmp_path):
     assert len(pri["wall_s"]) == 2 and 0 < pri["median_s"] < 30
 
 
+def test_timings_block1_ab_runs_both_arms_and_restores_the_rule():
+    from recon_core.generators import dcgan
+
+    try:
+        from recon_core.generators.zoo import load_prior
+
+        load_prior("dcgan-faces-64")
+    except Exception as e:  # noqa: BLE001 - weights package absent
+        pytest.skip(f"face prior unavailable: {e}")
+    rule = dcgan._use_matmul
+    ab = load_benchmark("timings").block1_ab(repeats=2, steps=6)
+    assert dcgan._use_matmul is rule
+    assert len(ab["library"]) == len(ab["matmul"]) == 2 and ab["speedup"] > 0
+    # the two kernels agree up to rounding, which a 6-evaluation solve barely amplifies
+    assert abs(ab["psnr"]["library"] - ab["psnr"]["matmul"]) < 0.05
+
+
 def test_limits_table_arithmetic():
     doc = _doc()
     doc["flops"] = {"cs-0.1": {"flops": 2e9, "matrix_bytes": 5e8}}

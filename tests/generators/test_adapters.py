@@ -85,6 +85,38 @@ def test_dcgan_resolutions_and_config_errors():
         DCGAN(nc=2)
 
 
+@pytest.mark.parametrize("n,c_in,c_out,hw", [(1, 8, 5, 4), (2, 8, 5, 4), (1, 6, 3, 8), (3, 4, 2, 1)])
+def test_deconv_as_matmul_equals_conv_transpose(n, c_in, c_out, hw):
+    """The matmul + fold form of DCGAN's 4 x 4, stride 2 transposed convolution gives the
+    library's values and gradients (input and weights) in float64."""
+    import torch.nn.functional as F
+
+    from recon_core.generators.dcgan import deconv4x4_s2_as_matmul
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, c_in, hw, hw, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(c_in, c_out, 4, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    ref = F.conv_transpose2d(x, w, stride=2, padding=1)
+    out = deconv4x4_s2_as_matmul(x, w)
+    assert out.shape == ref.shape == (n, c_out, 2 * hw, 2 * hw)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    up = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(torch.autograd.grad(out, (x, w), up), torch.autograd.grad(ref, (x, w), up), rtol=1e-12, atol=1e-12)
+
+
+def test_dcgan_block1_fast_path_matches_its_layer():
+    """Block 1 takes the matmul path for one row of its 4 x 4 input on the CPU (and the library
+    layer otherwise): the same image as running the nn.Sequential layers, one row or three."""
+    from recon_core.generators import dcgan
+
+    G = dcgan.DCGAN(resolution=64, nz=4, ngf=4).double().eval()
+    h = torch.randn(3, G.widths[0], 4, 4, dtype=torch.float64)
+    assert dcgan._use_matmul(h[:1]) and not dcgan._use_matmul(h) and not dcgan._use_matmul(torch.zeros(1, 8, 8, 8))
+    for rows in (h[:1], h):
+        ref = G.main[3:6](rows)
+        torch.testing.assert_close(G.run_block(1, {"h": rows})["h"], ref, rtol=1e-12, atol=1e-12)
+
+
 def test_real_dcgan_faces(face64):
     """The pretrained face DCGAN: contract holds; samples have face-like statistics."""
     from recon_core.generators.zoo import load_prior
