@@ -123,13 +123,16 @@ def recipe(method: str, problem: Problem, G, seed: int, restarts: int = 3, lbfgs
 def recon_arm(method: str, preset: str, problem: Problem, G, seed: int) -> dict:
     """recon's solver for ``method`` with ``preset`` (paper | fast)."""
     from recon_core.solvers import fast_candidate, get_method, make_config
+    from recon_core.solvers.common import config_dict
 
     # the fast arm: the method's fast preset, or the candidate it did not adopt (csgm, ilo)
     cfg = make_config(method, preset, G.meta.architecture) if preset == "paper" else fast_candidate(method, G.meta.architecture)
     t0 = time.perf_counter()
     r = get_method(method)[1](problem, G, cfg, seed=seed)
+    # the arm's settings go into its run record, so a report rebuilt after a default changes
+    # still says what each row ran
     return {"x_hat": r.x_hat, "evaluations": r.extra["evaluations"], "seconds": time.perf_counter() - t0,
-            "stop": r.extra.get("stop")}
+            "stop": r.extra.get("stop"), "config": config_dict(cfg)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,7 +245,8 @@ def run(out: Path, seeds, images, ops, methods, arms) -> dict:
                         doc["runs"][key] = {"image": name, "op": op, "seed": seed, "method": method, "arm": arm,
                                             "psnr": m["psnr"], "ssim": m["ssim"], "lpips": m["lpips"],
                                             "seconds": res["seconds"], "evaluations": res["evaluations"],
-                                            "stop": res.get("stop"), "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+                                            "stop": res.get("stop"), "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                            **({"config": res["config"]} if "config" in res else {})}
                         _save(out, doc)
                         print(key, f"{m['psnr']:.2f} dB {res['seconds']:.1f} s {res['evaluations']} evals", flush=True)
     return doc

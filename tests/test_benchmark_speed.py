@@ -154,3 +154,15 @@ def test_limits_table_arithmetic():
     # recipe: 2e9 FLOPs x 1 row x 100 evaluations / 10 s = 20 GFLOP/s (40 % of 50); matrix 2 x 0.5 GB x 100 / 10 s = 10 GB/s
     assert "| surgery | cs-0.1 | recipe | 20.0 | 40% | 10.0 | 100% |" in table
     assert "| surgery | cs-0.1 | paper | 100.0 | 200% | 16.7 | 167% |" in table
+
+
+def test_recon_arm_records_the_config_it_ran():
+    """Each recon arm's run carries its settings, so a rebuilt report cannot mislabel old rows."""
+    from recon_core.solvers.common import FAST_SCHEDULE
+
+    g = tiny_prior("dcgan")
+    pb, _ = _problem(g)
+    fast = speed.recon_arm("surgery", "fast", pb, g, seed=0)
+    assert {k: fast["config"][k] for k in FAST_SCHEDULE} == FAST_SCHEDULE
+    assert fast["evaluations"] <= FAST_SCHEDULE["steps"]
+    json.dumps(fast["config"])  # JSON-able, as speed.json stores it
