@@ -2,7 +2,9 @@
 reconstruction (`make demo`'s `recon reconstruct` call, set-up excluded: run `make setup` first)
 (the demo 3 times, medians), `recon priors` (5 runs), and, with --tests, the test suite (`make test`: test count and wall time).
 It also times the demo's solve in-process with DCGAN's block-1 matmul path on and off, interleaved
-(``block1_ab``: what that kernel choice buys, side by side in one run).
+(``block1_ab``: what that kernel choice buys, side by side in one run), and one Deep Decoder
+step (forward + backward) of recon's batched decoder against the reference's torch layers
+(``dd_step_ab``).
 
     python benchmarks/timings.py [--tests] [--out benchmarks/results/timings.json]
 
@@ -87,6 +89,64 @@ def block1_ab(repeats: int = 3, **options) -> dict:
     return out
 
 
+def reference_decoder(params, net_input, i: int) -> "torch.nn.Module":
+    """Restart ``i`` of recon's decoder parameters as the Deep Decoder reference code builds it:
+    1x1 Conv2d (no bias), bilinear Upsample, ReLU, BatchNorm2d in training mode, sigmoid."""
+    import torch
+
+    depth = sum(1 for key in params if key.startswith("conv")) - 1
+    k = params["conv0"].shape[1]
+    layers = []
+    for j in range(depth + 1):
+        conv = torch.nn.Conv2d(k, k, 1, bias=False)
+        conv.weight.data = params[f"conv{j}"][i][:, :, None, None].clone()
+        bn = torch.nn.BatchNorm2d(k)
+        bn.weight.data, bn.bias.data = params[f"gamma{j}"][i].clone(), params[f"beta{j}"][i].clone()
+        layers += [conv] + ([torch.nn.Upsample(scale_factor=2, mode="bilinear")] if j < depth else []) + [torch.nn.ReLU(), bn]
+    out = torch.nn.Conv2d(k, params["out"].shape[1], 1, bias=False)
+    out.weight.data = params["out"][i][:, :, None, None].clone()
+    return torch.nn.Sequential(*layers, out, torch.nn.Sigmoid()).train()
+
+
+def dd_step_ab(widths=(13, 44), restarts=(1, 3), reps: int = 30) -> dict:
+    """Milliseconds of one Deep Decoder step (decode + gradient of every weight) at 64 px, depth 5:
+    recon's batched ``priors.deep_decoder.decode`` on R restarts vs the reference's torch layers
+    run once per restart (as its code does), interleaved; and the largest output difference."""
+    import torch
+
+    from recon_core.priors import deep_decoder as dd
+
+    out: dict = {"threads": torch.get_num_threads(), "cells": []}
+    for k in widths:
+        for R in restarts:
+            g = torch.Generator().manual_seed(0)
+            p = {key: v.requires_grad_(True) for key, v in dd.init_params((3, 64, 64), k, 5, n=R, rng=g).items()}
+            inp = dd.init_input((3, 64, 64), k, 5, n=R, rng=g)
+            nets = [reference_decoder(p, inp, i) for i in range(R)]
+
+            def recon_step():
+                torch.autograd.grad(dd.decode(p, inp).sum(), list(p.values()))
+
+            def reference_step():
+                for i, net in enumerate(nets):
+                    torch.autograd.grad(net(inp[i : i + 1]).sum(), list(net.parameters()))
+
+            with torch.no_grad():
+                diff = max(float((dd.decode(p, inp)[i : i + 1] - nets[i](inp[i : i + 1])).abs().max()) for i in range(R))
+            times = {"recon": [], "reference": []}
+            for _ in range(3):
+                for arm, f in (("recon", recon_step), ("reference", reference_step)):
+                    f()
+                    t0 = time.perf_counter()
+                    for _ in range(reps):
+                        f()
+                    times[arm].append((time.perf_counter() - t0) / reps * 1e3)
+            ms = {arm: sorted(v)[1] for arm, v in times.items()}
+            out["cells"].append({"width": k, "restarts": R, "recon_ms": ms["recon"], "reference_ms": ms["reference"],
+                                 "speedup": ms["reference"] / ms["recon"], "max_abs_diff": diff})
+    return out
+
+
 def tests() -> dict:
     """Run `make test` and return its wall time and pytest's final counts."""
     t0 = time.perf_counter()
@@ -108,7 +168,7 @@ def main(argv=None) -> None:
     doc = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "host": platform.platform(), "cpus": os.cpu_count(),
            "load_average_before": os.getloadavg()[0],
            "demo": demo(Path(os.environ.get("TMPDIR", "/tmp")) / "recon_timings_demo"), "priors": priors(),
-           "block1_ab": block1_ab()}
+           "block1_ab": block1_ab(), "dd_step_ab": dd_step_ab()}
     if a.tests:
         doc["tests"] = tests()
     doc["load_average_after"] = os.getloadavg()[0]

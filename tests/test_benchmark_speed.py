@@ -156,6 +156,14 @@ def test_limits_table_arithmetic():
     assert "| surgery | cs-0.1 | paper | 100.0 | 200% | 16.7 | 167% |" in table
 
 
+def test_timings_dd_step_ab_compares_equal_decoders():
+    """recon's batched decoder and the reference's torch layers compute the same images; both timed."""
+    ab = load_benchmark("timings").dd_step_ab(widths=(4,), restarts=(2,), reps=1)
+    (cell,) = ab["cells"]
+    assert cell["width"] == 4 and cell["restarts"] == 2 and cell["recon_ms"] > 0 and cell["reference_ms"] > 0
+    assert cell["max_abs_diff"] < 1e-5 and cell["speedup"] == pytest.approx(cell["reference_ms"] / cell["recon_ms"])
+
+
 def test_recon_arm_records_the_config_it_ran():
     """Each recon arm's run carries its settings, so a rebuilt report cannot mislabel old rows."""
     from recon_core.solvers.common import FAST_SCHEDULE

@@ -136,6 +136,23 @@ def test_deep_decoder_matches_reference_layers():
     out.weight.data = p["out"][0][:, :, None, None].clone()
     ref = torch.nn.Sequential(*layers, out, torch.nn.Sigmoid()).train()
     torch.testing.assert_close(ddp.decode(p, inp), ref(inp), rtol=1e-5, atol=1e-6)
+    # and the gradients (decode's fused group_norm and batched products vs the torch layers), float64
+    ref = ref.double()
+    p64 = {key: v.double().requires_grad_(True) for key, v in p.items()}
+    up = torch.randn(1, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    got = torch.autograd.grad(ddp.decode(p64, inp.double()), [p64[f"conv{i}"] for i in range(d + 1)] + [p64["gamma0"], p64["out"]], up)
+    want = torch.autograd.grad(ref(inp.double()), [ref[j].weight for j in (0, 4, 8)] + [ref[3].weight, ref[11].weight], up)
+    for g_, w_ in zip(got, want):
+        torch.testing.assert_close(g_.reshape(w_.shape), w_, rtol=1e-10, atol=1e-12)
+
+
+def test_deep_decoder_one_pixel_layer_normalises_to_its_shift():
+    """A channel of one pixel has mean = itself: the norm gives beta (group_norm would refuse it)."""
+    p = ddp.init_params((1, 1, 1), 2, 0, n=1, rng=torch.Generator().manual_seed(0))
+    p["beta0"] = torch.tensor([[0.3, -0.2]])
+    out = ddp.decode(p, ddp.init_input((1, 1, 1), 2, 0, n=1, rng=torch.Generator().manual_seed(1)))
+    # depth 0 at 1 x 1: conv -> ReLU -> norm (= beta0) -> out conv -> sigmoid
+    torch.testing.assert_close(out, torch.sigmoid(p["out"] @ p["beta0"].T).reshape(1, 1, 1, 1))
 
 
 def test_deep_decoder_restarts_batched_independently():
