@@ -133,12 +133,11 @@ def build_config(method: str, arch: str = "", overrides: Optional[dict] = None, 
     cfg = make_config(method, preset, arch, cut_points)
     solve = get_method(method)[1]
     names = {f.name for f in fields(cfg)}
-    for opt_field, steps_field in (("optimizer", "steps"), ("csgm_optimizer", "csgm_steps")):  # csgm_*: IAGAN's stage 1
+    for opt_field, steps_field in getattr(cfg, "SCHEDULES", ()):  # solvers.common.MethodConfig.SCHEDULES
         if opt_field not in names:  # an option the method lacks is refused below, by name
             continue
         if overrides.get(opt_field) not in (None, getattr(cfg, opt_field)) and overrides.get(steps_field) is None:
-            # a preset's step count belongs to its optimiser (lbfgs-ls counts evaluations): another
-            # optimiser gets the paper's steps unless steps are given
+            # another optimiser than the preset's gets the paper's steps unless steps are given
             setattr(cfg, steps_field, getattr(make_config(method, "paper", arch, cut_points), steps_field))
     for k, v in overrides.items():
         if v is None:

@@ -93,3 +93,19 @@ def test_another_stage_one_optimiser_gets_the_paper_step_count():
     assert build_config("iagan", "dcgan", {"csgm_optimizer": "adam"}, preset="paper")[0].csgm_steps == 1600
     with pytest.raises(BadInput, match="--csgm-optimizer does not apply to --method surgery"):  # was an AttributeError
         build_config("surgery", "dcgan", {"csgm_optimizer": "adam"})
+
+
+def test_every_optimiser_option_is_paired_with_its_step_count():
+    """MethodConfig.SCHEDULES: every config field naming an optimiser is declared with its step
+    count (so build_config can give another optimiser the paper's steps), and no pair is half there."""
+    from dataclasses import fields
+
+    from recon_core.solvers import METHODS, make_config
+
+    for method in METHODS:
+        cfg = make_config(method, "paper")
+        names = {f.name for f in fields(cfg)}
+        pairs = getattr(cfg, "SCHEDULES", ())
+        for opt_field, steps_field in pairs:
+            assert (opt_field in names) == (steps_field in names), (method, opt_field, steps_field)
+        assert {n for n in names if n.endswith("optimizer")} <= {o for o, _ in pairs}, method

@@ -96,7 +96,14 @@ def opt(default, help: str):
 
 class MethodConfig:
     """Base of every method's config dataclass: ``for_prior`` gives the papers' settings for a
-    prior's architecture (and the fast preset on request), as the CLI uses them."""
+    prior's architecture (and the fast preset on request), as the CLI uses them.
+
+    ``SCHEDULES``: the (optimiser field, its step-count field) pairs of the method: a preset's
+    step count belongs to its optimiser (lbfgs-ls counts evaluations), so ``pipeline.build_config``
+    gives another optimiser the paper's steps unless steps are given. A method whose stages have
+    their own optimiser options declares each pair (IAGAN's stage 1)."""
+
+    SCHEDULES = (("optimizer", "steps"),)
 
     def __post_init__(self):
         # the fast schedule's settings are checked where a config is made: every optimizer reads

@@ -85,6 +85,9 @@ class IAGANConfig(MethodConfig):
     automatically: pass ``steps``. 3 restarts follows the Generator Surgery paper's baselines (the
     IAGAN paper states none)."""
 
+    #: stage 1's optimiser owns its step count (stage 2 is Adam only): see MethodConfig
+    SCHEDULES = (("csgm_optimizer", "csgm_steps"),)
+
     csgm_lr: float = opt(0.1, 'Stage 1 (CSGM): Adam lr.')
     csgm_steps: int = opt(1600, 'Stage 1 (CSGM): steps (lbfgs-ls: evaluations).')
     steps: int = 600

@@ -48,6 +48,9 @@ class LassoDCTConfig(MethodConfig):
     Whose defaults: the Generator Surgery paper's Lasso-DCT objective (lambda 0.01 on ||y - A Phi
     z||^2). Bora et al.'s CelebA scripts use lmbd 0.1 with their own loss scaling."""
 
+    #: FISTA only: its steps belong to no optimiser option (see MethodConfig)
+    SCHEDULES = ()
+
     lam: float = opt(0.01, 'l1 weight lambda.')
     steps: int = 1000
     tol: float = opt(1e-6, 'Relative change of z that stops FISTA.')
