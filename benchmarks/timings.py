@@ -25,6 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _median(v: list) -> float:
+    """The middle value of v (the upper one of the two for an even count)."""
+    return sorted(v)[len(v) // 2]
+
+
 def demo(out_dir: Path, repeats: int = 3) -> dict:
     """Run `make demo`'s reconstruction (with --json) ``repeats`` times (this machine is shared and
     noisy) and return every wall and solve time, their medians, and the run's metrics."""
@@ -40,9 +45,8 @@ def demo(out_dir: Path, repeats: int = 3) -> dict:
         rec = json.loads(p.stdout)
         solves.append(rec["wall_time"]["solve"])
         totals.append(rec["wall_time"]["total"])
-    med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
     return {"command": " ".join(cmd[1:]), "runs": repeats, "wall_s_all": walls, "solve_s_all": solves,
-            "wall_s": med(walls), "solve_s": med(solves), "total_in_process_s": med(totals), "psnr": rec["metrics"]["psnr"],
+            "wall_s": _median(walls), "solve_s": _median(solves), "total_in_process_s": _median(totals), "psnr": rec["metrics"]["psnr"],
             "evaluations": rec["solve"]["evaluations"], "stop": rec["solve"]["stop"], "preset": rec["method"]["preset"]}
 
 
@@ -54,7 +58,7 @@ def priors(repeats: int = 5) -> dict:
         t0 = time.perf_counter()
         subprocess.run([recon, "priors"], cwd=ROOT, capture_output=True, check=True)
         walls.append(time.perf_counter() - t0)
-    return {"command": "priors", "wall_s": walls, "median_s": sorted(walls)[len(walls) // 2]}
+    return {"command": "priors", "wall_s": walls, "median_s": _median(walls)}
 
 
 def block1_ab(repeats: int = 3, **options) -> dict:
@@ -83,8 +87,7 @@ def block1_ab(repeats: int = 3, **options) -> dict:
                 out["psnr"][arm] = float(rc.compute_metrics(x, r.x_hat)["psnr"])
     finally:
         dcgan._use_matmul = use
-    med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
-    out["median_s"] = {k: med(out[k]) for k in ("library", "matmul")}
+    out["median_s"] = {k: _median(out[k]) for k in ("library", "matmul")}
     out["speedup"] = out["median_s"]["library"] / out["median_s"]["matmul"]
     return out
 
@@ -141,7 +144,7 @@ def dd_step_ab(widths=(13, 44), restarts=(1, 3), reps: int = 30) -> dict:
                     for _ in range(reps):
                         f()
                     times[arm].append((time.perf_counter() - t0) / reps * 1e3)
-            ms = {arm: sorted(v)[1] for arm, v in times.items()}
+            ms = {arm: _median(v) for arm, v in times.items()}
             out["cells"].append({"width": k, "restarts": R, "recon_ms": ms["recon"], "reference_ms": ms["reference"],
                                  "speedup": ms["reference"] / ms["recon"], "max_abs_diff": diff})
     return out

@@ -15,7 +15,7 @@ from recon_core.priors import deep_decoder as ddp
 from recon_core.solvers import Problem, get_method
 from recon_core.solvers import deep_decoder, hybrid, iagan, lasso_dct, pinv, postprocess
 from recon_core.solvers.common import measurement_loss, seeded_rng
-from tests.conftest import tiny_prior
+from tests.conftest import load_benchmark, tiny_prior
 
 #: small settings per method so that every one runs in about a second on the tiny prior
 FAST = {
@@ -125,16 +125,8 @@ def test_deep_decoder_matches_reference_layers():
         p[f"gamma{i}"].uniform_(0.5, 1.5)
         p[f"beta{i}"].uniform_(-0.2, 0.2)
     inp = ddp.init_input(shape, k, d, n=1, rng=torch.Generator().manual_seed(2))
-    layers = []
-    for i in range(d + 1):
-        conv = torch.nn.Conv2d(k, k, 1, bias=False)
-        conv.weight.data = p[f"conv{i}"][0][:, :, None, None].clone()
-        bn = torch.nn.BatchNorm2d(k)
-        bn.weight.data, bn.bias.data = p[f"gamma{i}"][0].clone(), p[f"beta{i}"][0].clone()
-        layers += [conv] + ([torch.nn.Upsample(scale_factor=2, mode="bilinear")] if i < d else []) + [torch.nn.ReLU(), bn]
-    out = torch.nn.Conv2d(k, 3, 1, bias=False)
-    out.weight.data = p["out"][0][:, :, None, None].clone()
-    ref = torch.nn.Sequential(*layers, out, torch.nn.Sigmoid()).train()
+    # the reference's torch layers, as benchmarks/timings.py builds them for its step timing
+    ref = load_benchmark("timings").reference_decoder(p, inp, 0)
     torch.testing.assert_close(ddp.decode(p, inp), ref(inp), rtol=1e-5, atol=1e-6)
     # and the gradients (decode's fused group_norm and batched products vs the torch layers), float64
     ref = ref.double()
