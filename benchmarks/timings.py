@@ -4,7 +4,8 @@ reconstruction (`make demo`'s `recon reconstruct` call, set-up excluded: run `ma
 It also times the demo's solve in-process with DCGAN's block-1 matmul path on and off, interleaved
 (``block1_ab``: what that kernel choice buys, side by side in one run), and one Deep Decoder
 step (forward + backward) of recon's batched decoder against the reference's torch layers
-(``dd_step_ab``).
+(``dd_step_ab``), and the dense Gaussian measurement loss with its gradient in one blocked pass
+against the plain two passes (``residual_ab``).
 
     python benchmarks/timings.py [--tests] [--out benchmarks/results/timings.json]
 
@@ -111,6 +112,47 @@ def reference_decoder(params, net_input, i: int) -> "torch.nn.Module":
     return torch.nn.Sequential(*layers, out, torch.nn.Sigmoid()).train()
 
 
+def _ms_interleaved(arms: dict, reps: int, rounds: int = 3) -> dict:
+    """Median milliseconds per call of each zero-argument function in ``arms``: ``rounds``
+    rounds, each timing ``reps`` calls of every arm in turn (after one warm-up call)."""
+    times: dict = {arm: [] for arm in arms}
+    for _ in range(rounds):
+        for arm, f in arms.items():
+            f()
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                f()
+            times[arm].append((time.perf_counter() - t0) / reps * 1e3)
+    return {arm: _median(v) for arm, v in times.items()}
+
+
+def residual_ab(rows=(1, 3), reps: int = 40) -> dict:
+    """Milliseconds of the demo's measurement loss with its gradient (cs-gaussian m/n 0.1 at 64 px,
+    ||y - A x||^2 per row): the plain form (A x, then A^T r in the backward: the base class's
+    ``residual_energy``) vs recon's (``GaussianCS.residual_energy``: one blocked pass for several
+    rows), interleaved; and the largest difference of their gradients."""
+    import torch
+
+    from recon_core.operators import build
+    from recon_core.operators.base import LinearOperator
+
+    A = build("cs-gaussian", (3, 64, 64), seed=0, ratio=0.1)
+    y = torch.randn(1, *A.meas_shape, generator=torch.Generator().manual_seed(1))
+    out: dict = {"threads": torch.get_num_threads(), "cells": []}
+    for R in rows:
+        x = torch.randn(R, 3, 64, 64, generator=torch.Generator().manual_seed(2)).requires_grad_(True)
+
+        def grad(energy):
+            return torch.autograd.grad(energy(x, y).sum(), x)[0]
+
+        arms = {"plain": lambda: grad(lambda a, b: LinearOperator.residual_energy(A, a, b)), "recon": lambda: grad(A.residual_energy)}
+        diff = float((arms["plain"]() - arms["recon"]()).abs().max())
+        ms = _ms_interleaved(arms, reps)
+        out["cells"].append({"rows": R, "plain_ms": ms["plain"], "recon_ms": ms["recon"], "speedup": ms["plain"] / ms["recon"],
+                             "max_abs_grad_diff": diff})
+    return out
+
+
 def dd_step_ab(widths=(13, 44), restarts=(1, 3), reps: int = 30) -> dict:
     """Milliseconds of one Deep Decoder step (decode + gradient of every weight) at 64 px, depth 5:
     recon's batched ``priors.deep_decoder.decode`` on R restarts vs the reference's torch layers
@@ -136,15 +178,7 @@ def dd_step_ab(widths=(13, 44), restarts=(1, 3), reps: int = 30) -> dict:
 
             with torch.no_grad():
                 diff = max(float((dd.decode(p, inp)[i : i + 1] - nets[i](inp[i : i + 1])).abs().max()) for i in range(R))
-            times = {"recon": [], "reference": []}
-            for _ in range(3):
-                for arm, f in (("recon", recon_step), ("reference", reference_step)):
-                    f()
-                    t0 = time.perf_counter()
-                    for _ in range(reps):
-                        f()
-                    times[arm].append((time.perf_counter() - t0) / reps * 1e3)
-            ms = {arm: _median(v) for arm, v in times.items()}
+            ms = _ms_interleaved({"recon": recon_step, "reference": reference_step}, reps)
             out["cells"].append({"width": k, "restarts": R, "recon_ms": ms["recon"], "reference_ms": ms["reference"],
                                  "speedup": ms["reference"] / ms["recon"], "max_abs_diff": diff})
     return out
@@ -171,7 +205,7 @@ def main(argv=None) -> None:
     doc = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "host": platform.platform(), "cpus": os.cpu_count(),
            "load_average_before": os.getloadavg()[0],
            "demo": demo(Path(os.environ.get("TMPDIR", "/tmp")) / "recon_timings_demo"), "priors": priors(),
-           "block1_ab": block1_ab(), "dd_step_ab": dd_step_ab()}
+           "block1_ab": block1_ab(), "dd_step_ab": dd_step_ab(), "residual_ab": residual_ab()}
     if a.tests:
         doc["tests"] = tests()
     doc["load_average_after"] = os.getloadavg()[0]

@@ -164,6 +164,17 @@ def test_timings_dd_step_ab_compares_equal_decoders():
     assert cell["max_abs_diff"] < 1e-5 and cell["speedup"] == pytest.approx(cell["reference_ms"] / cell["recon_ms"])
 
 
+def test_timings_residual_ab_times_both_forms_of_the_loss():
+    """The plain and the one-pass Gaussian measurement loss give the same gradient; both timed."""
+    ab = load_benchmark("timings").residual_ab(rows=(1, 3), reps=1)
+    assert [c["rows"] for c in ab["cells"]] == [1, 3]
+    for cell in ab["cells"]:
+        assert cell["plain_ms"] > 0 and cell["recon_ms"] > 0
+        assert cell["speedup"] == pytest.approx(cell["plain_ms"] / cell["recon_ms"])
+    assert ab["cells"][0]["max_abs_grad_diff"] == 0.0  # one row: the same two passes
+    assert 0 < ab["cells"][1]["max_abs_grad_diff"] < 1e-3  # several rows: blocked sums, rounding only
+
+
 def test_recon_arm_records_the_config_it_ran():
     """Each recon arm's run carries its settings, so a rebuilt report cannot mislabel old rows."""
     from recon_core.solvers.common import FAST_SCHEDULE

@@ -160,8 +160,7 @@ def check_positive(name: str, value, integer: bool = False) -> None:
 
 def measurement_loss(A: LinearOperator, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Per-sample ||y - A x||^2: x (R, C, H, W), y (1 or R, *meas) -> (R,)."""
-    r = A.A(x) - y
-    return r.reshape(r.shape[0], -1).pow(2).sum(1)
+    return A.residual_energy(x, y)
 
 
 @contextlib.contextmanager

@@ -126,10 +126,16 @@ def minimise_ls(
         for i in (active & (floor > 0) & (best_loss <= floor)).nonzero().flatten().tolist():
             active[i] = False
             stops[i] = "noise"
-    mem: list = []  # [(s (R, D), y (R, D), rho (R,))], zero rows for restarts that took no pair
+    # Rows that stop never restart, so the per-row iterates, gradients and curvature histories are
+    # kept only for the running rows (``live``: their restart indices), compacted whenever rows
+    # stop: after pruning, every later iteration works on one row without gathering from R.
+    live = torch.arange(R)
+    mem: list = []  # [(s (L, D), y (L, D), rho (L,))], zero rows for restarts that took no pair
     h_diag = torch.ones(R, dtype=x.dtype, device=x.device)
     started = torch.zeros(R, dtype=torch.bool)
-    f_hist = [f.detach().cpu().clone()]
+    f_all = f.detach().cpu().clone()  # every restart's current loss and measurement loss
+    m_all = meas.cpu().clone()
+    f_hist = [f_all.clone()]
     hist: List[dict] = []
     group_hist: List[List[dict]] = [[] for _ in range(groups)]
 
@@ -140,31 +146,36 @@ def minimise_ls(
                 stops[i] = reason
 
     while True:
-        stop((active & (count[gid] >= max_evals)).nonzero().flatten().tolist(), "budget")
-        if not bool(active.any()):
+        stop(live[count[gid[live]] >= max_evals].tolist(), "budget")
+        keep = active[live]
+        if not bool(keep.all()):
+            k = keep.nonzero().flatten()
+            kd = k.to(x.device)
+            live, started = live[k], started[k]
+            x, f, meas, g, h_diag = x[kd], f[kd], meas[kd], g[kd], h_diag[kd]
+            mem = [(s[kd], y[kd], r[kd]) for s, y, r in mem]
+        if len(live) == 0:
             break
-        a = active.nonzero().flatten()
-        ad = a.to(x.device)
-        ga = g[ad]
-        d = _two_loop(ga, [(s[ad], y[ad], r[ad]) for s, y, r in mem], h_diag[ad])
-        gd = (ga * d).sum(1)
+        a, ad = live, live.to(x.device)
+        d = _two_loop(g, mem, h_diag)
+        gd = (g * d).sum(1)
         bad = ~(gd < 0)  # not a descent direction (numerical trouble): fall back to -g
         if bool(bad.any()):
-            d[bad] = -ga[bad]
-            gd[bad] = -(ga[bad] ** 2).sum(1)
+            d[bad] = -g[bad]
+            gd[bad] = -(g[bad] ** 2).sum(1)
         # a restart's first step is scaled like torch's LBFGS, later ones start from 1
-        t = torch.where(started[a].to(x.device), torch.ones_like(gd), (1.0 / ga.abs().sum(1).clamp_min(1e-30)).clamp(max=1.0))
+        t = torch.where(started.to(x.device), torch.ones_like(gd), (1.0 / g.abs().sum(1).clamp_min(1e-30)).clamp(max=1.0))
         todo = torch.ones(len(a), dtype=torch.bool, device=x.device)
-        f_new, m_new, g_new, step = f[ad].clone(), meas[ad].clone(), ga.clone(), torch.zeros_like(ga)
+        f_new, m_new, g_new, step = f.clone(), meas.clone(), g.clone(), torch.zeros_like(g)
         spent = torch.zeros_like(todo)
         for bt in range(max_backtracks):
             ii = todo.nonzero().flatten()
-            trial = x[ad[ii]] + t[ii].unsqueeze(1) * d[ii]
+            trial = x[ii] + t[ii].unsqueeze(1) * d[ii]
             if project is not None:
                 trial = _flat(project(_unflat(trial, init), ad[ii]))
-            dx = trial - x[ad[ii]]
+            dx = trial - x[ii]
             ft, mt, gt = evaluate(trial, ad[ii])
-            ok = torch.isfinite(ft) & (ft <= f[ad[ii]] + c1 * (ga[ii] * dx).sum(1).clamp(max=0))
+            ok = torch.isfinite(ft) & (ft <= f[ii] + c1 * (g[ii] * dx).sum(1).clamp(max=0))
             acc = ii[ok]
             f_new[acc], m_new[acc], g_new[acc], step[acc] = ft[ok], mt[ok], gt[ok], dx[ok]
             todo[acc] = False
@@ -175,11 +186,10 @@ def minimise_ls(
                 break
             t[todo] *= 0.5 if bt else 0.1  # a rejected unit step is usually far too long
         acc = ~todo & ~spent
-        rows = ad[acc]
         s = torch.zeros_like(x)
         yv = torch.zeros_like(x)
-        s[rows] = step[acc]
-        yv[rows] = g_new[acc] - g[rows]
+        s[acc] = step[acc]
+        yv[acc] = g_new[acc] - g[acc]
         ys = (s * yv).sum(1)
         take = ys > 1e-10
         rho = torch.where(take, 1.0 / torch.where(take, ys, torch.ones_like(ys)), torch.zeros_like(ys))
@@ -188,34 +198,35 @@ def minimise_ls(
             if len(mem) == history:
                 mem.pop(0)
             mem.append((s, yv, rho))
-        x[rows] += s[rows]
-        f[rows], meas[rows], g[rows] = f_new[acc], m_new[acc], g_new[acc]
-        started[a[acc.cpu()]] = True
+        x[acc] += s[acc]
+        f[acc], meas[acc], g[acc] = f_new[acc], m_new[acc], g_new[acc]
+        started[acc.cpu()] = True
         m_cpu = meas.cpu()
-        better = (m_cpu < best_loss) & torch.isfinite(m_cpu)  # only rows that took a step can improve
+        m_all[a] = m_cpu
+        better = (m_cpu < best_loss[a]) & torch.isfinite(m_cpu)  # only rows that took a step can improve
         if bool(better.any()):
-            best_loss[better] = m_cpu[better]
-            best_x[better.to(x.device)] = x[better.to(x.device)]
+            best_loss[a[better]] = m_cpu[better]
+            best_x[ad[better.to(x.device)]] = x[better.to(x.device)]
         stop(a[todo.cpu()].tolist(), "line_search")
         stop(a[spent.cpu()].tolist(), "budget")
-        f_cpu = f.detach().cpu()
-        f_hist.append(f_cpu.clone())
+        f_all[a] = f.detach().cpu()
+        f_hist.append(f_all.clone())
         if bool((floor > 0).any()):
-            stop((active & (floor > 0) & (m_cpu <= floor)).nonzero().flatten().tolist(), "noise")
+            stop((active & (floor > 0) & (m_all <= floor)).nonzero().flatten().tolist(), "noise")
         if stop_tol > 0 and len(f_hist) > window:
             old = f_hist[-1 - window]
-            stop((active & ((old - f_cpu) <= stop_tol * old.abs())).nonzero().flatten().tolist(), "converged")
+            stop((active & ((old - f_all) <= stop_tol * old.abs())).nonzero().flatten().tolist(), "converged")
         for j in (~pruned & (count >= prune_after * max_evals)).nonzero().flatten().tolist():
             pruned[j] = True
             run = active[j * per : (j + 1) * per].nonzero().flatten() + j * per
             if len(run) > 1:
-                keep = int(run[f_cpu[run].argmin()])
+                keep = int(run[f_all[run].argmin()])
                 stop([int(i) for i in run if int(i) != keep], "pruned")
         ok = best_loss[torch.isfinite(best_loss)]
         cur = float(ok.min()) if ok.numel() else float("nan")
         hist.append({"step": evals, "loss": cur})
         fin = torch.where(torch.isfinite(best_loss), best_loss, torch.full_like(best_loss, float("inf")))
-        for j in torch.unique(gid[a.cpu()]).tolist():  # the groups that took part in this iteration
+        for j in torch.unique(gid[a]).tolist():  # the groups that took part in this iteration
             v = float(fin[j * per : (j + 1) * per].min())
             group_hist[j].append({"step": int(count[j]), "loss": v if math.isfinite(v) else float("nan")})
         on_event(Event(phase=phase, step=min(evals, max_evals), total=max_evals, loss=cur,

@@ -200,6 +200,65 @@ def test_autograd_and_inference_mode(case):
         assert all(torch.isfinite(t).all() for t in out)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("case", SWEEP, ids=IDS)
+def test_residual_energy_is_the_squared_residual_with_its_gradient(case, dtype):
+    """The solvers' measurement loss ``residual_energy`` (some operators fuse it): per row
+    ||y - A x||^2 and gradient 2 A^T (A x - y), for y of one row and of every row, with and
+    without autograd."""
+    kind, params, shape = case
+    op = build(kind, shape, seed=4, **params)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for n, ny in ((1, 1), (3, 1), (3, 3)):
+        x = _x(op, n, dtype=dtype).requires_grad_()
+        y = _y(op, ny, dtype=dtype)
+        e = op.residual_energy(x, y)
+        with torch.no_grad():
+            r = op.A(x) - y
+            want = r.reshape(n, -1).pow(2).sum(1)
+            assert _rel(e.detach(), want) <= tol
+            assert _rel(op.residual_energy(x, y), want) <= tol
+        w = torch.arange(1.0, n + 1, dtype=dtype)  # distinct weights per row: rows stay apart
+        (g,) = torch.autograd.grad((w * e).sum(), x)
+        assert _rel(g, 2 * w.view(-1, 1, 1, 1) * op.A_adjoint(r)) <= 10 * tol
+
+
+def test_fused_gaussian_residual_is_used_for_several_rows_only():
+    """cs-gaussian's one-pass form runs exactly where it pays (several rows under autograd on
+    the CPU) and equals the plain form there in float64."""
+    from recon_core.operators import gaussian
+    from recon_core.operators.base import LinearOperator
+
+    op = build("cs-gaussian", (3, 32, 32), seed=0, ratio=0.3)  # several blocks of rows of A
+    assert op.meas_shape[0] * op.n * 4 > 2 * gaussian._DenseResidualEnergy.BLOCK_BYTES
+    calls = []
+    orig = gaussian._DenseResidualEnergy.forward
+
+    def counting(ctx, *a):
+        calls.append(a[0].shape[0])
+        return orig(ctx, *a)
+
+    gaussian._DenseResidualEnergy.forward = staticmethod(counting)
+    try:
+        x1 = _x(op, 1).float().requires_grad_()
+        x3 = _x(op, 3).float().requires_grad_()
+        y = _y(op, 1).float()
+        op.residual_energy(x1, y)
+        op.residual_energy(x3.detach(), y)
+        assert calls == []
+        op.residual_energy(x3, y)
+        assert calls == [3]
+    finally:
+        gaussian._DenseResidualEnergy.forward = staticmethod(orig)
+    op64 = op.double()
+    x, y = _x(op64, 3).requires_grad_(), _y(op64, 3)
+    e = op64.residual_energy(x, y)
+    ref = LinearOperator.residual_energy(op64, x, y)
+    assert torch.allclose(e, ref, rtol=1e-12)
+    g, gr = (torch.autograd.grad(v.sum(), x)[0] for v in (e, ref))
+    assert torch.allclose(g, gr, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("case", SWEEP, ids=IDS)
 def test_preview(case):
     kind, params, shape = case
