@@ -48,6 +48,10 @@ VARIANTS = {
     # looser convergence stops (relative loss change over 5 iterations): stop where the loss plateaus
     "fast-150-r2-t3": {**LS, "steps": 150, "restarts": 2, "stop_tol": 3e-3},
     "fast-150-r2-t10": {**LS, "steps": 150, "restarts": 2, "stop_tol": 1e-2},
+    # the paper's Adam schedule, pruned to the best restart after 15 / 30 % of its steps (the kept
+    # restart's iterates are the paper schedule's): csgm (session 8)
+    "adam-500-p15": {"optimizer": "adam", "steps": 500, "prune_after": 0.15},
+    "adam-500-p30": {"optimizer": "adam", "steps": 500, "prune_after": 0.3},
 }
 #: the other generator methods' candidates (Adam variants: pN = prune to the best restart after
 #: N % of the steps; ls-B: the line-search schedule with a budget of B evaluations)

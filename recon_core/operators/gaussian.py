@@ -141,7 +141,10 @@ class GaussianCS(LinearOperator):
         (``_DenseResidualEnergy``) instead of A x and A^T r."""
         x = self._check_x(x)
         M = self._mat(x.dtype)
-        fused = (x.shape[0] > 1 and x.device.type == "cpu" and x.requires_grad and torch.is_grad_enabled()
+        # the one-pass form is this class's forward map written out: only while ``_A`` is still
+        # that map (a subclass or a wrapped instance that changes ``_A`` gets the plain form)
+        own = getattr(self._A, "__func__", None) is GaussianCS._A
+        fused = (own and x.shape[0] > 1 and x.device.type == "cpu" and x.requires_grad and torch.is_grad_enabled()
                  and y.dtype == x.dtype and not y.requires_grad and not M.requires_grad)
         if not fused:
             return super().residual_energy(x, y)

@@ -228,6 +228,7 @@ def test_fused_gaussian_residual_is_used_for_several_rows_only():
     the CPU) and equals the plain form there in float64."""
     from recon_core.operators import gaussian
     from recon_core.operators.base import LinearOperator
+    from recon_core.operators.gaussian import GaussianCS
 
     op = build("cs-gaussian", (3, 32, 32), seed=0, ratio=0.3)  # several blocks of rows of A
     assert op.meas_shape[0] * op.n * 4 > 2 * gaussian._DenseResidualEnergy.BLOCK_BYTES
@@ -248,6 +249,11 @@ def test_fused_gaussian_residual_is_used_for_several_rows_only():
         assert calls == []
         op.residual_energy(x3, y)
         assert calls == [3]
+        op._A = lambda x: 2 * GaussianCS._A(op, x)  # a changed forward map: the plain form follows it
+        e = op.residual_energy(x3, y)
+        assert calls == [3]
+        assert torch.allclose(e, (2 * (x3.reshape(3, -1) @ op.matrix.T) - y).pow(2).sum(1), rtol=1e-4)
+        del op._A
     finally:
         gaussian._DenseResidualEnergy.forward = staticmethod(orig)
     op64 = op.double()
