@@ -50,6 +50,7 @@ VARIANTS = {
     "fast-150-r2-t10": {**LS, "steps": 150, "restarts": 2, "stop_tol": 1e-2},
     # the paper's Adam schedule, pruned to the best restart after 15 / 30 % of its steps (the kept
     # restart's iterates are the paper schedule's): csgm (session 8)
+    "adam-500": {"optimizer": "adam", "steps": 500},  # = csgm's paper schedule, re-run beside them
     "adam-500-p15": {"optimizer": "adam", "steps": 500, "prune_after": 0.15},
     "adam-500-p30": {"optimizer": "adam", "steps": 500, "prune_after": 0.3},
 }
