@@ -140,15 +140,15 @@ class GaussianCS(LinearOperator):
         """As the base class; for several rows on the CPU under autograd, one blocked pass over A
         (``_DenseResidualEnergy``) instead of A x and A^T r."""
         x = self._check_x(x)
-        M = self._mat(x.dtype)
         # the one-pass form is this class's forward map written out: only while ``_A`` is still
-        # that map (a subclass or a wrapped instance that changes ``_A`` gets the plain form)
+        # that map (a subclass or a wrapped instance that changes ``_A`` gets the plain form);
+        # A is fetched (perhaps cast) only once the cheap checks pass
         own = getattr(self._A, "__func__", None) is GaussianCS._A
         fused = (own and x.shape[0] > 1 and x.device.type == "cpu" and x.requires_grad and torch.is_grad_enabled()
-                 and y.dtype == x.dtype and not y.requires_grad and not M.requires_grad)
+                 and y.dtype == x.dtype and not y.requires_grad and not self.matrix.requires_grad)
         if not fused:
             return super().residual_energy(x, y)
-        return _DenseResidualEnergy.apply(x.reshape(x.shape[0], -1), M, y.reshape(y.shape[0], -1))
+        return _DenseResidualEnergy.apply(x.reshape(x.shape[0], -1), self._mat(x.dtype), y.reshape(y.shape[0], -1))
 
     def _AAt_solve(self, r: torch.Tensor, tol: float = 0.0, max_iter: int = 0) -> torch.Tensor:
         """Solve (A A^T) u = r to float64 accuracy; r: (N, m).

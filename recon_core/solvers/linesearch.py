@@ -147,9 +147,9 @@ def minimise_ls(
 
     while True:
         stop(live[count[gid[live]] >= max_evals].tolist(), "budget")
-        keep = active[live]
-        if not bool(keep.all()):
-            k = keep.nonzero().flatten()
+        running = active[live]
+        if not bool(running.all()):
+            k = running.nonzero().flatten()
             kd = k.to(x.device)
             live, started = live[k], started[k]
             x, f, meas, g, h_diag = x[kd], f[kd], meas[kd], g[kd], h_diag[kd]
