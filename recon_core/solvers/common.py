@@ -110,6 +110,8 @@ class MethodConfig:
         # them (Adam prunes too), and a bad value must not surface after a long first stage
         if hasattr(self, "prune_after") or hasattr(self, "stop_tol"):
             check_fast_settings(getattr(self, "prune_after", 0.0), getattr(self, "stop_tol", 0.0))
+        if hasattr(self, "screen"):
+            check_screen(self.screen, self.restarts)
 
     @classmethod
     def for_prior(cls, meta, preset: str = "paper", cut_points=None):
@@ -573,6 +575,41 @@ def grouped_init(prior, cut: int, count: int, seeds: Sequence[int], init: str) -
     return OrderedDict((k, torch.cat([p[k] for p in parts])) for k in parts[0])
 
 
+#: the most draws ``screen`` takes: the pool of states is held at once (32 KB per draw for the
+#: 64 px DCGAN at cut 1, more for larger states)
+MAX_SCREEN = 4096
+
+
+def check_screen(screen, restarts: int) -> None:
+    """``screen`` is 0 (off) or an int in [restarts, MAX_SCREEN] (draws screened for the restarts' starts)."""
+    # a bad restarts is refused by its own check (check_positive): compare only with an int
+    at_least = max(int(restarts), 1) if is_int(restarts) else 1
+    if not (is_int(screen) and (int(screen) == 0 or at_least <= int(screen) <= MAX_SCREEN)):
+        raise BadInput(f"screen must be 0 (off) or an integer from restarts ({restarts}) to {MAX_SCREEN}, got {screen!r}")
+
+
+def screened_init(prior, cut: int, count: int, seeds: Sequence[int], init: str, screen: int, A: LinearOperator,
+                  y: torch.Tensor, chunk: int = 64) -> State:
+    """``count`` initial states per problem: the ``count`` of lowest measurement loss
+    ||y_j - A G_c(s)||^2 among ``screen`` draws (``grouped_init(prior, cut, screen, ...)``), in
+    ascending loss order. Forward passes only, ``chunk`` draws per problem at a time. Uses the
+    measurements, never the ground truth. A: stack_problems' operator (one group of rows per
+    problem); y: (B, *meas)."""
+    B = len(seeds)
+    pool = grouped_init(prior, cut, screen, seeds, init)
+    losses = torch.empty(B, screen, dtype=torch.float64)
+    with torch.no_grad():
+        for c0 in range(0, screen, chunk):
+            cols = torch.arange(c0, min(c0 + chunk, screen))
+            rows = (torch.arange(B)[:, None] * screen + cols[None]).flatten()
+            part = OrderedDict((k, v[rows.to(v.device)]) for k, v in pool.items())
+            loss = measurement_loss(A, rows_of(y, len(cols)), prior.tail(part, cut))
+            losses[:, cols] = loss.reshape(B, -1).double().cpu()
+    losses = torch.nan_to_num(losses, nan=float("inf"))
+    pick = losses.argsort(dim=1, stable=True)[:, :count] + torch.arange(B)[:, None] * screen
+    return OrderedDict((k, v[pick.flatten().to(v.device)]) for k, v in pool.items())
+
+
 def solve_isolated(solve_batch: Callable, problems: Sequence[Problem], prior, config, on_event: EventSink = null_sink,
                    seed=0) -> list:
     """``solve_batch(problems, prior, config, on_event, seed)``, but one problem whose restarts
@@ -654,6 +691,7 @@ def invert_at_cut_batch(
     lbfgs_max_iter: int = 20,
     prune_after: float = 0.0,
     stop_tol: float = 1e-3,
+    screen: int = 0,
 ) -> List[Result]:
     """Minimise ||y - A G_c(s)||^2 (+ z_reg ||s||^2) over the state s entering block ``cut``,
     with ``restarts`` initialisations per problem, every problem's restarts optimised as one
@@ -678,12 +716,17 @@ def invert_at_cut_batch(
     prior.check_cut(cut)
     A, y, B = stack_problems(problems)
     R = int(restarts)
-    state0 = grouped_init(prior, cut, R, problem_seeds(seed, B), init)
+    check_screen(screen, R)
     y_rows = rows_of(y, R)
     if must_split(optimizer == "lbfgs-ls", A, problems):
         return one_by_one(invert_at_cut_batch, problems, seed, prior=prior, cut=cut, init=init, optimizer=optimizer,
                           lr=lr, steps=steps, restarts=restarts, phase=phase, on_event=on_event, z_reg=z_reg,
-                          lbfgs_max_iter=lbfgs_max_iter, prune_after=prune_after, stop_tol=stop_tol)
+                          lbfgs_max_iter=lbfgs_max_iter, prune_after=prune_after, stop_tol=stop_tol, screen=screen)
+    if screen:
+        with frozen(prior):
+            state0 = screened_init(prior, cut, R, problem_seeds(seed, B), init, int(screen), A, y)
+    else:
+        state0 = grouped_init(prior, cut, R, problem_seeds(seed, B), init)
 
     def loss_fn(state, rows):
         meas = measurement_loss(A, y_rows if len(rows) == len(y_rows) else y_rows[rows], prior.tail(state, cut))
@@ -722,7 +765,7 @@ def invert_at_cut_batch(
                 x_hat=x_hat.detach(), state=state, losses=[float(v) for v in losses[rows]], best_restart=i - j * R,
                 history=history if B == 1 else histories[j], diverged=group_diverged(diverged, j, R),
                 extra={"evaluations": group_evals[j], "stop": stops[i], "stops": stops[rows],
-                       **({"batch": B} if B > 1 else {})},
+                       **({"screened": int(screen)} if screen else {}), **({"batch": B} if B > 1 else {})},
             ))
     wall = clock()
     for r in results:

@@ -25,7 +25,8 @@ class CSGMConfig(MethodConfig):
     """CSGM settings (Bora et al.: Adam lr 0.1, a few hundred steps, restarts; z drawn from the
     prior). z_reg is lambda in lambda ||z||^2 (0 = off; restarts are still selected on the
     measurement loss). optimizer adam|sgd|lbfgs|lbfgs-ls; with lbfgs-ls, ``steps`` is a budget of
-    batched evaluations, and prune_after / stop_tol apply (see SurgeryConfig).
+    batched evaluations and prune_after / stop_tol apply; with any optimizer, screen picks the
+    restarts' starts (see SurgeryConfig).
 
     Whose defaults: Adam lr 0.1 and 500 steps are Bora et al.'s CelebA setting (AshishBora/csgm,
     src/create_scripts.py BASE_SCRIPT; the IAGAN paper uses the same lr); 3 restarts is the
@@ -44,6 +45,7 @@ class CSGMConfig(MethodConfig):
     lbfgs_max_iter: int = 20
     prune_after: float = 0.0
     stop_tol: float = 1e-3
+    screen: int = opt(0, 'Start the restarts from the lowest-loss of this many random draws (forward passes only; 0 = off).')
 
 
 #: named settings: ``paper`` = the dataclass defaults (no fast preset: see the module docstring)
@@ -58,7 +60,7 @@ def solve(problem: Problem, prior, config: CSGMConfig = CSGMConfig(), on_event: 
         problem, prior, cut=0, init=config.init, optimizer=config.optimizer, lr=config.lr,
         steps=config.steps, restarts=config.restarts, seed=seed, phase="csgm", on_event=on_event,
         z_reg=config.z_reg, lbfgs_max_iter=config.lbfgs_max_iter, prune_after=config.prune_after,
-        stop_tol=config.stop_tol,
+        stop_tol=config.stop_tol, screen=config.screen,
     )
 
 
@@ -71,4 +73,5 @@ def solve_batch(problems: Sequence[Problem], prior, config: CSGMConfig = CSGMCon
         problems, prior, cut=0, init=config.init, optimizer=config.optimizer, lr=config.lr,
         steps=config.steps, restarts=config.restarts, seed=seed, phase="csgm", on_event=on_event,
         z_reg=config.z_reg, lbfgs_max_iter=config.lbfgs_max_iter, prune_after=config.prune_after, stop_tol=config.stop_tol,
+        screen=config.screen,
     )

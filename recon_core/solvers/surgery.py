@@ -25,7 +25,8 @@ class SurgeryConfig(MethodConfig):
     With lbfgs-ls, ``steps`` is a budget of batched evaluations, lr is unused (the line search
     picks each step), restarts are pruned to the best after ``prune_after`` of the budget, and a
     restart stops when its loss changes by less than ``stop_tol`` over 5 iterations or reaches
-    the noise level.
+    the noise level. With ``screen`` = K > 0 the restarts start from the K draws of ``init``
+    of lowest measurement loss (common.screened_init; any optimizer).
 
     Whose defaults: the Generator Surgery paper's Table 3 for DCGAN compressed sensing (L-BFGS lr
     0.1, 25 steps, c = 1, 3 restarts, CN(0,1) init) with its reference code's 20 inner L-BFGS
@@ -42,6 +43,7 @@ class SurgeryConfig(MethodConfig):
     lbfgs_max_iter: int = 20
     prune_after: float = 0.0
     stop_tol: float = 1e-3
+    screen: int = opt(0, 'Start the restarts from the lowest-loss of this many random draws (forward passes only; 0 = off).')
 
 
 #: named settings: ``paper`` = the dataclass defaults; ``fast`` = the fast schedule (3 restarts,
@@ -58,6 +60,7 @@ def solve(problem: Problem, prior, config: SurgeryConfig = SurgeryConfig(), on_e
         steps=config.steps, restarts=config.restarts, seed=seed,
         phase="csgm" if config.cut == 0 else f"surgery:c{config.cut}", on_event=on_event,
         lbfgs_max_iter=config.lbfgs_max_iter, prune_after=config.prune_after, stop_tol=config.stop_tol,
+        screen=config.screen,
     )
 
 
@@ -70,4 +73,5 @@ def solve_batch(problems: Sequence[Problem], prior, config: SurgeryConfig = Surg
         problems, prior, cut=config.cut, init=config.init, optimizer=config.optimizer, lr=config.lr,
         steps=config.steps, restarts=config.restarts, seed=seed, phase="csgm" if config.cut == 0 else f"surgery:c{config.cut}", on_event=on_event,
         lbfgs_max_iter=config.lbfgs_max_iter, prune_after=config.prune_after, stop_tol=config.stop_tol,
+        screen=config.screen,
     )

@@ -330,3 +330,59 @@ def test_fast_settings_are_checked_where_a_config_is_made(method, field, value, 
     cfg = make_config(method, "paper", "dcgan")
     with pytest.raises(BadInput, match=match):
         replace(cfg, **{field: value})
+
+
+def test_screened_init_keeps_the_lowest_loss_draws_in_order():
+    """The restarts start from the draws of lowest measurement loss (checked against every draw's
+    loss computed here), whatever the chunk size; a batch of two problems with different
+    operators screens each as if alone."""
+    from recon_core.solvers.common import grouped_init, measurement_loss, screened_init
+
+    g = tiny_prior("dcgan")
+    pb, _ = _problem(g)
+    pool = grouped_init(g, 1, 12, [5], "cn")
+    with torch.no_grad():
+        loss = measurement_loss(pb.A, pb.y, g.tail(pool, 1))
+    order = loss.argsort()[:3]
+    for chunk in (5, 64):
+        got = screened_init(g, 1, 3, [5], "cn", 12, pb.A, pb.y, chunk=chunk)
+        for k in pool:
+            torch.testing.assert_close(got[k], pool[k][order], rtol=0, atol=0)
+    A2 = build("cs-gaussian", pb.A.img_shape, seed=1, ratio=0.3)  # same shapes, another matrix
+    pb2 = Problem(A2, A2.A(g(g.sample_latent(1, torch.Generator().manual_seed(9))).detach()), 0.0)
+    from recon_core.solvers.common import stack_problems
+
+    A, y, _ = stack_problems([pb, pb2])
+    both = screened_init(g, 1, 3, [5, 6], "cn", 12, A, y, chunk=5)
+    alone = [screened_init(g, 1, 3, [s], "cn", 12, p.A, p.y) for s, p in ((5, pb), (6, pb2))]
+    for k in pool:
+        torch.testing.assert_close(both[k], torch.cat([a[k] for a in alone]))
+
+
+@pytest.mark.parametrize("method", ["csgm", "surgery"])
+def test_screen_starts_from_the_best_draws_and_is_recorded(method):
+    g = tiny_prior("dcgan")
+    pb, _ = _problem(g)
+    mod = {"csgm": csgm, "surgery": surgery}[method]
+    base = replace(make_config(method, "paper", "dcgan", g.cut_points), **FAST_SCHEDULE)
+    # a budget of one evaluation: the losses are those of the starting points
+    cfg = replace(base, steps=1, restarts=2, prune_after=0.0)
+    plain = mod.solve(pb, g, cfg, seed=3)
+    screened = mod.solve(pb, g, replace(cfg, screen=40), seed=3)
+    assert screened.extra["screened"] == 40 and "screened" not in plain.extra
+    assert sorted(screened.losses) == screened.losses  # the draws in ascending loss order
+    assert max(screened.losses) <= min(plain.losses) * 1.0001  # 40 draws include better ones here
+    full = mod.solve(pb, g, replace(base, screen=16), seed=3)
+    assert full.extra["evaluations"] <= base.steps and full.extra["screened"] == 16
+
+
+@pytest.mark.parametrize("method", ["csgm", "surgery"])
+@pytest.mark.parametrize("value, match", [
+    (2, r"screen must be 0 \(off\) or an integer from restarts \(3\) to 4096, got 2"),
+    (5000, r"screen must be 0 \(off\) or an integer from restarts \(3\) to 4096, got 5000"),
+    (8.5, r"screen must be 0 \(off\) or an integer .* got 8.5"),
+    (True, r"screen must be 0 \(off\) or an integer .* got True"),
+])
+def test_bad_screen_is_refused_where_the_config_is_made(method, value, match):
+    with pytest.raises(BadInput, match=match):
+        replace(make_config(method, "paper", "dcgan"), screen=value)
