@@ -132,6 +132,17 @@ def check_fast_settings(prune_after, stop_tol) -> None:
         raise BadInput(f"stop_tol must be a number >= 0, got {stop_tol}")
 
 
+def check_schedule(config, optimizers: Sequence[str]) -> None:
+    """BadInput / UnknownName unless ``config.restarts`` and ``config.steps`` are positive ints,
+    ``config.lr`` a positive number and ``config.optimizer`` one of ``optimizers`` (the checks
+    every single-stage method makes before it builds anything)."""
+    check_positive("restarts", config.restarts, integer=True)
+    check_positive("steps", config.steps, integer=True)
+    check_positive("lr", config.lr)
+    if config.optimizer not in optimizers:
+        raise UnknownName("optimizer", config.optimizer, optimizers)
+
+
 def require_prior(prior, method: str) -> None:
     """BadInput when a method that inverts a generator is given none (prior None)."""
     if prior is None:

@@ -23,8 +23,7 @@ import torch
 
 from ..events import Event, EventSink, null_sink
 from ..priors import deep_decoder as dd
-from ..errors import UnknownName
-from .common import (MethodConfig, opt, Problem, Result, check_positive, divergence_advice, fast_options, group_diverged, group_history, kept_rows,
+from .common import (MethodConfig, opt, Problem, Result, check_schedule, divergence_advice, fast_options, group_diverged, group_history, kept_rows,
                      measurement_loss, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of,
                      seeded_rng, stack_problems, timer)
 
@@ -77,11 +76,7 @@ def solve_batch(problems: Sequence[Problem], prior=None, config: DeepDecoderConf
     seeds as in common.problem_seeds. Returns one Result per problem (wall_time: the batch's;
     extra["batch"] = B when B > 1)."""
     clock = timer()
-    check_positive("restarts", config.restarts, integer=True)
-    check_positive("steps", config.steps, integer=True)
-    check_positive("lr", config.lr)
-    if config.optimizer not in OPTIMIZERS:
-        raise UnknownName("optimizer", config.optimizer, OPTIMIZERS)
+    check_schedule(config, OPTIMIZERS)
     A, y, B = stack_problems(problems)
     if must_split(config.optimizer == "lbfgs-ls", A, problems):
         return one_by_one(solve_batch, problems, seed, prior=prior, config=config, on_event=on_event)

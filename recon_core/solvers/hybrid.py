@@ -26,11 +26,11 @@ from typing import List, Optional, Sequence, Union
 
 import torch
 
-from ..errors import BadInput, UnknownName
+from ..errors import BadInput
 from ..events import Event, EventSink, null_sink
 from ..priors import deep_decoder as dd
 from .common import (
-    MethodConfig, opt, require_prior, Problem, Result, check_positive, divergence_advice, fast_options, frozen, group_diverged, group_history, kept_rows,
+    MethodConfig, opt, require_prior, Problem, Result, check_positive, check_schedule, divergence_advice, fast_options, frozen, group_diverged, group_history, kept_rows,
     measurement_loss, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of, seeded_rng,
     stack_problems, timer,
 )
@@ -94,12 +94,8 @@ def solve_batch(problems: Sequence[Problem], prior, config: HybridConfig = Hybri
     the per-row bookkeeping of every restart of every problem."""
     clock = timer()
     require_prior(prior, "hybrid")
-    check_positive("restarts", config.restarts, integer=True)
+    check_schedule(config, OPTIMIZERS)
     check_positive("n_pre", config.n_pre, integer=True)
-    check_positive("steps", config.steps, integer=True)
-    check_positive("lr", config.lr)
-    if config.optimizer not in OPTIMIZERS:
-        raise UnknownName("optimizer", config.optimizer, OPTIMIZERS)
     A, y, B = stack_problems(problems)
     if tuple(A.img_shape) != (prior.meta.channels, prior.meta.resolution, prior.meta.resolution):
         raise BadInput(f"the operator takes {tuple(A.img_shape)} images but the prior makes "

@@ -39,9 +39,9 @@ from typing import List, Sequence, Union
 
 import torch
 
-from ..errors import BadInput, UnknownName, is_int, is_real
+from ..errors import BadInput, is_int, is_real
 from ..events import Event, EventSink, null_sink
-from .common import (MethodConfig, opt, require_prior, Problem, Result, State, best_per_group, check_fast_settings, check_positive, divergence_advice, fast_options, frozen,
+from .common import (MethodConfig, opt, require_prior, Problem, Result, State, best_per_group, check_fast_settings, check_positive, check_schedule, divergence_advice, fast_options, frozen,
                      group_history, grouped_init, must_split, noise_floors, one_by_one, problem_seeds, rows_of, stack_problems, timer)
 from .ilo import OPTIMIZERS as FIRST_ORDER, optimise_tracked
 
@@ -95,11 +95,7 @@ def _check_config(config: MGANConfig, prior) -> None:
     """BadInput / UnknownName for settings mGANprior cannot run with on ``prior``."""
     require_prior(prior, "mgan")
     check_positive("n_codes", config.n_codes, integer=True)
-    check_positive("steps", config.steps, integer=True)
-    check_positive("restarts", config.restarts, integer=True)
-    check_positive("lr", config.lr)
-    if config.optimizer not in OPTIMIZERS:
-        raise UnknownName("optimizer", config.optimizer, OPTIMIZERS)
+    check_schedule(config, OPTIMIZERS)
     check_fast_settings(config.prune_after, config.stop_tol)
     valid = prior.cut_points
     l = config.layer
