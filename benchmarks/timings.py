@@ -5,7 +5,8 @@ It also times the demo's solve in-process with DCGAN's block-1 matmul path on an
 (``block1_ab``: what that kernel choice buys, side by side in one run), and one Deep Decoder
 step (forward + backward) of recon's batched decoder against the reference's torch layers
 (``dd_step_ab``), and the dense Gaussian measurement loss with its gradient in one blocked pass
-against the plain two passes (``residual_ab``).
+against the plain two passes (``residual_ab``), and a process taking one Adam step with recon's
+Adam against one with torch.optim.Adam (``optimiser_ab``: the import torch's optimisers cost).
 
     python benchmarks/timings.py [--tests] [--out benchmarks/results/timings.json]
 
@@ -184,6 +185,37 @@ def dd_step_ab(widths=(13, 44), restarts=(1, 3), reps: int = 30) -> dict:
     return out
 
 
+def optimiser_ab(repeats: int = 5) -> dict:
+    """Wall time of a fresh Python process that imports recon's solvers and takes one Adam step
+    with recon's Adam (solvers.common.Adam) or with torch.optim.Adam (whose constructor imports
+    torch._dynamo), ``repeats`` runs of each, interleaved: the fixed cost recon's Adam saves every
+    run of an Adam schedule (csgm, ilo, iagan, deep-decoder, hybrid, mgan's paper preset)."""
+    step = ("import sys, time, torch\nfrom recon_core.solvers import common\n"
+            "p = torch.zeros(3, requires_grad=True)\nt = time.perf_counter()\no = {}([p], lr=0.1)\n"
+            "p.sum().backward(); o.step()\nprint(time.perf_counter() - t, 'torch._dynamo' in sys.modules)\n")
+    arms = {"recon": "common.Adam", "torch": "torch.optim.Adam"}
+    walls = {k: [] for k in arms}
+    in_process = {k: [] for k in arms}
+    dynamo = {}
+    for _ in range(repeats):
+        for k, cls in arms.items():
+            t0 = time.perf_counter()
+            p = subprocess.run([sys.executable, "-c", step.format(cls)], cwd=ROOT, capture_output=True, text=True, check=True)
+            walls[k].append(time.perf_counter() - t0)
+            secs, imported = p.stdout.split()
+            in_process[k].append(float(secs))
+            dynamo[k] = imported == "True"
+    med = {k: _median(v) for k, v in walls.items()}
+    return {"threads": torch_threads(), "wall_s": walls, "median_wall_s": med, "median_construct_and_step_s": {k: _median(v) for k, v in in_process.items()},
+            "imports_torch_dynamo": dynamo, "saved_s": med["torch"] - med["recon"]}
+
+
+def torch_threads() -> int:
+    """torch's default intra-op thread count in a fresh process here."""
+    return int(subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                              capture_output=True, text=True, check=True).stdout)
+
+
 def tests() -> dict:
     """Run `make test` and return its wall time and pytest's final counts."""
     t0 = time.perf_counter()
@@ -205,7 +237,8 @@ def main(argv=None) -> None:
     doc = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "host": platform.platform(), "cpus": os.cpu_count(),
            "load_average_before": os.getloadavg()[0],
            "demo": demo(Path(os.environ.get("TMPDIR", "/tmp")) / "recon_timings_demo"), "priors": priors(),
-           "block1_ab": block1_ab(), "dd_step_ab": dd_step_ab(), "residual_ab": residual_ab()}
+           "block1_ab": block1_ab(), "dd_step_ab": dd_step_ab(), "residual_ab": residual_ab(),
+           "optimiser_ab": optimiser_ab()}
     if a.tests:
         doc["tests"] = tests()
     doc["load_average_after"] = os.getloadavg()[0]

@@ -185,3 +185,11 @@ def test_recon_arm_records_the_config_it_ran():
     assert {k: fast["config"][k] for k in FAST_SCHEDULE} == FAST_SCHEDULE
     assert fast["evaluations"] <= FAST_SCHEDULE["steps"]
     json.dumps(fast["config"])  # JSON-able, as speed.json stores it
+
+
+def test_timings_optimiser_ab_times_both_adams_in_fresh_processes():
+    """Only torch.optim's Adam imports torch._dynamo; both arms ran and were timed."""
+    ab = load_benchmark("timings").optimiser_ab(repeats=1)
+    assert ab["imports_torch_dynamo"] == {"recon": False, "torch": True}
+    assert all(len(v) == 1 and v[0] > 0 for v in ab["wall_s"].values())
+    assert ab["saved_s"] == pytest.approx(ab["median_wall_s"]["torch"] - ab["median_wall_s"]["recon"])

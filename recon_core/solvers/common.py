@@ -289,6 +289,84 @@ def _split(out) -> tuple:
     return out if isinstance(out, tuple) else (out, out)
 
 
+class Adam:
+    """Adam (Kingma & Ba) exactly as ``torch.optim.Adam`` computes it on a CPU (its single-tensor
+    path; no weight decay or amsgrad): the same operations in the same order, so the iterates are
+    bit for bit torch's (tested). params: tensors, or dicts with "params" and optionally "lr"
+    (parameter groups); ``param_groups``, ``state``, ``defaults``, ``zero_grad`` and ``step`` as
+    in torch.
+
+    Why not torch.optim.Adam: constructing any torch.optim optimiser imports torch._dynamo (about
+    1.4 s here), the largest part of an Adam run's fixed cost; this is the whole algorithm."""
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.defaults = {"lr": lr, "betas": tuple(betas), "eps": eps}
+        self.param_groups = _param_groups(params, self.defaults)
+        self.state: Dict[torch.Tensor, dict] = {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop (or zero) every parameter's gradient."""
+        _zero_grad(self.param_groups, set_to_none)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One Adam update of every parameter that has a gradient."""
+        for group in self.param_groups:
+            (beta1, beta2), lr, eps = group["betas"], group["lr"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state.get(p)
+                if not st:
+                    st = self.state[p] = {"step": 0.0, "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                                          "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
+                st["step"] += 1.0  # a float, as torch's float32 step counter reads back
+                grad, m, v = p.grad, st["exp_avg"], st["exp_avg_sq"]
+                m.lerp_(grad, 1 - beta1)
+                v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                bias_correction2_sqrt = (1 - beta2 ** st["step"]) ** 0.5
+                step_size = lr / (1 - beta1 ** st["step"])
+                p.addcdiv_(m, (v.sqrt() / bias_correction2_sqrt).add_(eps), value=-step_size)
+
+
+class SGD:
+    """Plain gradient descent, p <- p - lr grad, as ``torch.optim.SGD`` without momentum (same
+    interface as ``Adam``; see there why torch's optimisers are not used)."""
+
+    def __init__(self, params, lr: float = 1e-3):
+        self.defaults = {"lr": lr}
+        self.param_groups = _param_groups(params, self.defaults)
+        self.state: Dict[torch.Tensor, dict] = {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop (or zero) every parameter's gradient."""
+        _zero_grad(self.param_groups, set_to_none)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One gradient step of every parameter that has a gradient."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad, alpha=-group["lr"])
+
+
+def _param_groups(params, defaults: dict) -> List[dict]:
+    params = list(params)
+    groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+    return [{**defaults, **g, "params": list(g["params"])} for g in groups]
+
+
+def _zero_grad(groups: List[dict], set_to_none: bool) -> None:
+    for group in groups:
+        for p in group["params"]:
+            if p.grad is not None:
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.zero_()
+
+
 def optimise_state(
     loss_fn: Callable[[State], torch.Tensor],
     init: State,
@@ -391,7 +469,7 @@ def optimise_state(
 
     if optimizer in ("adam", "sgd"):
         params = OrderedDict((k, v.detach().clone().requires_grad_(True)) for k, v in init.items())
-        opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(list(params.values()), lr=lr)
+        opt = (Adam if optimizer == "adam" else SGD)(list(params.values()), lr=lr)
         prune_step = math.ceil(prune_after * steps) if prune_after and R > groups else 0
         for step in range(1, steps + 1):
             if lr_schedule is not None:
@@ -463,7 +541,7 @@ def _prune_rows(total: torch.Tensor, live: torch.Tensor, diverged: torch.Tensor,
     return torch.tensor(keep, dtype=torch.long)
 
 
-def _keep_rows(params: State, opt: torch.optim.Optimizer, keep: torch.Tensor) -> tuple:
+def _keep_rows(params: State, opt, keep: torch.Tensor) -> tuple:
     """``params`` and its optimiser cut to the rows ``keep``, the optimiser's per-coordinate
     state (Adam's moments) carried over so the kept rows go on exactly as before."""
     new = OrderedDict()

@@ -42,7 +42,7 @@ import torch
 
 from ..errors import BadInput, SolverDiverged, UnknownName, is_int
 from ..events import Event, EventSink, null_sink
-from .common import (MethodConfig, opt, require_prior, Problem, Result, check_positive, divergence_advice, fast_options, frozen, group_history, grouped_init,
+from .common import (Adam, MethodConfig, opt, require_prior, Problem, Result, check_positive, divergence_advice, fast_options, frozen, group_history, grouped_init,
                      measurement_loss, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of,
                      stack_problems, timer)
 
@@ -133,7 +133,7 @@ def _adapt(prior, problem: Problem, z0, steps: int, config: IAGANConfig, restart
     for p in G.parameters():
         p.requires_grad_(True)
     z = OrderedDict((k, v.detach().clone().requires_grad_(True)) for k, v in z0.items())
-    opt = torch.optim.Adam([
+    opt = Adam([
         {"params": list(z.values()), "lr": config.lr_z},
         {"params": [p for p in G.parameters()], "lr": config.lr_theta},
     ])

@@ -1,0 +1,75 @@
+"""recon's Adam and SGD: torch.optim's arithmetic bit for bit, without torch.optim's import cost."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from recon_core.solvers.common import SGD, Adam
+
+
+def _run(make, dtype, steps=40):
+    """Minimise a non-quadratic loss over two parameter groups with a decaying lr; every 7th step
+    one parameter gets no gradient (its update is skipped, as in torch)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3, 5, generator=g, dtype=dtype), torch.randn(7, generator=g, dtype=dtype)
+    ps = [a.requires_grad_(True), b.requires_grad_(True)]
+    opt = make([{"params": [ps[0]], "lr": 0.1}, {"params": [ps[1]], "lr": 0.03}])
+    for k in range(steps):
+        opt.zero_grad(set_to_none=True)
+        loss = ps[0].pow(2).sum() if k % 7 == 0 else (ps[0].sin() * 3).pow(2).sum() + (ps[1] - 1).pow(4).sum()
+        loss.backward()
+        for group in opt.param_groups:
+            group["lr"] *= 0.97
+        opt.step()
+    return ps, opt
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("ours, theirs", [(Adam, torch.optim.Adam), (SGD, torch.optim.SGD)])
+def test_iterates_equal_torch_optim_bit_for_bit(ours, theirs, dtype):
+    mine, opt = _run(ours, dtype)
+    ref, _ = _run(theirs, dtype)
+    for x, y in zip(mine, ref):
+        assert torch.equal(x, y)
+    assert not torch.equal(mine[0], _run(ours, dtype, steps=39)[0][0])  # the steps did move it
+    if ours is Adam:
+        assert opt.state[mine[0]]["step"] == 40.0 and opt.state[mine[1]]["step"] == 40.0 - 6
+
+
+def test_zero_grad_without_set_to_none_zeroes():
+    p = torch.ones(3, requires_grad=True)
+    opt = Adam([p], lr=0.1)
+    p.sum().backward()
+    opt.zero_grad(set_to_none=False)
+    assert torch.equal(p.grad, torch.zeros(3))
+    assert opt.param_groups[0]["lr"] == 0.1 and opt.defaults == {"lr": 0.1, "betas": (0.9, 0.999), "eps": 1e-8}
+
+
+def test_adam_methods_do_not_import_torch_dynamo():
+    """torch.optim's optimisers import torch._dynamo when constructed (over a second): the Adam
+    schedules (csgm, ilo, iagan's stage 2, the deep decoder) must not pay it."""
+    code = (
+        "import sys, torch\n"
+        "from tests.conftest import tiny_prior\n"
+        "from recon_core.operators import build\n"
+        "from recon_core.solvers import Problem, get_method, make_config\n"
+        "g = tiny_prior('dcgan')\n"
+        "x = g(g.sample_latent(1, torch.Generator().manual_seed(0))).detach()\n"
+        "A = build('cs-gaussian', tuple(x.shape[1:]), seed=0, ratio=0.3)\n"
+        "pb = Problem(A, A.A(x), 0.0)\n"
+        "for m, kw in [('csgm', {'steps': 3}), ('ilo', {'steps': (2, 2, 2)}), ('iagan', {'csgm_steps': 2, 'steps': 2}),\n"
+        "              ('deep-decoder', {'steps': 3}), ('hybrid', {'steps': 2, 'n_pre': 2})]:\n"
+        "    from dataclasses import replace\n"
+        "    cfg = replace(make_config(m, 'paper', 'dcgan', g.cut_points), **kw)\n"
+        "    get_method(m)[1](pb, g, cfg, seed=0)\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
