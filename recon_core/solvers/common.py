@@ -289,24 +289,38 @@ def _split(out) -> tuple:
     return out if isinstance(out, tuple) else (out, out)
 
 
-class Adam:
+class _Optimiser:
+    """What recon's Adam and SGD share with torch.optim's interface: ``param_groups`` (params:
+    tensors, or dicts with "params" and optionally "lr"), ``state``, ``defaults``, ``zero_grad``."""
+
+    def __init__(self, params, **defaults):
+        self.defaults = defaults
+        params = list(params)
+        groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+        self.param_groups = [{**defaults, **g, "params": list(g["params"])} for g in groups]
+        self.state: Dict[torch.Tensor, dict] = {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop (or zero) every parameter's gradient."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    if set_to_none:
+                        p.grad = None
+                    else:
+                        p.grad.zero_()
+
+
+class Adam(_Optimiser):
     """Adam (Kingma & Ba) exactly as ``torch.optim.Adam`` computes it on a CPU (its single-tensor
     path; no weight decay or amsgrad): the same operations in the same order, so the iterates are
-    bit for bit torch's (tested). params: tensors, or dicts with "params" and optionally "lr"
-    (parameter groups); ``param_groups``, ``state``, ``defaults``, ``zero_grad`` and ``step`` as
-    in torch.
+    bit for bit torch's (tested). Interface as torch's (``_Optimiser``).
 
     Why not torch.optim.Adam: constructing any torch.optim optimiser imports torch._dynamo (about
     1.4 s here), the largest part of an Adam run's fixed cost; this is the whole algorithm."""
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
-        self.defaults = {"lr": lr, "betas": tuple(betas), "eps": eps}
-        self.param_groups = _param_groups(params, self.defaults)
-        self.state: Dict[torch.Tensor, dict] = {}
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Drop (or zero) every parameter's gradient."""
-        _zero_grad(self.param_groups, set_to_none)
+        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps)
 
     @torch.no_grad()
     def step(self) -> None:
@@ -329,18 +343,12 @@ class Adam:
                 p.addcdiv_(m, (v.sqrt() / bias_correction2_sqrt).add_(eps), value=-step_size)
 
 
-class SGD:
-    """Plain gradient descent, p <- p - lr grad, as ``torch.optim.SGD`` without momentum (same
-    interface as ``Adam``; see there why torch's optimisers are not used)."""
+class SGD(_Optimiser):
+    """Plain gradient descent, p <- p - lr grad, as ``torch.optim.SGD`` without momentum
+    (interface as torch's; see ``Adam`` for why torch's optimisers are not used)."""
 
     def __init__(self, params, lr: float = 1e-3):
-        self.defaults = {"lr": lr}
-        self.param_groups = _param_groups(params, self.defaults)
-        self.state: Dict[torch.Tensor, dict] = {}
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Drop (or zero) every parameter's gradient."""
-        _zero_grad(self.param_groups, set_to_none)
+        super().__init__(params, lr=lr)
 
     @torch.no_grad()
     def step(self) -> None:
@@ -349,22 +357,6 @@ class SGD:
             for p in group["params"]:
                 if p.grad is not None:
                     p.add_(p.grad, alpha=-group["lr"])
-
-
-def _param_groups(params, defaults: dict) -> List[dict]:
-    params = list(params)
-    groups = params if params and isinstance(params[0], dict) else [{"params": params}]
-    return [{**defaults, **g, "params": list(g["params"])} for g in groups]
-
-
-def _zero_grad(groups: List[dict], set_to_none: bool) -> None:
-    for group in groups:
-        for p in group["params"]:
-            if p.grad is not None:
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad.zero_()
 
 
 def optimise_state(
