@@ -9,13 +9,16 @@ evaluations, time. ``--methods`` picks the methods (default surgery,csgm).
     python benchmarks/tune_fast.py --out benchmarks/results/tune_fast.jsonl --report [--baseline fast-150]
 
 Rows without a "seed" are seed 0 (written before --seeds existed); a later row of the same cell
-(method, variant, image, operator, seed) supersedes an earlier one in the report.
+(method, variant, image, operator, seed) supersedes an earlier one in the report. Rows carry
+"when" and "host" since 2026-12-03 04:00 (``--report --since`` compares one period's runs only:
+the file mixes sessions with different code and hosts, whose time ratios do not compare).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import sys
 import time
 from dataclasses import replace
@@ -135,12 +138,13 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--baseline", default="paper", help="--report: the variant the others are compared with")
+    ap.add_argument("--since", default="", help="--report: only rows written at or after this time (YYYY-MM-DD HH:MM:SS prefix)")
     ap.add_argument("--methods", default="surgery,csgm")
     ap.add_argument("--variants", default="", help="comma list (default: paper and every candidate of the method)")
     ap.add_argument("--seeds", default="0", help="comma list of seeds (measurement seed s, solver seed s + SOLVER_SEED_OFFSET)")
     a = ap.parse_args(argv)
     if a.report:
-        return report(a.out, a.baseline)
+        return report(a.out, a.baseline, a.since)
     if a.threads:
         torch.set_num_threads(a.threads)
     lo, hi = (int(v) for v in a.images.split(":"))
@@ -167,19 +171,24 @@ def main(argv=None):
                     dt = time.perf_counter() - t0
                     rec = {"method": method, "variant": variant, "image": name, "op": op, "seed": seed,
                            "psnr": float(psnr(x, r.x_hat.clamp(0, 1))), "evaluations": r.extra.get("evaluations"),
-                           "stop": r.extra.get("stop"), "seconds": dt}
+                           "stop": r.extra.get("stop"), "seconds": dt, "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+                           "host": platform.platform()}
                     with a.out.open("a") as f:
                         f.write(json.dumps(rec) + "\n")
                     print(rec, flush=True)
 
 
-def report(path: Path, baseline: str = "paper"):
+def report(path: Path, baseline: str = "paper", since: str = ""):
     """Per method and operator: each variant's mean PSNR difference to ``baseline`` (a variant
     name; default the paper schedule) over the cells (image, seed) where both ran, the standard
-    error of that difference, the worst cell, the mean time ratio, and n."""
+    error of that difference, the worst cell, the mean time ratio, and n. ``since`` (a
+    "YYYY-MM-DD HH:MM:SS" prefix) keeps only rows written at or after it, so time ratios compare
+    runs of one code and host (rows before 2026-12-03 04:00 carry no time and are left out then)."""
     import statistics
 
     rows = [json.loads(line) for line in path.read_text().splitlines()]
+    if since:
+        rows = [r for r in rows if r.get("when", "") >= since]
     by = {(r["method"], r["variant"], r["image"], r["op"], r.get("seed", 0)): r for r in rows}
     for method in dict.fromkeys(r["method"] for r in rows):
         for op in OPERATORS:

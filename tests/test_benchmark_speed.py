@@ -193,3 +193,26 @@ def test_timings_optimiser_ab_times_both_adams_in_fresh_processes():
     assert ab["imports_torch_dynamo"] == {"recon": False, "torch": True}
     assert all(len(v) == 1 and v[0] > 0 for v in ab["wall_s"].values())
     assert ab["saved_s"] == pytest.approx(ab["median_wall_s"]["torch"] - ab["median_wall_s"]["recon"])
+
+
+def test_tune_fast_report_compares_cells_with_the_baseline_and_filters_by_time(tmp_path, capsys):
+    """Each variant against the chosen baseline over the cells both ran (image, seed); --since
+    keeps only rows written from then on (rows without a time are older)."""
+    import json as _json
+
+    base = {"method": "surgery", "op": "cs-0.1", "evaluations": 150, "stop": "budget"}
+    rows = [
+        {**base, "variant": "fast-150", "image": "lfw0", "psnr": 20.0, "seconds": 2.0},  # no seed, no time: old
+        {**base, "variant": "fast-150-r1", "image": "lfw0", "psnr": 21.0, "seconds": 1.0},
+        {**base, "variant": "fast-150", "image": "lfw0", "seed": 1, "psnr": 22.0, "seconds": 2.0, "when": "2026-12-03 05:00:00"},
+        {**base, "variant": "fast-150-r1", "image": "lfw0", "seed": 1, "psnr": 21.5, "seconds": 1.5, "when": "2026-12-03 05:01:00"},
+        {**base, "variant": "fast-150-r1", "image": "lfw1", "seed": 1, "psnr": 30.0, "seconds": 1.0, "when": "2026-12-03 05:02:00"},
+    ]
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(_json.dumps(r) + "\n" for r in rows))
+    tune = load_benchmark("tune_fast")
+    tune.report(path, baseline="fast-150")
+    out = capsys.readouterr().out
+    assert "surgery cs-0.1 vs fast-150: fast-150-r1 +0.25 +- 0.75 dB (worst -0.50) x0.62 time (n2)" in out
+    tune.report(path, baseline="fast-150", since="2026-12-03 04:00")
+    assert "fast-150-r1 -0.50 +- nan dB (worst -0.50) x0.75 time (n1)" in capsys.readouterr().out
