@@ -192,7 +192,7 @@ def optimiser_ab(repeats: int = 5) -> dict:
     run of an Adam schedule (csgm, ilo, iagan, deep-decoder, hybrid, mgan's paper preset)."""
     step = ("import sys, time, torch\nfrom recon_core.solvers import common\n"
             "p = torch.zeros(3, requires_grad=True)\nt = time.perf_counter()\no = {}([p], lr=0.1)\n"
-            "p.sum().backward(); o.step()\nprint(time.perf_counter() - t, 'torch._dynamo' in sys.modules)\n")
+            "p.sum().backward(); o.step()\nprint(time.perf_counter() - t, 'torch._dynamo' in sys.modules, torch.get_num_threads())\n")
     arms = {"recon": "common.Adam", "torch": "torch.optim.Adam"}
     walls = {k: [] for k in arms}
     in_process = {k: [] for k in arms}
@@ -202,18 +202,12 @@ def optimiser_ab(repeats: int = 5) -> dict:
             t0 = time.perf_counter()
             p = subprocess.run([sys.executable, "-c", step.format(cls)], cwd=ROOT, capture_output=True, text=True, check=True)
             walls[k].append(time.perf_counter() - t0)
-            secs, imported = p.stdout.split()
+            secs, imported, threads = p.stdout.split()
             in_process[k].append(float(secs))
             dynamo[k] = imported == "True"
     med = {k: _median(v) for k, v in walls.items()}
-    return {"threads": torch_threads(), "wall_s": walls, "median_wall_s": med, "median_construct_and_step_s": {k: _median(v) for k, v in in_process.items()},
+    return {"threads": int(threads), "wall_s": walls, "median_wall_s": med, "median_construct_and_step_s": {k: _median(v) for k, v in in_process.items()},
             "imports_torch_dynamo": dynamo, "saved_s": med["torch"] - med["recon"]}
-
-
-def torch_threads() -> int:
-    """torch's default intra-op thread count in a fresh process here."""
-    return int(subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
-                              capture_output=True, text=True, check=True).stdout)
 
 
 def tests() -> dict:

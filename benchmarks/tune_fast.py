@@ -113,21 +113,20 @@ def tuning_images(size: int = 64):
     import numpy as np
     import skimage.data
 
-    out = []
-    faces = np.load(Path(skimage.data.__file__).parent / "lfw_subset.npy")
-    for i in (0, 1):
-        x = torch.from_numpy(faces[i].astype("float32"))[None, None].repeat(1, 3, 1, 1)
-        out.append((f"lfw{i}", fit_image(x, size)))
-    for name in ("motorcycle_left", "hubble_deep_field"):
-        from skimage import io
+    from skimage import io
 
+    faces = np.load(Path(skimage.data.__file__).parent / "lfw_subset.npy")
+
+    def face(i: int):
+        x = torch.from_numpy(faces[i].astype("float32"))[None, None].repeat(1, 3, 1, 1)
+        return f"lfw{i}", fit_image(x, size)
+
+    out = [face(0), face(1)]
+    for name in ("motorcycle_left", "hubble_deep_field"):
         a = io.imread(Path(skimage.data.__file__).parent / (name + (".png" if name.startswith("motor") else ".jpg")))
         x = torch.from_numpy(a[..., :3].copy()).float().div(255).permute(2, 0, 1)[None]
         out.append((name, fit_image(x, size)))
-    for i in range(2, 10):
-        x = torch.from_numpy(faces[i].astype("float32"))[None, None].repeat(1, 3, 1, 1)
-        out.append((f"lfw{i}", fit_image(x, size)))
-    return out
+    return out + [face(i) for i in range(2, 10)]
 
 
 def main(argv=None):
@@ -203,6 +202,7 @@ def report(path: Path, baseline: str = "paper", since: str = ""):
                     line.append(f"{v} {statistics.mean(d):+.2f} +- {se:.2f} dB (worst {min(d):+.2f}) x{ratio:.2f} time (n{len(pairs)})")
             if line:
                 print(method, op, f"vs {baseline}:", " | ".join(line))
+
 
 if __name__ == "__main__":
     main()
