@@ -57,6 +57,11 @@ VARIANTS = {
     # one / three restarts started from the lowest-loss of 64 random draws (screen): session 9
     "fast-150-r1-s64": {**LS, "steps": 150, "restarts": 1, "screen": 64},
     "fast-150-s64": {**LS, "steps": 150, "screen": 64}, "fast-100-s64": {**LS, "steps": 100, "screen": 64},
+    # the first 60 / 80 / 90 % of the budget evaluated with a bfloat16 copy of the generator: session 10
+    "fast-150-b60": {**LS, "steps": 150, "bf16_share": 0.6}, "fast-150-b80": {**LS, "steps": 150, "bf16_share": 0.8},
+    "fast-150-b90": {**LS, "steps": 150, "bf16_share": 0.9},
+    # fast-150 itself under another name: re-run beside the b-variants for same-session time ratios
+    "fast-150-b0": {**LS, "steps": 150, "bf16_share": 0.0},
     # the paper's Adam schedule, pruned to the best restart after 15 / 30 % of its steps (the kept
     # restart's iterates are the paper schedule's): csgm (session 8)
     "adam-500": {"optimizer": "adam", "steps": 500},  # = csgm's paper schedule, re-run beside them

@@ -114,7 +114,8 @@ def solve_line(record: dict) -> str:
     parts = [f"{record['method']['name']} ({record['method'].get('preset', 'paper')} preset)",
              f"solve {record['wall_time']['solve']:.2f} s of {record['wall_time']['total']:.2f} s"]
     if solve.get("evaluations") is not None:
-        parts.append(f"{solve['evaluations']} evaluations")
+        low = f" ({solve['bf16_evaluations']} in bfloat16)" if solve.get("bf16_evaluations") else ""
+        parts.append(f"{solve['evaluations']} evaluations{low}")
     if solve.get("stop"):
         parts.append(f"stopped: {solve['stop']}")
     return ", ".join(parts)

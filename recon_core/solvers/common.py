@@ -10,6 +10,7 @@ never one chosen against the ground truth.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from collections import OrderedDict
@@ -112,6 +113,8 @@ class MethodConfig:
             check_fast_settings(getattr(self, "prune_after", 0.0), getattr(self, "stop_tol", 0.0))
         if hasattr(self, "screen"):
             check_screen(self.screen, self.restarts)
+        if hasattr(self, "bf16_share"):
+            check_bf16_share(self.bf16_share)
 
     @classmethod
     def for_prior(cls, meta, preset: str = "paper", cut_points=None):
@@ -130,6 +133,40 @@ def check_fast_settings(prune_after, stop_tol) -> None:
         raise BadInput(f"prune_after must be in [0, 1], got {prune_after}")
     if not (is_real(stop_tol) and math.isfinite(stop_tol) and stop_tol >= 0):
         raise BadInput(f"stop_tol must be a number >= 0, got {stop_tol}")
+
+
+def check_bf16_share(share) -> None:
+    """BadInput unless ``share`` (of the fast schedule's evaluations run in bfloat16) is a number in [0, 1)."""
+    if not (is_real(share) and 0 <= share < 1):
+        raise BadInput(f"bf16_share must be a number in [0, 1) (the share of evaluations run in bfloat16), got {share!r}")
+
+
+def native_bf16(device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively (a CPU with AVX512-BF16 or AMX, or a CUDA
+    GPU that supports it): elsewhere bfloat16 is emulated and slower than float32."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    # torch.cpu's probes are private (no public equivalent in torch 2.14): absent means no
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(bool(f()) for f in probes if f is not None)
+
+
+def bf16_tail(prior, cut: int) -> Callable:
+    """``tail(state) -> image``: blocks ``cut``.. of a bfloat16 copy of ``prior`` (made here, once;
+    the prior is not changed). Floating state entries go in as bfloat16; the image (N, C, H, W)
+    comes back in the prior's dtype; gradients flow to the caller's float32 state. For the fast
+    schedule's early evaluations (``linesearch.minimise_ls``'s ``coarse_fn``)."""
+    lo = copy.deepcopy(prior).to(torch.bfloat16)
+    dtype = next(prior.parameters()).dtype
+
+    def tail(state: State) -> torch.Tensor:
+        st = OrderedDict((k, v.to(torch.bfloat16) if v.is_floating_point() else v) for k, v in state.items())
+        return lo.tail(st, cut).to(dtype)
+
+    return tail
 
 
 def check_schedule(config, optimizers: Sequence[str]) -> None:
@@ -773,6 +810,7 @@ def invert_at_cut_batch(
     prune_after: float = 0.0,
     stop_tol: float = 1e-3,
     screen: int = 0,
+    bf16_share: float = 0.0,
 ) -> List[Result]:
     """Minimise ||y - A G_c(s)||^2 (+ z_reg ||s||^2) over the state s entering block ``cut``,
     with ``restarts`` initialisations per problem, every problem's restarts optimised as one
@@ -783,9 +821,12 @@ def invert_at_cut_batch(
     optimizer adam|sgd|lbfgs run ``steps`` fixed steps (the papers' schedules); lbfgs-ls is the
     fast schedule (``linesearch.minimise_ls``: ``steps`` batched evaluations per problem at most,
     restarts pruned after ``prune_after`` of them, stopped at the noise level or when the loss
-    changes by less than ``stop_tol``). Result.extra records "evaluations" (batched loss
-    evaluations of that problem) and "stop" (why the kept restart stopped); wall_time is the
-    batch's and extra["batch"] = B when B > 1.
+    changes by less than ``stop_tol``; the first ``bf16_share`` of the budget evaluated with a
+    bfloat16 copy of the prior where the device computes bfloat16 natively (``native_bf16``),
+    restarts selected and the result returned on float32 evaluations). Result.extra records
+    "evaluations" (batched loss evaluations of that problem), "bf16_evaluations" (how many of
+    them ran in bfloat16; fast schedule only) and "stop" (why the kept restart stopped);
+    wall_time is the batch's and extra["batch"] = B when B > 1.
 
     Longer than 80 lines by its keyword list (the csgm/surgery options it passes on) and the
     per-problem assembly of the results."""
@@ -798,24 +839,32 @@ def invert_at_cut_batch(
     A, y, B = stack_problems(problems)
     R = int(restarts)
     check_screen(screen, R)
+    check_bf16_share(bf16_share)
     y_rows = rows_of(y, R)
     if must_split(optimizer == "lbfgs-ls", A, problems):
         return one_by_one(invert_at_cut_batch, problems, seed, prior=prior, cut=cut, init=init, optimizer=optimizer,
                           lr=lr, steps=steps, restarts=restarts, phase=phase, on_event=on_event, z_reg=z_reg,
-                          lbfgs_max_iter=lbfgs_max_iter, prune_after=prune_after, stop_tol=stop_tol, screen=screen)
+                          lbfgs_max_iter=lbfgs_max_iter, prune_after=prune_after, stop_tol=stop_tol, screen=screen,
+                          bf16_share=bf16_share)
     if screen:
         with frozen(prior):
             state0 = screened_init(prior, cut, R, problem_seeds(seed, B), init, int(screen), A, y)
     else:
         state0 = grouped_init(prior, cut, R, problem_seeds(seed, B), init)
 
-    def loss_fn(state, rows):
-        meas = measurement_loss(A, y_rows if len(rows) == len(y_rows) else y_rows[rows], prior.tail(state, cut))
-        if z_reg:  # minimise the penalised loss, select restarts on the measurement loss
-            return meas + z_reg * _flat(state).pow(2).sum(1), meas
-        return meas
+    def loss_with(tail: Callable) -> Callable:
+        def loss_fn(state, rows):
+            meas = measurement_loss(A, y_rows if len(rows) == len(y_rows) else y_rows[rows], tail(state))
+            if z_reg:  # minimise the penalised loss, select restarts on the measurement loss
+                return meas + z_reg * _flat(state).pow(2).sum(1), meas
+            return meas
+        return loss_fn
 
-    floors = noise_floors(problems, R)
+    loss_fn = loss_with(lambda state: prior.tail(state, cut))
+    fast = fast_options(prune_after, stop_tol, noise_floors(problems, R), B)
+    if optimizer == "lbfgs-ls" and bf16_share and native_bf16(y.device):
+        fast.update(coarse_fn=loss_with(bf16_tail(prior, cut)), coarse_evals=int(bf16_share * steps))
+
     histories: List[List[dict]] = [[] for _ in range(B)]
 
     def report(step, best, div):  # per-problem histories of a batch (fixed-step optimisers)
@@ -828,8 +877,7 @@ def invert_at_cut_batch(
         info: dict = {}
         best, losses, history, diverged = optimise_state(
             loss_fn, state0, optimizer=optimizer, lr=lr, steps=steps, phase=phase, on_event=on_event,
-            lbfgs_max_iter=lbfgs_max_iter, info=info, with_rows=True,
-            fast=fast_options(prune_after, stop_tol, floors, B),
+            lbfgs_max_iter=lbfgs_max_iter, info=info, with_rows=True, fast=fast,
             report=report if B > 1 and optimizer != "lbfgs-ls" else None,
         )
         if B > 1 and optimizer == "lbfgs-ls":
@@ -846,6 +894,7 @@ def invert_at_cut_batch(
                 x_hat=x_hat.detach(), state=state, losses=[float(v) for v in losses[rows]], best_restart=i - j * R,
                 history=history if B == 1 else histories[j], diverged=group_diverged(diverged, j, R),
                 extra={"evaluations": group_evals[j], "stop": stops[i], "stops": stops[rows],
+                       **({"bf16_evaluations": info["coarse_evaluations"][j]} if optimizer == "lbfgs-ls" else {}),
                        **({"screened": int(screen)} if screen else {}), **({"batch": B} if B > 1 else {})},
             ))
     wall = clock()

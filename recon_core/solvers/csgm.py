@@ -46,6 +46,7 @@ class CSGMConfig(MethodConfig):
     prune_after: float = 0.0
     stop_tol: float = 1e-3
     screen: int = opt(0, 'Start the restarts from the lowest-loss of this many random draws (forward passes only; 0 = off).')
+    bf16_share: float = opt(0.0, 'With --optimizer lbfgs-ls: the share of the evaluation budget run with a bfloat16 copy of the generator where the device computes bfloat16 natively (0 = off; restarts are chosen and the result returned in float32).')
 
 
 #: named settings: ``paper`` = the dataclass defaults (no fast preset: see the module docstring)
@@ -60,7 +61,7 @@ def solve(problem: Problem, prior, config: CSGMConfig = CSGMConfig(), on_event: 
         problem, prior, cut=0, init=config.init, optimizer=config.optimizer, lr=config.lr,
         steps=config.steps, restarts=config.restarts, seed=seed, phase="csgm", on_event=on_event,
         z_reg=config.z_reg, lbfgs_max_iter=config.lbfgs_max_iter, prune_after=config.prune_after,
-        stop_tol=config.stop_tol, screen=config.screen,
+        stop_tol=config.stop_tol, screen=config.screen, bf16_share=config.bf16_share,
     )
 
 
@@ -73,5 +74,5 @@ def solve_batch(problems: Sequence[Problem], prior, config: CSGMConfig = CSGMCon
         problems, prior, cut=0, init=config.init, optimizer=config.optimizer, lr=config.lr,
         steps=config.steps, restarts=config.restarts, seed=seed, phase="csgm", on_event=on_event,
         z_reg=config.z_reg, lbfgs_max_iter=config.lbfgs_max_iter, prune_after=config.prune_after, stop_tol=config.stop_tol,
-        screen=config.screen,
+        screen=config.screen, bf16_share=config.bf16_share,
     )

@@ -44,13 +44,17 @@ class SurgeryConfig(MethodConfig):
     prune_after: float = 0.0
     stop_tol: float = 1e-3
     screen: int = opt(0, 'Start the restarts from the lowest-loss of this many random draws (forward passes only; 0 = off).')
+    bf16_share: float = opt(0.0, 'With --optimizer lbfgs-ls: the share of the evaluation budget run with a bfloat16 copy of the generator where the device computes bfloat16 natively (0 = off; restarts are chosen and the result returned in float32).')
 
 
 #: named settings: ``paper`` = the dataclass defaults; ``fast`` = the fast schedule (3 restarts,
-#: pruned to the best after 30 % of the budget). One restart with the whole budget matched it on
-#: the tuning images (benchmarks/tune_fast.py, fast-150-r1) but lost on the report set's
-#: compressed sensing (benchmarks/results/speed_surgery_r1.md), so the default keeps three.
-PRESETS = {"paper": {}, "fast": dict(FAST_SCHEDULE)}
+#: pruned to the best after 30 % of the budget), its first 60 % of evaluations with a bfloat16
+#: copy of the generator where the CPU/GPU computes bfloat16 natively (tuning: fast-150-b60 vs
+#: fast-150-b0 in benchmarks/results/tune_fast.jsonl, -0.08 to +0.04 dB; 80 and 90 % lost 0.2-0.3
+#: dB on cs m/n 0.2). One restart with the whole budget matched three on the tuning images
+#: (fast-150-r1) but lost on the report set's compressed sensing
+#: (benchmarks/results/speed_surgery_r1.md), so the default keeps three.
+PRESETS = {"paper": {}, "fast": dict(FAST_SCHEDULE, bf16_share=0.6)}
 
 
 def solve(problem: Problem, prior, config: SurgeryConfig = SurgeryConfig(), on_event: EventSink = null_sink, seed: int = 0) -> Result:
@@ -60,7 +64,7 @@ def solve(problem: Problem, prior, config: SurgeryConfig = SurgeryConfig(), on_e
         steps=config.steps, restarts=config.restarts, seed=seed,
         phase="csgm" if config.cut == 0 else f"surgery:c{config.cut}", on_event=on_event,
         lbfgs_max_iter=config.lbfgs_max_iter, prune_after=config.prune_after, stop_tol=config.stop_tol,
-        screen=config.screen,
+        screen=config.screen, bf16_share=config.bf16_share,
     )
 
 
@@ -73,5 +77,5 @@ def solve_batch(problems: Sequence[Problem], prior, config: SurgeryConfig = Surg
         problems, prior, cut=config.cut, init=config.init, optimizer=config.optimizer, lr=config.lr,
         steps=config.steps, restarts=config.restarts, seed=seed, phase="csgm" if config.cut == 0 else f"surgery:c{config.cut}", on_event=on_event,
         lbfgs_max_iter=config.lbfgs_max_iter, prune_after=config.prune_after, stop_tol=config.stop_tol,
-        screen=config.screen,
+        screen=config.screen, bf16_share=config.bf16_share,
     )
