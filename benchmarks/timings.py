@@ -6,7 +6,9 @@ It also times the demo's solve in-process with DCGAN's block-1 matmul path on an
 step (forward + backward) of recon's batched decoder against the reference's torch layers
 (``dd_step_ab``), and the dense Gaussian measurement loss with its gradient in one blocked pass
 against the plain two passes (``residual_ab``), and a process taking one Adam step with recon's
-Adam against one with torch.optim.Adam (``optimiser_ab``: the import torch's optimisers cost).
+Adam against one with torch.optim.Adam (``optimiser_ab``: the import torch's optimisers cost),
+and the demo's solve with the fast preset's bfloat16 share against float32 throughout, with the
+generator's evaluation in both precisions (``bf16_ab``).
 
     python benchmarks/timings.py [--tests] [--out benchmarks/results/timings.json]
 
@@ -91,6 +93,44 @@ def block1_ab(repeats: int = 3, **options) -> dict:
         dcgan._use_matmul = use
     out["median_s"] = {k: _median(out[k]) for k in ("library", "matmul")}
     out["speedup"] = out["median_s"]["library"] / out["median_s"]["matmul"]
+    return out
+
+
+def bf16_ab(repeats: int = 3, reps: int = 20, **options) -> dict:
+    """The demo's solve (in-process, torch's default threads) with the fast preset as it is
+    (``bf16_share`` 0.6: its first 60 % of evaluations on a bfloat16 copy of the generator, where
+    the CPU computes bfloat16 natively) and with ``bf16_share`` 0 (float32 throughout),
+    interleaved ``repeats`` times: seconds, PSNR, evaluations in bfloat16; and the generator's
+    forward + backward at cut 1 (1 and 3 rows) in float32 and in bfloat16, in milliseconds.
+    ``options``: solver options (tests shorten the solve)."""
+    import torch
+
+    import recon_core as rc
+    from recon_core.pipeline import simulate
+    from recon_core.solvers.common import bf16_tail, frozen, native_bf16
+
+    G = rc.load_prior("dcgan-faces-64")
+    x = rc.example_image("astronaut-face", 64)
+    p = simulate(x, "cs-gaussian", {"ratio": 0.1}, 0, 0.1, "cs-norm")[0]  # the demo's settings, seed 0
+    out: dict = {"threads": torch.get_num_threads(), "native_bf16": native_bf16("cpu"), "preset": [], "float32": [],
+                 "psnr": {}, "bf16_evaluations": {}, "generator_ms": []}
+    for _ in range(repeats):
+        for arm, share in (("preset", 0.6), ("float32", 0.0)):
+            t0 = time.perf_counter()
+            r = rc.solve("surgery", p.A, p.y, G, noise_std=p.noise_std, seed=0, bf16_share=share, **options)
+            out[arm].append(time.perf_counter() - t0)
+            out["psnr"][arm] = float(rc.compute_metrics(x, r.x_hat)["psnr"])
+            out["bf16_evaluations"][arm] = r.extra["bf16_evaluations"]
+    out["median_s"] = {k: _median(out[k]) for k in ("preset", "float32")}
+    out["speedup"] = out["median_s"]["float32"] / out["median_s"]["preset"]
+    with frozen(G):
+        low = bf16_tail(G, 1)
+        for rows in (1, 3):
+            s = {k: v.requires_grad_(True) for k, v in G.init_state(1, rows, rng=torch.Generator().manual_seed(0)).items()}
+            arms = {"float32": lambda: torch.autograd.grad(G.tail(s, 1).sum(), list(s.values())),
+                    "bfloat16": lambda: torch.autograd.grad(low(s).sum(), list(s.values()))}
+            ms = _ms_interleaved(arms, reps)
+            out["generator_ms"].append({"rows": rows, **ms, "speedup": ms["float32"] / ms["bfloat16"]})
     return out
 
 
@@ -232,7 +272,7 @@ def main(argv=None) -> None:
            "load_average_before": os.getloadavg()[0],
            "demo": demo(Path(os.environ.get("TMPDIR", "/tmp")) / "recon_timings_demo"), "priors": priors(),
            "block1_ab": block1_ab(), "dd_step_ab": dd_step_ab(), "residual_ab": residual_ab(),
-           "optimiser_ab": optimiser_ab()}
+           "optimiser_ab": optimiser_ab(), "bf16_ab": bf16_ab()}
     if a.tests:
         doc["tests"] = tests()
     doc["load_average_after"] = os.getloadavg()[0]

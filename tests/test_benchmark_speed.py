@@ -147,6 +147,26 @@ def test_timings_block1_ab_runs_both_arms_and_restores_the_rule():
     assert abs(ab["psnr"]["library"] - ab["psnr"]["matmul"]) < 0.05
 
 
+def test_timings_bf16_ab_runs_both_arms(monkeypatch):
+    """Both arms ran and were timed; the preset's arm used bfloat16 exactly where it is native
+    (forced on here, so the test does not depend on the CPU), the float32 arm never did."""
+    from recon_core.solvers import common
+
+    try:
+        from recon_core.generators.zoo import load_prior
+
+        load_prior("dcgan-faces-64")
+    except Exception as e:  # noqa: BLE001 - weights package absent
+        pytest.skip(f"face prior unavailable: {e}")
+    monkeypatch.setattr(common, "native_bf16", lambda device: True)
+    ab = load_benchmark("timings").bf16_ab(repeats=1, reps=2, steps=10)
+    assert len(ab["preset"]) == len(ab["float32"]) == 1 and ab["speedup"] > 0
+    assert ab["bf16_evaluations"]["float32"] == 0 and 6 <= ab["bf16_evaluations"]["preset"] < 10
+    assert abs(ab["psnr"]["preset"] - ab["psnr"]["float32"]) < 3
+    assert [c["rows"] for c in ab["generator_ms"]] == [1, 3]
+    assert all(c["float32"] > 0 and c["bfloat16"] > 0 for c in ab["generator_ms"])
+
+
 def test_limits_table_arithmetic():
     doc = _doc()
     doc["flops"] = {"cs-0.1": {"flops": 2e9, "matrix_bytes": 5e8}}

@@ -211,6 +211,8 @@ def minimise_ls(
         if bool(sw.any()):
             rescore(sw)
             li = sw[gid[live]].nonzero().flatten()
+            if len(li) == 0:  # those groups' rows had all stopped
+                continue
             lid = li.to(x.device)
             f[lid], meas[lid], g[lid] = evaluate(x[lid], live.to(x.device)[lid])
             rows = live[li]
