@@ -128,7 +128,8 @@ def print_summary(metrics: dict, paths: dict, quiet: bool = False, stream=None, 
         return
     console = Console(file=stream or sys.stderr)
     console.print(metrics_table(metrics))
+    # one line each, never wrapped by rich (logs are grepped; paths are copied)
     if record is not None:
-        console.print(solve_line(record))
+        console.print(solve_line(record), soft_wrap=True)
     for k, p in paths.items():
-        console.print(f"{k}: {p}")
+        console.print(f"{k}: {p}", soft_wrap=True)

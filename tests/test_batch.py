@@ -210,8 +210,10 @@ def test_batch_images_solves_like_one_by_one(tmp_path, folder, tiny_ckpt, method
         assert m2["args"]["batch_images"] == 2 and m1["args"]["batch_images"] == 1
         assert m1["restarts"]["best"] == m2["restarts"]["best"]
         assert m2["metrics"]["psnr"] == pytest.approx(m1["metrics"]["psnr"], abs=0.05)
-        # the line search's accept/reject decisions can amplify float reassociation a little
-        rel = 1e-2 if method == "surgery" else 1e-3
+        # the line search's accept/reject decisions can amplify float reassociation a little,
+        # and surgery's fast preset takes its first steps in bfloat16 (where native), whose
+        # batched kernels round differently from one row's at bfloat16's resolution
+        rel = 3e-2 if method == "surgery" else 1e-3
         assert m1["restarts"]["losses"] == pytest.approx(m2["restarts"]["losses"], rel=rel, abs=1e-6)
         assert "batch" not in m1["wall_time"]
         if "batch" in m2["wall_time"]:
