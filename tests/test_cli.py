@@ -93,6 +93,24 @@ def test_summary_states_the_solve(tmp_path, face, tiny_ckpt):
     assert " evaluations" in line and "stopped: " in line
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_evaluations_recorded_and_summarised(tmp_path, face, tiny_ckpt, monkeypatch, native):
+    """The fast preset's bfloat16 share: metrics.json and the solve line say how many evaluations
+    ran in bfloat16 (none where the device has no native bfloat16)."""
+    from recon_core.solvers import common
+
+    monkeypatch.setattr(common, "native_bf16", lambda device: native)
+    r = run("reconstruct", face, "--prior", tiny_ckpt, "--out", tmp_path / "o", "--steps", "10", "--restarts", "2", "--op", "inpaint")
+    assert r.exit_code == 0, r.output
+    solve = json.loads((tmp_path / "o" / "metrics.json").read_text())["solve"]
+    line = next(ln for ln in r.stderr.splitlines() if ln.startswith("surgery (fast preset), solve "))
+    if native:
+        assert 6 <= solve["bf16_evaluations"] < solve["evaluations"] <= 10  # 60 % of 10, then float32
+        assert f"{solve['evaluations']} evaluations ({solve['bf16_evaluations']} in bfloat16), stopped: " in line
+    else:
+        assert solve["bf16_evaluations"] == 0 and "bfloat16" not in line
+
+
 def test_csgm_and_cut0(tmp_path, face, tiny_ckpt):
     r = run("reconstruct", face, "--prior", tiny_ckpt, "--out", tmp_path / "a", "--method", "csgm", *FAST, "--json")
     assert r.exit_code == 0, r.output
