@@ -154,9 +154,7 @@ def minimise_ls(
     active = torch.isfinite(f).cpu()
     for i in (~active).nonzero().flatten().tolist():
         stops[i] = "diverged"
-    has_floor = bool((floor > 0).any())
-    all_pruned = bool(pruned.all())
-    if has_floor:
+    if bool((floor > 0).any()):
         for i in (active & (floor > 0) & (best_loss <= floor)).nonzero().flatten().tolist():
             active[i] = False
             stops[i] = "noise"
@@ -236,23 +234,15 @@ def minimise_ls(
         todo = torch.ones(len(a), dtype=torch.bool, device=x.device)
         f_new, m_new, g_new, step = f.clone(), meas.clone(), g.clone(), torch.zeros_like(g)
         spent = torch.zeros_like(todo)
-        every = False  # every row took its first trial step (the common case: no gathers)
         for bt in range(max_backtracks):
-            # the first trial is of every row: the rows themselves, not gathered copies (same values)
-            ii = todo.nonzero().flatten() if bt else None
-            xi, ti, di, fi, gi, rows = (x, t, d, f, g, ad) if bt == 0 else (x[ii], t[ii], d[ii], f[ii], g[ii], ad[ii])
-            trial = xi + ti.unsqueeze(1) * di
+            ii = todo.nonzero().flatten()
+            trial = x[ii] + t[ii].unsqueeze(1) * d[ii]
             if project is not None:
-                trial = _flat(project(_unflat(trial, init), rows))
-            dx = trial - xi
-            ft, mt, gt = evaluate(trial, rows)
-            ok = torch.isfinite(ft) & (ft <= fi + c1 * (gi * dx).sum(1).clamp(max=0))
-            if bt == 0 and bool(ok.all()):
-                every = True
-                f_new, m_new, g_new, step = ft, mt, gt, dx
-                todo[:] = False
-                break
-            acc = ok.nonzero().flatten() if bt == 0 else ii[ok]
+                trial = _flat(project(_unflat(trial, init), ad[ii]))
+            dx = trial - x[ii]
+            ft, mt, gt = evaluate(trial, ad[ii])
+            ok = torch.isfinite(ft) & (ft <= f[ii] + c1 * (g[ii] * dx).sum(1).clamp(max=0))
+            acc = ii[ok]
             f_new[acc], m_new[acc], g_new[acc], step[acc] = ft[ok], mt[ok], gt[ok], dx[ok]
             todo[acc] = False
             out = todo & (count[gid[a]] >= max_evals).to(todo.device)  # their problem's budget is spent
@@ -262,13 +252,10 @@ def minimise_ls(
                 break
             t[todo] *= 0.5 if bt else 0.1  # a rejected unit step is usually far too long
         acc = ~todo & ~spent
-        if every:
-            s, yv = step, g_new - g
-        else:
-            s = torch.zeros_like(x)
-            yv = torch.zeros_like(x)
-            s[acc] = step[acc]
-            yv[acc] = g_new[acc] - g[acc]
+        s = torch.zeros_like(x)
+        yv = torch.zeros_like(x)
+        s[acc] = step[acc]
+        yv[acc] = g_new[acc] - g[acc]
         ys = (s * yv).sum(1)
         take = ys > 1e-10
         rho = torch.where(take, 1.0 / torch.where(take, ys, torch.ones_like(ys)), torch.zeros_like(ys))
@@ -277,12 +264,8 @@ def minimise_ls(
             if len(mem) == history:
                 mem.pop(0)
             mem.append((s, yv, rho))
-        if every:
-            x += s
-            f, meas, g = f_new, m_new, g_new
-        else:
-            x[acc] += s[acc]
-            f[acc], meas[acc], g[acc] = f_new[acc], m_new[acc], g_new[acc]
+        x[acc] += s[acc]
+        f[acc], meas[acc], g[acc] = f_new[acc], m_new[acc], g_new[acc]
         started[acc.cpu()] = True
         m_cpu = meas.cpu()
         m_all[a] = m_cpu
@@ -290,29 +273,27 @@ def minimise_ls(
         if bool(better.any()):
             best_loss[a[better]] = m_cpu[better]
             best_x[ad[better.to(x.device)]] = x[better.to(x.device)]
-        if not every:
-            stop(a[todo.cpu()].tolist(), "line_search")
-            stop(a[spent.cpu()].tolist(), "budget")
+        stop(a[todo.cpu()].tolist(), "line_search")
+        stop(a[spent.cpu()].tolist(), "budget")
         f_all[a] = f.detach().cpu()
         f_hist.append(f_all.clone())
-        if has_floor:
+        if bool((floor > 0).any()):
             stop((active & (floor > 0) & (m_all <= floor)).nonzero().flatten().tolist(), "noise")
         if stop_tol > 0 and len(f_hist) > window:
             old = f_hist[-1 - window]
             ready = since <= len(f_hist) - 1 - window
             stop((active & ready & ((old - f_all) <= stop_tol * old.abs())).nonzero().flatten().tolist(), "converged")
-        for j in ([] if all_pruned else (~pruned & (count >= prune_after * max_evals)).nonzero().flatten().tolist()):
+        for j in (~pruned & (count >= prune_after * max_evals)).nonzero().flatten().tolist():
             pruned[j] = True
             run = active[j * per : (j + 1) * per].nonzero().flatten() + j * per
             if len(run) > 1:
                 keep = int(run[f_all[run].argmin()])
                 stop([int(i) for i in run if int(i) != keep], "pruned")
-            all_pruned = bool(pruned.all())
         ok = best_loss[torch.isfinite(best_loss)]
         cur = float(ok.min()) if ok.numel() else float("nan")
         hist.append({"step": evals, "loss": cur})
         fin = torch.where(torch.isfinite(best_loss), best_loss, torch.full_like(best_loss, float("inf")))
-        for j in (torch.unique(gid[a]).tolist() if groups > 1 else [0]):  # the groups that took part in this iteration
+        for j in torch.unique(gid[a]).tolist():  # the groups that took part in this iteration
             v = float(fin[j * per : (j + 1) * per].min())
             group_hist[j].append({"step": int(count[j]), "loss": v if math.isfinite(v) else float("nan")})
         on_event(Event(phase=phase, step=min(evals, max_evals), total=max_evals, loss=cur,
