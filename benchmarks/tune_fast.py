@@ -62,6 +62,9 @@ VARIANTS = {
     "fast-150-b90": {**LS, "steps": 150, "bf16_share": 0.9},
     # fast-150 itself under another name: re-run beside the b-variants for same-session time ratios
     "fast-150-b0": {**LS, "steps": 150, "bf16_share": 0.0},
+    # fast-150-b60 again after the coarse evaluations also take the dense Gaussian operator in
+    # bfloat16 for several rows (session 11): same settings, other code (compare on cs only)
+    "fast-150-b60-a16": {**LS, "steps": 150, "bf16_share": 0.6},
     # the paper's Adam schedule, pruned to the best restart after 15 / 30 % of its steps (the kept
     # restart's iterates are the paper schedule's): csgm (session 8)
     "adam-500": {"optimizer": "adam", "steps": 500},  # = csgm's paper schedule, re-run beside them

@@ -259,10 +259,13 @@ class LinearOperator(nn.Module):
         y = self._check_y(y)
         return x_hat + self._At(self._AAt_solve(y - self._A(x_hat)))
 
-    def residual_energy(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def residual_energy(self, x: torch.Tensor, y: torch.Tensor, coarse: bool = False) -> torch.Tensor:
         """Per-row squared residual ||y - A x||^2: x (N, C, H, W), y (1 or N, *meas_shape) ->
         (N,), differentiable in x (the solvers' measurement loss). Subclasses may compute it in
-        fewer passes (same values up to float rounding)."""
+        fewer passes (same values up to float rounding). ``coarse``: the caller accepts a
+        bfloat16-accurate value (the fast schedule's early evaluations, asked for only where the
+        device computes bfloat16 natively); an operator with a faster bfloat16 form may use it,
+        the others ignore it."""
         r = self.A(x) - y
         return r.reshape(r.shape[0], -1).pow(2).sum(1)
 

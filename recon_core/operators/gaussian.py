@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import OperatorError, is_real
 from .base import LinearOperator, register
@@ -92,6 +93,32 @@ class _DenseResidualEnergy(torch.autograd.Function):
         return 2 * ge.unsqueeze(1) * g, None, None
 
 
+class _DenseResidualEnergyLow(torch.autograd.Function):
+    """Per-row ||x M^T - y||^2 with M held in bfloat16 as M (m, n) and M^T (n, m), both
+    contiguous: the residual x M^T and the gradient 2 r M each as one bfloat16 product (the
+    residual rounded to bfloat16, then subtracted from y in x's dtype).
+
+    Why both layouts: for a few rows the bfloat16 products read half the bytes of float32 ones
+    and run 1.3-1.7x faster than the fused float32 pass (``_DenseResidualEnergy``) for 3 rows at
+    m/n 0.05-0.2 on this project's CPU (AVX512-BF16, one thread), but ``g @ M`` in bfloat16 is
+    ~1.4x slower than ``F.linear(g, M^T)`` with M^T stored, so the copy is kept (the two bfloat16
+    copies take the bytes of one float32 copy). For one row the float32 GEMV is faster, so the
+    caller uses this only for several rows (measured by hand, 2026-12-03;
+    ``benchmarks/timings.py`` ``residual_ab`` times it)."""
+
+    @staticmethod
+    def forward(ctx, x, M_low, Mt_low, y):
+        r = F.linear(x.to(M_low.dtype), M_low).to(x.dtype) - y
+        ctx.save_for_backward(r, Mt_low)
+        return r.pow(2).sum(1)
+
+    @staticmethod
+    def backward(ctx, ge):
+        r, Mt_low = ctx.saved_tensors
+        g = F.linear((2 * ge.unsqueeze(1) * r).to(Mt_low.dtype), Mt_low).to(r.dtype)
+        return g, None, None, None
+
+
 @register("cs-gaussian")
 class GaussianCS(LinearOperator):
     """Dense Gaussian measurements y = A vec(x), A (m x n) with i.i.d. N(0, 1/m) entries.
@@ -101,7 +128,7 @@ class GaussianCS(LinearOperator):
     a float64 Cholesky factor of A A^T, built on first use and cached, with iterative refinement
     (see ``_AAt_solve``): A_dagger is exact to the caller's precision. Buffer: ``matrix`` (m, n)."""
 
-    _caches = ("_chol",)
+    _caches = ("_chol", "_low")
 
     def __init__(self, img_shape, *, seed: int = 0, device="cpu", ratio=0.1):
         super().__init__(img_shape, seed=seed, device=device)
@@ -136,9 +163,11 @@ class GaussianCS(LinearOperator):
     def _At(self, y: torch.Tensor) -> torch.Tensor:
         return _DenseApply.adjoint(y, self._mat(y.dtype)).reshape((y.shape[0],) + self.img_shape)
 
-    def residual_energy(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def residual_energy(self, x: torch.Tensor, y: torch.Tensor, coarse: bool = False) -> torch.Tensor:
         """As the base class; for several rows on the CPU under autograd, one blocked pass over A
-        (``_DenseResidualEnergy``) instead of A x and A^T r."""
+        (``_DenseResidualEnergy``) instead of A x and A^T r, or with ``coarse`` two bfloat16
+        products (``_DenseResidualEnergyLow``; bfloat16 copies of A and A^T built on first use
+        and cached: 4 m n bytes)."""
         x = self._check_x(x)
         # the one-pass form is this class's forward map written out: only while ``_A`` is still
         # that map (a subclass or a wrapped instance that changes ``_A`` gets the plain form);
@@ -148,6 +177,11 @@ class GaussianCS(LinearOperator):
                  and y.dtype == x.dtype and not y.requires_grad and not self.matrix.requires_grad)
         if not fused:
             return super().residual_energy(x, y)
+        if coarse:
+            if self._low is None:
+                low = self.matrix.to(torch.bfloat16)
+                self._low = (low, low.T.contiguous())
+            return _DenseResidualEnergyLow.apply(x.reshape(x.shape[0], -1), *self._low, y.reshape(y.shape[0], -1))
         return _DenseResidualEnergy.apply(x.reshape(x.shape[0], -1), self._mat(x.dtype), y.reshape(y.shape[0], -1))
 
     def _AAt_solve(self, r: torch.Tensor, tol: float = 0.0, max_iter: int = 0) -> torch.Tensor:

@@ -61,12 +61,12 @@ class StackedOperator(LinearOperator):
     def _At(self, y):
         return self._each("_At", y)
 
-    def residual_energy(self, x, y):
+    def residual_energy(self, x, y, coarse: bool = False):
         """Each part's own ``residual_energy`` on its group: a batch computes what each problem
         computes alone (same form, same rounding). y: one row per row of x, or one row for all."""
         xs = self._groups(self._check_x(x))
         ys = self._groups(y) if y.shape[0] == x.shape[0] else [y] * len(self.parts)
-        return torch.cat([p.residual_energy(a, b) for p, a, b in zip(self.parts, xs, ys)])
+        return torch.cat([p.residual_energy(a, b, coarse) for p, a, b in zip(self.parts, xs, ys)])
 
     def A_dagger(self, y):
         """Each part's own A_dagger on its group (closed forms and approximations as documented there)."""

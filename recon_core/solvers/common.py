@@ -208,9 +208,10 @@ def check_positive(name: str, value, integer: bool = False) -> None:
         raise BadInput(f"{name} must be a positive number up to {MAX_SETTING:g}, got {value}")
 
 
-def measurement_loss(A: LinearOperator, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per-sample ||y - A x||^2: x (R, C, H, W), y (1 or R, *meas) -> (R,)."""
-    return A.residual_energy(x, y)
+def measurement_loss(A: LinearOperator, y: torch.Tensor, x: torch.Tensor, coarse: bool = False) -> torch.Tensor:
+    """Per-sample ||y - A x||^2: x (R, C, H, W), y (1 or R, *meas) -> (R,). ``coarse``: a
+    bfloat16-accurate value will do (see ``LinearOperator.residual_energy``)."""
+    return A.residual_energy(x, y, coarse)
 
 
 @contextlib.contextmanager
@@ -852,9 +853,9 @@ def invert_at_cut_batch(
     else:
         state0 = grouped_init(prior, cut, R, problem_seeds(seed, B), init)
 
-    def loss_with(tail: Callable) -> Callable:
+    def loss_with(tail: Callable, coarse: bool = False) -> Callable:
         def loss_fn(state, rows):
-            meas = measurement_loss(A, y_rows if len(rows) == len(y_rows) else y_rows[rows], tail(state))
+            meas = measurement_loss(A, y_rows if len(rows) == len(y_rows) else y_rows[rows], tail(state), coarse)
             if z_reg:  # minimise the penalised loss, select restarts on the measurement loss
                 return meas + z_reg * _flat(state).pow(2).sum(1), meas
             return meas
@@ -863,7 +864,7 @@ def invert_at_cut_batch(
     loss_fn = loss_with(lambda state: prior.tail(state, cut))
     fast = fast_options(prune_after, stop_tol, noise_floors(problems, R), B)
     if optimizer == "lbfgs-ls" and bf16_share and native_bf16(y.device):
-        fast.update(coarse_fn=loss_with(bf16_tail(prior, cut)), coarse_evals=int(bf16_share * steps))
+        fast.update(coarse_fn=loss_with(bf16_tail(prior, cut), coarse=True), coarse_evals=int(bf16_share * steps))
 
     histories: List[List[dict]] = [[] for _ in range(B)]
 

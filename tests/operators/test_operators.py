@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import skimage.data
 import torch
 
 from recon_core.errors import OperatorError, UnknownName
@@ -221,6 +222,48 @@ def test_residual_energy_is_the_squared_residual_with_its_gradient(case, dtype):
         w = torch.arange(1.0, n + 1, dtype=dtype)  # distinct weights per row: rows stay apart
         (g,) = torch.autograd.grad((w * e).sum(), x)
         assert _rel(g, 2 * w.view(-1, 1, 1, 1) * op.A_adjoint(r)) <= 10 * tol
+        if kind != "cs-gaussian":  # the one operator with a bfloat16 form: test below
+            assert torch.equal(op.residual_energy(x, y, coarse=True), e)
+
+
+def test_coarse_gaussian_residual_is_bfloat16_accurate_for_several_rows_only():
+    """cs-gaussian's ``coarse`` form (bfloat16 copies of A, the fast schedule's early
+    evaluations) for several rows under autograd on the CPU: value and gradient within bfloat16
+    rounding of the exact ones on a real photo; one row or no autograd: the exact form; the
+    copies are cached and dropped when the operator moves."""
+    from recon_core.operators import gaussian
+
+    op = build("cs-gaussian", (3, 32, 32), seed=0, ratio=0.2)
+    x_true = torch.from_numpy(skimage.data.astronaut()[::16, ::16][:32, :32].copy()).float().div(255).permute(2, 0, 1)[None]
+    y = op.A(x_true) + 0.01 * torch.randn(1, *op.meas_shape, generator=torch.Generator().manual_seed(0))
+    x = (x_true + 0.05 * torch.randn((3, *x_true.shape[1:]), generator=torch.Generator().manual_seed(1))).requires_grad_()
+    calls = []
+    orig = gaussian._DenseResidualEnergyLow.forward
+
+    def counting(ctx, *a):
+        calls.append(a[0].shape[0])
+        return orig(ctx, *a)
+
+    gaussian._DenseResidualEnergyLow.forward = staticmethod(counting)
+    try:
+        exact = op.residual_energy(x, y)
+        assert op._low is None
+        low = op.residual_energy(x, y, coarse=True)
+        assert calls == [3] and op._low[0].dtype == op._low[1].dtype == torch.bfloat16
+        assert torch.equal(op._low[1], op._low[0].T)
+        # the residual is a small difference of large vectors: bfloat16's rounding of A x
+        # (relative 2^-9) is ~|A x| / |r| (here ~10) times larger relative to r
+        assert 0 < _rel(low.detach(), exact.detach()) < 2e-2
+        ge, gl = (torch.autograd.grad(v.sum(), x)[0] for v in (exact, low))
+        assert 0 < _rel(gl, ge) < 5e-2 and gl.dtype == torch.float32
+        # one row, no autograd: the exact form, bit for bit
+        assert torch.equal(op.residual_energy(x[:1], y, coarse=True), op.residual_energy(x[:1], y))
+        with torch.no_grad():
+            assert torch.equal(op.residual_energy(x, y, coarse=True), op.residual_energy(x, y))
+        assert calls == [3]
+        assert op.double()._low is None  # moved or cast: the copies are rebuilt from the new A
+    finally:
+        gaussian._DenseResidualEnergyLow.forward = staticmethod(orig)
 
 
 def test_fused_gaussian_residual_is_used_for_several_rows_only():

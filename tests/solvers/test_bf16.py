@@ -164,3 +164,33 @@ def test_native_bf16_follows_the_cpu_probes(monkeypatch):
     assert native_bf16("cpu") is False
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
     assert native_bf16("cpu") is True
+
+
+@pytest.mark.parametrize("method", ["csgm", "surgery"])
+def test_coarse_evaluations_ask_the_operator_for_its_bfloat16_form(method, monkeypatch):
+    """The bfloat16 evaluations ask ``residual_energy`` for its coarse form (cs-gaussian's
+    bfloat16 copies of A), every float32 evaluation for the exact one; none where not native."""
+    from recon_core.operators.gaussian import GaussianCS
+
+    g = tiny_prior("dcgan")
+    pb, _ = _problem(g)
+    mod = {"csgm": csgm, "surgery": surgery}[method]
+    cfg = replace(make_config(method, "paper", "dcgan", g.cut_points), **{**FAST_SCHEDULE, "steps": 30, "bf16_share": 0.5})
+    calls = []
+    orig = GaussianCS.residual_energy
+
+    def spy(self, x, y, coarse=False):
+        calls.append((coarse, x.dtype))
+        return orig(self, x, y, coarse)
+
+    monkeypatch.setattr(GaussianCS, "residual_energy", spy)
+    monkeypatch.setattr(common, "native_bf16", lambda device: True)
+    r = mod.solve(pb, g, cfg, seed=2)
+    flags = [c for c, _ in calls]
+    n_coarse = sum(flags)
+    assert n_coarse == r.extra["bf16_evaluations"] > 0
+    assert flags[:n_coarse] == [True] * n_coarse and not any(flags[n_coarse:])  # coarse first, then exact
+    calls.clear()
+    monkeypatch.setattr(common, "native_bf16", lambda device: False)
+    mod.solve(pb, g, cfg, seed=2)
+    assert calls and not any(c for c, _ in calls)
