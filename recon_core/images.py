@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFile, ImageOps
 
-from .errors import ImageError, ReconError, UnknownName, is_int
+from .errors import BadInput, ImageError, ReconError, UnknownName, is_int
 
 DEFAULT_MAX_PIXELS = 64_000_000  # 64 Mpx: an 8000x8000 photo; a 1024x1024 prior never needs more
 FIT_MODES = ("crop-resize", "crop", "resize", "pad")
@@ -463,3 +463,24 @@ def example_image(name: str = "astronaut-face", size: Size = 64, channels: Optio
     with resources.as_file(ref) as p:
         x = load_image(p, channels=channels)
     return x if tuple(x.shape[-2:]) == (th, tw) else fit_image(x, (th, tw), "crop-resize")
+
+
+def as_image_batch(x: torch.Tensor, name: str) -> torch.Tensor:
+    """``x`` as a batch of images: a (C, H, W) tensor gains a leading axis, (N, C, H, W) passes;
+    anything else is BadInput naming ``name`` (metrics and the LPIPS network check with it)."""
+    if not isinstance(x, torch.Tensor):
+        raise BadInput(f"{name} must be a torch tensor, got {type(x).__name__}")
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    if x.dim() != 4:
+        raise BadInput(f"{name} must be (N, C, H, W) or (C, H, W), got shape {tuple(x.shape)}")
+    return x
+
+
+def image_pair(x: torch.Tensor, x_hat: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A reference and an estimate as two batches of one shape (N, C, H, W) (see
+    ``as_image_batch``); BadInput when their shapes differ."""
+    x, x_hat = as_image_batch(x, "x"), as_image_batch(x_hat, "x_hat")
+    if x.shape != x_hat.shape:
+        raise BadInput(f"x and x_hat differ in shape: {tuple(x.shape)} vs {tuple(x_hat.shape)}")
+    return x, x_hat

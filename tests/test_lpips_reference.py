@@ -13,8 +13,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 from skimage import data as skdata
 
 from recon_core import metrics as M
+from recon_core import perceptual as P
 
-pytestmark = pytest.mark.skipif(M._backbone_weights_path() is None, reason="LPIPS backbone not installed")
+pytestmark = pytest.mark.skipif(P._backbone_weights_path() is None, reason="LPIPS backbone not installed")
 
 # AlexNet trunk as LPIPS uses it: (kernel size, stride, padding, max-pool 3/2 after the ReLU)
 LAYERS = [(11, 4, 2, True), (5, 1, 2, True), (3, 1, 1, False), (3, 1, 1, False), (3, 1, 1, False)]
@@ -57,7 +58,7 @@ def lpips_numpy(tree: dict, a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_lpips_equals_an_independent_numpy_alexnet():
-    tree = M.load_restricted_pickle(M._backbone_weights_path())
+    tree = M.load_restricted_pickle(P._backbone_weights_path())
     rng = np.random.default_rng(0)
     photos = [skdata.astronaut(), skdata.coffee(), skdata.chelsea()]
     pairs = []
@@ -76,7 +77,7 @@ def test_lpips_equals_an_independent_numpy_alexnet():
 def test_the_reference_catches_a_wrong_conversion(monkeypatch):
     """The mutant a hand-written HWIO -> OIHW conversion invites (kernel H and W swapped) moves
     the value far outside the tolerance above."""
-    tree = M.load_restricted_pickle(M._backbone_weights_path())
+    tree = M.load_restricted_pickle(P._backbone_weights_path())
     x = skdata.astronaut()[100:164, 150:214].astype(np.float64) / 255
     y = np.roll(x, 3, axis=1)
     ref = lpips_numpy(tree, x, y)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from recon_core import metrics as M
+from recon_core import perceptual as P
 from recon_core.errors import BadInput, CheckpointError, MissingWeights
 
 skimage = pytest.importorskip("skimage")
@@ -24,7 +25,7 @@ from skimage import filters as skfilters  # noqa: E402
 from skimage.metrics import structural_similarity  # noqa: E402
 
 needs_backbone = pytest.mark.skipif(
-    M._backbone_weights_path() is None, reason=f"LPIPS backbone not installed ({M.BACKBONE_INSTALL_HINT})"
+    P._backbone_weights_path() is None, reason=f"LPIPS backbone not installed ({M.BACKBONE_INSTALL_HINT})"
 )
 
 
@@ -58,7 +59,7 @@ def astro128():
 
 @pytest.fixture(scope="module")
 def net():
-    if M._backbone_weights_path() is None:
+    if P._backbone_weights_path() is None:
         pytest.skip(f"LPIPS backbone not installed ({M.BACKBONE_INSTALL_HINT})")
     return M.get_lpips_net("cpu")
 
@@ -208,14 +209,14 @@ def test_restricted_unpickler_loads_numpy_arrays(tmp_path):
 # ---------------------------------------------------------------------------------------------
 @needs_backbone
 def test_backbone_checkpoint_is_the_lpips_alexnet():
-    tree = M.load_restricted_pickle(M._backbone_weights_path())
+    tree = M.load_restricted_pickle(P._backbone_weights_path())
     # the ckpt also carries the five linear heads: bit-identical to lpips v0.1 alex.pth, so it is
     # a conversion of the reference LPIPS AlexNet model (not some other AlexNet)
-    lins = M._lin_state(M._lin_weights_path())
+    lins = P._lin_state(P._lin_weights_path())
     for k, w in enumerate(lins):
         np.testing.assert_array_equal(tree[f"NetLinLayer_{k}"]["Conv_0"]["kernel"].reshape(-1), w.numpy().reshape(-1))
     # trained conv1 filters are smooth (Gabor/colour blobs); random ones are not
-    w1 = M._backbone_state_from_ckpt(M._backbone_weights_path())["0.weight"]
+    w1 = P._backbone_state_from_ckpt(P._backbone_weights_path())["0.weight"]
     a, b = w1[..., :, :-1].flatten().double(), w1[..., :, 1:].flatten().double()
     assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.4
 
@@ -228,7 +229,7 @@ def test_lpips_matches_lpips_package_graph(net, astro64):
         warnings.simplefilter("ignore")  # torchvision's pretrained=False deprecation
         # pnet_rand=True: random trunk, so torchvision never downloads; linear heads from the wheel
         ref = lpips_pkg.LPIPS(pretrained=True, net="alex", pnet_rand=True, verbose=False)
-    state = M._backbone_state_from_ckpt(M._backbone_weights_path())
+    state = P._backbone_state_from_ckpt(P._backbone_weights_path())
     n_conv = 0
     for sl in (ref.net.slice1, ref.net.slice2, ref.net.slice3, ref.net.slice4, ref.net.slice5):
         for name, mod in sl.named_children():
@@ -318,8 +319,8 @@ def test_lpips_net_cached_per_device(net):
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture
 def no_backbone(monkeypatch):
-    monkeypatch.setattr(M, "_backbone_weights_path", lambda: None)
-    monkeypatch.setattr(M, "_LPIPS_CACHE", {})
+    monkeypatch.setattr(P, "_backbone_weights_path", lambda: None)
+    monkeypatch.setattr(P, "_LPIPS_CACHE", {})
 
 
 def test_lpips_missing_backbone_raises(no_backbone, astro64):

@@ -253,7 +253,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
     y_rows = rows_of(y, R)
     use_lpips = config.loss == "mse+lpips" and config.lpips_weight > 0
     if use_lpips:
-        from ..metrics import get_lpips_net
+        from ..perceptual import get_lpips_net
 
         get_lpips_net(y.device)  # fail now (MissingWeights), not after round 0
     seeds = problem_seeds(seed, B)

@@ -148,7 +148,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: MGANConfig = MGANCon
     m = A.m
     use_lpips = config.lpips_weight > 0
     if use_lpips:
-        from ..metrics import get_lpips_net
+        from ..perceptual import get_lpips_net
 
         get_lpips_net(y.device)  # fail before optimising (MissingWeights)
 
