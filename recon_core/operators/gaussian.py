@@ -1,6 +1,7 @@
 """Dense Gaussian compressed sensing: A in R^{m x n}, A_ij ~ N(0, 1/m).
 
-Memory is O(m n) (4 m n bytes for A, plus 8 m^2 for the cached Cholesky factor of A A^T), so this
+Memory is O(m n) (4 m n bytes for A, 4 m n more for the bfloat16 copies the fast schedule's
+bfloat16 evaluations build, plus 8 m^2 for the cached Cholesky factor of A A^T), so this
 family is meant for images up to ~64-128 px; ``cs-circulant`` scales to 1024 px.
 """
 
@@ -142,7 +143,9 @@ class GaussianCS(LinearOperator):
 
     @classmethod
     def estimate_bytes(cls, img_shape, ratio=0.1, **params) -> int:
-        """4 m n bytes for A plus 8 m^2 for the Cholesky factor (ratio validated later)."""
+        """4 m n bytes for A, 4 m n for its bfloat16 copies (``residual_energy(coarse=True)``, the
+        default fast preset's early evaluations) and 8 m^2 for the Cholesky factor (ratio
+        validated later)."""
         n = math.prod(int(s) for s in img_shape)
         try:
             r = float(ratio)
@@ -151,7 +154,7 @@ class GaussianCS(LinearOperator):
         if not 0 < r <= 1:  # invalid ratios are reported by __init__
             return 0
         m = max(1, round(r * n))
-        return 4 * m * n + 8 * m * m
+        return 8 * m * n + 8 * m * m
 
     def _mat(self, dtype) -> torch.Tensor:
         # float32 entries are exactly representable in float64: the float64 operator is the same A
