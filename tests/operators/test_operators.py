@@ -226,7 +226,19 @@ def test_residual_energy_is_the_squared_residual_with_its_gradient(case, dtype):
             assert torch.equal(op.residual_energy(x, y, coarse=True), e)
 
 
-def test_coarse_gaussian_residual_is_bfloat16_accurate_for_several_rows_only():
+def _count_rows(monkeypatch, fn) -> list:
+    """The row counts of every call of autograd Function ``fn``'s forward, as they happen."""
+    calls, orig = [], fn.forward
+
+    def counting(ctx, *a):
+        calls.append(a[0].shape[0])
+        return orig(ctx, *a)
+
+    monkeypatch.setattr(fn, "forward", staticmethod(counting))
+    return calls
+
+
+def test_coarse_gaussian_residual_is_bfloat16_accurate_for_several_rows_only(monkeypatch):
     """cs-gaussian's ``coarse`` form (bfloat16 copies of A, the fast schedule's early
     evaluations) for several rows under autograd on the CPU: value and gradient within bfloat16
     rounding of the exact ones on a real photo; one row or no autograd: the exact form; the
@@ -237,36 +249,26 @@ def test_coarse_gaussian_residual_is_bfloat16_accurate_for_several_rows_only():
     x_true = torch.from_numpy(skimage.data.astronaut()[::16, ::16][:32, :32].copy()).float().div(255).permute(2, 0, 1)[None]
     y = op.A(x_true) + 0.01 * torch.randn(1, *op.meas_shape, generator=torch.Generator().manual_seed(0))
     x = (x_true + 0.05 * torch.randn((3, *x_true.shape[1:]), generator=torch.Generator().manual_seed(1))).requires_grad_()
-    calls = []
-    orig = gaussian._DenseResidualEnergyLow.forward
-
-    def counting(ctx, *a):
-        calls.append(a[0].shape[0])
-        return orig(ctx, *a)
-
-    gaussian._DenseResidualEnergyLow.forward = staticmethod(counting)
-    try:
-        exact = op.residual_energy(x, y)
-        assert op._low is None
-        low = op.residual_energy(x, y, coarse=True)
-        assert calls == [3] and op._low[0].dtype == op._low[1].dtype == torch.bfloat16
-        assert torch.equal(op._low[1], op._low[0].T)
-        # the residual is a small difference of large vectors: bfloat16's rounding of A x
-        # (relative 2^-9) is ~|A x| / |r| (here ~10) times larger relative to r
-        assert 0 < _rel(low.detach(), exact.detach()) < 2e-2
-        ge, gl = (torch.autograd.grad(v.sum(), x)[0] for v in (exact, low))
-        assert 0 < _rel(gl, ge) < 5e-2 and gl.dtype == torch.float32
-        # one row, no autograd: the exact form, bit for bit
-        assert torch.equal(op.residual_energy(x[:1], y, coarse=True), op.residual_energy(x[:1], y))
-        with torch.no_grad():
-            assert torch.equal(op.residual_energy(x, y, coarse=True), op.residual_energy(x, y))
-        assert calls == [3]
-        assert op.double()._low is None  # moved or cast: the copies are rebuilt from the new A
-    finally:
-        gaussian._DenseResidualEnergyLow.forward = staticmethod(orig)
+    calls = _count_rows(monkeypatch, gaussian._DenseResidualEnergyLow)
+    exact = op.residual_energy(x, y)
+    assert op._low is None
+    low = op.residual_energy(x, y, coarse=True)
+    assert calls == [3] and op._low[0].dtype == op._low[1].dtype == torch.bfloat16
+    assert torch.equal(op._low[1], op._low[0].T)
+    # the residual is a small difference of large vectors: bfloat16's rounding of A x
+    # (relative 2^-9) is ~|A x| / |r| (here ~10) times larger relative to r
+    assert 0 < _rel(low.detach(), exact.detach()) < 2e-2
+    ge, gl = (torch.autograd.grad(v.sum(), x)[0] for v in (exact, low))
+    assert 0 < _rel(gl, ge) < 5e-2 and gl.dtype == torch.float32
+    # one row, no autograd: the exact form, bit for bit
+    assert torch.equal(op.residual_energy(x[:1], y, coarse=True), op.residual_energy(x[:1], y))
+    with torch.no_grad():
+        assert torch.equal(op.residual_energy(x, y, coarse=True), op.residual_energy(x, y))
+    assert calls == [3]
+    assert op.double()._low is None  # moved or cast: the copies are rebuilt from the new A
 
 
-def test_fused_gaussian_residual_is_used_for_several_rows_only():
+def test_fused_gaussian_residual_is_used_for_several_rows_only(monkeypatch):
     """cs-gaussian's one-pass form runs exactly where it pays (several rows under autograd on
     the CPU) and equals the plain form there in float64."""
     from recon_core.operators import gaussian
@@ -275,30 +277,20 @@ def test_fused_gaussian_residual_is_used_for_several_rows_only():
 
     op = build("cs-gaussian", (3, 32, 32), seed=0, ratio=0.3)  # several blocks of rows of A
     assert op.meas_shape[0] * op.n * 4 > 2 * gaussian._DenseResidualEnergy.BLOCK_BYTES
-    calls = []
-    orig = gaussian._DenseResidualEnergy.forward
-
-    def counting(ctx, *a):
-        calls.append(a[0].shape[0])
-        return orig(ctx, *a)
-
-    gaussian._DenseResidualEnergy.forward = staticmethod(counting)
-    try:
-        x1 = _x(op, 1).float().requires_grad_()
-        x3 = _x(op, 3).float().requires_grad_()
-        y = _y(op, 1).float()
-        op.residual_energy(x1, y)
-        op.residual_energy(x3.detach(), y)
-        assert calls == []
-        op.residual_energy(x3, y)
-        assert calls == [3]
-        op._A = lambda x: 2 * GaussianCS._A(op, x)  # a changed forward map: the plain form follows it
-        e = op.residual_energy(x3, y)
-        assert calls == [3]
-        assert torch.allclose(e, (2 * (x3.reshape(3, -1) @ op.matrix.T) - y).pow(2).sum(1), rtol=1e-4)
-        del op._A
-    finally:
-        gaussian._DenseResidualEnergy.forward = staticmethod(orig)
+    calls = _count_rows(monkeypatch, gaussian._DenseResidualEnergy)
+    x1 = _x(op, 1).float().requires_grad_()
+    x3 = _x(op, 3).float().requires_grad_()
+    y = _y(op, 1).float()
+    op.residual_energy(x1, y)
+    op.residual_energy(x3.detach(), y)
+    assert calls == []
+    op.residual_energy(x3, y)
+    assert calls == [3]
+    op._A = lambda x: 2 * GaussianCS._A(op, x)  # a changed forward map: the plain form follows it
+    e = op.residual_energy(x3, y)
+    assert calls == [3]
+    assert torch.allclose(e, (2 * (x3.reshape(3, -1) @ op.matrix.T) - y).pow(2).sum(1), rtol=1e-4)
+    del op._A
     op64 = op.double()
     x, y = _x(op64, 3).requires_grad_(), _y(op64, 3)
     e = op64.residual_energy(x, y)
