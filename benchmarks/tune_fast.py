@@ -12,6 +12,8 @@ Rows without a "seed" are seed 0 (written before --seeds existed); a later row o
 (method, variant, image, operator, seed) supersedes an earlier one in the report. Rows carry
 "when" and "host" since 2026-12-03 04:00 (``--report --since`` compares one period's runs only:
 the file mixes sessions with different code and hosts, whose time ratios do not compare).
+``--tag T`` records the variants as NAME@T, so cells already in the file run again (a baseline
+re-run beside new candidates) and ``--report --baseline paper@T`` compares with those runs.
 """
 
 from __future__ import annotations
@@ -149,6 +151,8 @@ def main(argv=None):
     ap.add_argument("--methods", default="surgery,csgm")
     ap.add_argument("--variants", default="", help="comma list (default: paper and every candidate of the method)")
     ap.add_argument("--seeds", default="0", help="comma list of seeds (measurement seed s, solver seed s + SOLVER_SEED_OFFSET)")
+    ap.add_argument("--tag", default="", help="record the variants as NAME@TAG: re-runs cells already in --out (e.g. a baseline "
+                    "beside new candidates, for same-session time ratios); --report --baseline NAME@TAG compares with them")
     a = ap.parse_args(argv)
     if a.report:
         return report(a.out, a.baseline, a.since)
@@ -167,12 +171,13 @@ def main(argv=None):
             for method in a.methods.split(","):
                 cfg = make_config(method, "paper", "dcgan", G.cut_points)
                 _, solve = get_method(method)
-                for variant in (a.variants.split(",") if a.variants else ["paper", *variants_of(method)]):
+                for settings in (a.variants.split(",") if a.variants else ["paper", *variants_of(method)]):
+                    variant = f"{settings}@{a.tag}" if a.tag else settings
                     if (method, variant, name, op, seed) in done:
                         continue
                     c = cfg
-                    if variant != "paper":
-                        c = replace(cfg, **variants_of(method)[variant])
+                    if settings != "paper":
+                        c = replace(cfg, **variants_of(method)[settings])
                     t0 = time.perf_counter()
                     r = solve(problem, G, c, seed=seed + SOLVER_SEED_OFFSET)  # as recon reconstruct --seed
                     dt = time.perf_counter() - t0
@@ -200,7 +205,7 @@ def report(path: Path, baseline: str = "paper", since: str = ""):
     for method in dict.fromkeys(r["method"] for r in rows):
         for op in OPERATORS:
             line = []
-            for v in variants_of(method):
+            for v in dict.fromkeys(r["variant"] for r in rows if r["method"] == method):  # tagged names too
                 pairs = [(r, by[(method, baseline, k[2], op, k[4])]) for k, r in by.items()
                          if k[0] == method and k[1] == v and k[3] == op and (method, baseline, k[2], op, k[4]) in by]
                 if pairs and v != baseline:

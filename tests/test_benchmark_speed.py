@@ -236,3 +236,10 @@ def test_tune_fast_report_compares_cells_with_the_baseline_and_filters_by_time(t
     assert "surgery cs-0.1 vs fast-150: fast-150-r1 +0.25 +- 0.75 dB (worst -0.50) x0.62 time (n2)" in out
     tune.report(path, baseline="fast-150", since="2026-12-03 04:00")
     assert "fast-150-r1 -0.50 +- nan dB (worst -0.50) x0.75 time (n1)" in capsys.readouterr().out
+    # --tag's re-runs (NAME@TAG) are reported and can be the baseline
+    with path.open("a") as f:
+        f.write(_json.dumps({**base, "variant": "fast-150@s11", "image": "lfw0", "seed": 1, "psnr": 21.0, "seconds": 3.0,
+                             "when": "2026-12-03 09:00:00"}) + "\n")
+    tune.report(path, baseline="fast-150@s11", since="2026-12-03 04:00")
+    out = capsys.readouterr().out
+    assert "vs fast-150@s11: fast-150 +1.00 +- nan dB (worst +1.00) x0.67 time (n1) | fast-150-r1 +0.50" in out
