@@ -5,8 +5,9 @@ It also times the demo's solve in-process with DCGAN's block-1 matmul path on an
 (``block1_ab``: what that kernel choice buys, side by side in one run), and one Deep Decoder
 step (forward + backward) of recon's batched decoder against the reference's torch layers
 (``dd_step_ab``), and the dense Gaussian measurement loss with its gradient in one blocked pass
-against the plain two passes and its coarse bfloat16 form (``residual_ab``), and a process taking one Adam step with recon's
-Adam against one with torch.optim.Adam (``optimiser_ab``: the import torch's optimisers cost),
+against the plain two passes and its coarse bfloat16 form (``residual_ab``), and a process
+taking one Adam step with recon's Adam against one with torch.optim.Adam (``optimiser_ab``: the
+import torch's optimisers cost),
 and the demo's solve with the fast preset's bfloat16 share against float32 throughout, with the
 generator's evaluation in both precisions (``bf16_ab``).
 
