@@ -68,8 +68,8 @@ def priors(repeats: int = 5) -> dict:
 
 def block1_ab(repeats: int = 3, **options) -> dict:
     """The demo's solve (in-process, torch's default threads) with DCGAN's block 1 as the library's
-    transposed convolution ("library") and as recon's matmul + fold for one row ("matmul",
-    generators/dcgan.deconv4x4_s2_as_matmul), interleaved ``repeats`` times: seconds and PSNR.
+    transposed convolution ("library") and as recon's matmul + fold for a few rows ("matmul",
+    generators/dcgan.deconv4x4_s2_as_matmul, dcgan.MATMUL_ROWS), interleaved ``repeats`` times: seconds and PSNR.
     ``options``: solver options (tests shorten the solve)."""
     import torch
 

@@ -67,6 +67,9 @@ VARIANTS = {
     # fast-150-b60 again after the coarse evaluations also take the dense Gaussian operator in
     # bfloat16 for several rows (session 11): same settings, other code (compare on cs only)
     "fast-150-b60-a16": {**LS, "steps": 150, "bf16_share": 0.6},
+    # two restarts instead of three under the current fast preset (session 12): a third fewer
+    # several-row evaluations before pruning
+    "fast-150-b60-r2": {**LS, "steps": 150, "bf16_share": 0.6, "restarts": 2},
     # the paper's Adam schedule, pruned to the best restart after 15 / 30 % of its steps (the kept
     # restart's iterates are the paper schedule's): csgm (session 8)
     "adam-500": {"optimizer": "adam", "steps": 500},  # = csgm's paper schedule, re-run beside them

@@ -31,19 +31,32 @@ def deconv4x4_s2_as_matmul(x: torch.Tensor, weight: torch.Tensor) -> torch.Tenso
     (N, C_out, 2H, 2W); differentiable in both, equal up to float rounding (tested).
 
     Why not the library's transposed convolution: on a CPU, oneDNN's kernel for a tiny input
-    (the 4 x 4 input of DCGAN's block 1) spends its time on overhead, not arithmetic; for one row
-    the product reads the weights once and is 1.3-3.6x faster forward + backward (measured by
+    (the 4 x 4 input of DCGAN's block 1) spends its time on overhead, not arithmetic; the product
+    reads the weights once and is 1.3-3.6x faster forward + backward for one row (measured by
     hand with 1 and 2 threads on this project's CPU, 2026-12-02: 512 -> 256 channels 8.9 vs 3.8
-    ms at 1 thread, 1024 -> 512 63 vs 20 ms). For several rows or larger inputs the library's
-    kernel wins, so ``DCGAN.run_block`` uses this only there (see ``_use_matmul``)."""
+    ms at 1 thread, 1024 -> 512 63 vs 20 ms), and 1.7x for 3 rows in bfloat16 (the fast
+    preset's first evaluations: 3.7 vs 6.3 ms, 2026-12-03). The rows' pixels go in as one 2-D
+    (N H W, C_in) operand: a batched product over the rows' strided views has a backward that
+    runs 5-10x slower than the library's kernel in bfloat16. For many rows the library's kernel
+    wins, so ``DCGAN.run_block`` uses this only there (see ``_use_matmul``)."""
     n, c_in, h, w = x.shape
-    cols = x.reshape(n, c_in, h * w).transpose(1, 2) @ weight.reshape(c_in, -1)  # (N, HW, C_out*16)
+    rows = x.reshape(n, c_in, h * w).transpose(1, 2).reshape(n * h * w, c_in)
+    cols = (rows @ weight.reshape(c_in, -1)).reshape(n, h * w, -1)  # (N, HW, C_out*16)
     return F.fold(cols.transpose(1, 2), (2 * h, 2 * w), 4, stride=2, padding=1)
 
 
+#: the most rows of a 4 x 4 input that take ``deconv4x4_s2_as_matmul``: where it measured faster
+#: than the library's kernel on this project's CPU (1 and 2 threads, 512 -> 256 channels, forward
+#: + input gradient; 2026-12-03): bfloat16 up to 3-6 rows (the fast preset's 3 restarts), float32
+#: 2 rows by 1.1-1.5x, but float32 keeps one row so that the float32 solves (the paper preset's 3
+#: restarts, a batch of images, one image) round as they did before (other dtypes: one row)
+MATMUL_ROWS = {torch.bfloat16: 4}
+
+
 def _use_matmul(x: torch.Tensor) -> bool:
-    """One row of a 4 x 4 input on the CPU: where ``deconv4x4_s2_as_matmul`` measured faster."""
-    return x.shape[0] == 1 and x.shape[-2] * x.shape[-1] <= 16 and x.device.type == "cpu"
+    """A few rows (``MATMUL_ROWS``) of a 4 x 4 input on the CPU: where ``deconv4x4_s2_as_matmul``
+    measured faster."""
+    return x.device.type == "cpu" and x.shape[-2] * x.shape[-1] <= 16 and x.shape[0] <= MATMUL_ROWS.get(x.dtype, 1)
 
 
 class DCGAN(GeneratorAdapter):

@@ -130,7 +130,7 @@ def minimise_ls(
         nonlocal evals
         evals += 1
         rows_cpu = rows.cpu()
-        count[torch.unique(gid[rows_cpu])] += 1
+        count[torch.unique(gid[rows_cpu]) if groups > 1 else 0] += 1
         xs = xs.detach().requires_grad_(True)
         lo = low[gid[rows_cpu]]
         if not bool(lo.any()):
@@ -230,18 +230,34 @@ def minimise_ls(
             d[bad] = -g[bad]
             gd[bad] = -(g[bad] ** 2).sum(1)
         # a restart's first step is scaled like torch's LBFGS, later ones start from 1
-        t = torch.where(started.to(x.device), torch.ones_like(gd), (1.0 / g.abs().sum(1).clamp_min(1e-30)).clamp(max=1.0))
+        if bool(started.all()):
+            t = torch.ones_like(gd)
+        else:
+            t = torch.where(started.to(x.device), torch.ones_like(gd), (1.0 / g.abs().sum(1).clamp_min(1e-30)).clamp(max=1.0))
         todo = torch.ones(len(a), dtype=torch.bool, device=x.device)
-        f_new, m_new, g_new, step = f.clone(), meas.clone(), g.clone(), torch.zeros_like(g)
+        f_new = None  # the trial values, made on the first rejection (see below)
         spent = torch.zeros_like(todo)
         for bt in range(max_backtracks):
-            ii = todo.nonzero().flatten()
-            trial = x[ii] + t[ii].unsqueeze(1) * d[ii]
+            # the first trial takes every row: whole tensors instead of gathered copies (same values)
+            ii = todo.nonzero().flatten() if bt else None
+            xi = x if ii is None else x[ii]
+            trial = xi + (t if ii is None else t[ii]).unsqueeze(1) * (d if ii is None else d[ii])
             if project is not None:
-                trial = _flat(project(_unflat(trial, init), ad[ii]))
-            dx = trial - x[ii]
-            ft, mt, gt = evaluate(trial, ad[ii])
-            ok = torch.isfinite(ft) & (ft <= f[ii] + c1 * (g[ii] * dx).sum(1).clamp(max=0))
+                trial = _flat(project(_unflat(trial, init), ad if ii is None else ad[ii]))
+            dx = trial - xi
+            ft, mt, gt = evaluate(trial, ad if ii is None else ad[ii])
+            fi, gi = (f, g) if ii is None else (f[ii], g[ii])
+            ok = torch.isfinite(ft) & (ft <= fi + c1 * (gi * dx).sum(1).clamp(max=0))
+            if ii is None and bool(ok.all()):
+                # the usual case: every row accepts its first trial; its values are the new ones
+                # as they are (what the masked copies below would give, bit for bit)
+                f_new, m_new, g_new, step = ft, mt, gt, dx
+                todo.zero_()
+                break
+            if f_new is None:
+                f_new, m_new, g_new, step = f.clone(), meas.clone(), g.clone(), torch.zeros_like(g)
+            if ii is None:
+                ii = torch.arange(len(a), device=x.device)
             acc = ii[ok]
             f_new[acc], m_new[acc], g_new[acc], step[acc] = ft[ok], mt[ok], gt[ok], dx[ok]
             todo[acc] = False
@@ -251,11 +267,17 @@ def minimise_ls(
             if not bool(todo.any()):
                 break
             t[todo] *= 0.5 if bt else 0.1  # a rejected unit step is usually far too long
+        if f_new is None:  # max_backtracks = 0: no trial
+            f_new, m_new, g_new, step = f.clone(), meas.clone(), g.clone(), torch.zeros_like(g)
         acc = ~todo & ~spent
-        s = torch.zeros_like(x)
-        yv = torch.zeros_like(x)
-        s[acc] = step[acc]
-        yv[acc] = g_new[acc] - g[acc]
+        every = bool(acc.all())  # every row took a step: whole tensors, no masked copies
+        if every:
+            s, yv = step, g_new - g
+        else:
+            s = torch.zeros_like(x)
+            yv = torch.zeros_like(x)
+            s[acc] = step[acc]
+            yv[acc] = g_new[acc] - g[acc]
         ys = (s * yv).sum(1)
         take = ys > 1e-10
         rho = torch.where(take, 1.0 / torch.where(take, ys, torch.ones_like(ys)), torch.zeros_like(ys))
@@ -264,9 +286,14 @@ def minimise_ls(
             if len(mem) == history:
                 mem.pop(0)
             mem.append((s, yv, rho))
-        x[acc] += s[acc]
-        f[acc], meas[acc], g[acc] = f_new[acc], m_new[acc], g_new[acc]
-        started[acc.cpu()] = True
+        if every:
+            x += s
+            f, meas, g = f_new, m_new, g_new
+            started.fill_(True)
+        else:
+            x[acc] += s[acc]
+            f[acc], meas[acc], g[acc] = f_new[acc], m_new[acc], g_new[acc]
+            started[acc.cpu()] = True
         m_cpu = meas.cpu()
         m_all[a] = m_cpu
         better = (m_cpu < best_loss[a]) & torch.isfinite(m_cpu)  # only rows that took a step can improve
@@ -293,7 +320,7 @@ def minimise_ls(
         cur = float(ok.min()) if ok.numel() else float("nan")
         hist.append({"step": evals, "loss": cur})
         fin = torch.where(torch.isfinite(best_loss), best_loss, torch.full_like(best_loss, float("inf")))
-        for j in torch.unique(gid[a]).tolist():  # the groups that took part in this iteration
+        for j in torch.unique(gid[a]).tolist() if groups > 1 else [0]:  # the groups that took part in this iteration
             v = float(fin[j * per : (j + 1) * per].min())
             group_hist[j].append({"step": int(count[j]), "loss": v if math.isfinite(v) else float("nan")})
         on_event(Event(phase=phase, step=min(evals, max_evals), total=max_evals, loss=cur,

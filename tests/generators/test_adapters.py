@@ -105,16 +105,48 @@ def test_deconv_as_matmul_equals_conv_transpose(n, c_in, c_out, hw):
 
 
 def test_dcgan_block1_fast_path_matches_its_layer():
-    """Block 1 takes the matmul path for one row of its 4 x 4 input on the CPU (and the library
-    layer otherwise): the same image as running the nn.Sequential layers, one row or three."""
+    """Block 1 takes the matmul path for a few rows of its 4 x 4 input on the CPU (MATMUL_ROWS:
+    one row but in bfloat16) and the library layer otherwise: the same image as running the
+    nn.Sequential layers."""
     from recon_core.generators import dcgan
 
     G = dcgan.DCGAN(resolution=64, nz=4, ngf=4).double().eval()
     h = torch.randn(3, G.widths[0], 4, 4, dtype=torch.float64)
-    assert dcgan._use_matmul(h[:1]) and not dcgan._use_matmul(h) and not dcgan._use_matmul(torch.zeros(1, 8, 8, 8))
+    assert dcgan._use_matmul(h[:1]) and not dcgan._use_matmul(h[:2]) and not dcgan._use_matmul(torch.zeros(1, 8, 8, 8))
+    assert not dcgan._use_matmul(h[:2].float()) and dcgan._use_matmul(h.bfloat16()) and not dcgan._use_matmul(h[:2].half())
     for rows in (h[:1], h):
         ref = G.main[3:6](rows)
         torch.testing.assert_close(G.run_block(1, {"h": rows})["h"], ref, rtol=1e-12, atol=1e-12)
+
+
+def test_deconv_as_matmul_in_bfloat16_is_as_accurate_as_the_library():
+    """In bfloat16 (the fast preset's first evaluations take the matmul path for up to
+    MATMUL_ROWS[bfloat16] rows) the matmul form's value and input gradient are as close to the
+    float64 result as the library kernel's in bfloat16 (within 2x its error, and under 1 %)."""
+    import torch.nn.functional as F
+
+    from recon_core.generators import dcgan
+
+    g = torch.Generator().manual_seed(0)
+    rows = dcgan.MATMUL_ROWS[torch.bfloat16]
+    x = torch.randn(rows, 64, 4, 4, generator=g, dtype=torch.float64)
+    w = torch.randn(64, 32, 4, 4, generator=g, dtype=torch.float64) * 0.1
+    up = torch.randn(rows, 32, 8, 8, generator=g, dtype=torch.float64)
+
+    def value_and_grad(fn, dtype):
+        xi = x.to(dtype).requires_grad_(True)
+        out = fn(xi, w.to(dtype))
+        return out.detach().double(), torch.autograd.grad(out, xi, up.to(dtype))[0].double()
+
+    def library(a, b):
+        return F.conv_transpose2d(a, b, stride=2, padding=1)
+
+    exact = value_and_grad(library, torch.float64)
+    lib = value_and_grad(library, torch.bfloat16)
+    mm = value_and_grad(dcgan.deconv4x4_s2_as_matmul, torch.bfloat16)
+    for e, a, b in zip(exact, lib, mm):
+        err_lib, err_mm = float((a - e).norm() / e.norm()), float((b - e).norm() / e.norm())
+        assert err_mm < 0.01 and err_mm <= 2 * err_lib + 1e-6, (err_mm, err_lib)
 
 
 def test_real_dcgan_faces(face64):
