@@ -106,7 +106,7 @@ def test_deconv_as_matmul_equals_conv_transpose(n, c_in, c_out, hw):
 
 def test_dcgan_block1_fast_path_matches_its_layer():
     """Block 1 takes the matmul path for a few rows of its 4 x 4 input on the CPU (MATMUL_ROWS:
-    one row but in bfloat16) and the library layer otherwise: the same image as running the
+    one row, more in bfloat16) and the library layer otherwise: the same image as running the
     nn.Sequential layers."""
     from recon_core.generators import dcgan
 
