@@ -238,17 +238,16 @@ def minimise_ls(
         f_new = None  # the trial values, made on the first rejection (see below)
         spent = torch.zeros_like(todo)
         for bt in range(max_backtracks):
-            # the first trial takes every row: whole tensors instead of gathered copies (same values)
-            ii = todo.nonzero().flatten() if bt else None
-            xi = x if ii is None else x[ii]
-            trial = xi + (t if ii is None else t[ii]).unsqueeze(1) * (d if ii is None else d[ii])
+            # the first trial takes every row: views of the whole tensors instead of gathered
+            # copies (same values)
+            ii = todo.nonzero().flatten() if bt else slice(None)
+            trial = x[ii] + t[ii].unsqueeze(1) * d[ii]
             if project is not None:
-                trial = _flat(project(_unflat(trial, init), ad if ii is None else ad[ii]))
-            dx = trial - xi
-            ft, mt, gt = evaluate(trial, ad if ii is None else ad[ii])
-            fi, gi = (f, g) if ii is None else (f[ii], g[ii])
-            ok = torch.isfinite(ft) & (ft <= fi + c1 * (gi * dx).sum(1).clamp(max=0))
-            if ii is None and bool(ok.all()):
+                trial = _flat(project(_unflat(trial, init), ad[ii]))
+            dx = trial - x[ii]
+            ft, mt, gt = evaluate(trial, ad[ii])
+            ok = torch.isfinite(ft) & (ft <= f[ii] + c1 * (g[ii] * dx).sum(1).clamp(max=0))
+            if not bt and bool(ok.all()):
                 # the usual case: every row accepts its first trial; its values are the new ones
                 # as they are (what the masked copies below would give, bit for bit)
                 f_new, m_new, g_new, step = ft, mt, gt, dx
@@ -256,9 +255,7 @@ def minimise_ls(
                 break
             if f_new is None:
                 f_new, m_new, g_new, step = f.clone(), meas.clone(), g.clone(), torch.zeros_like(g)
-            if ii is None:
-                ii = torch.arange(len(a), device=x.device)
-            acc = ii[ok]
+            acc = ii[ok] if bt else ok.nonzero().flatten()
             f_new[acc], m_new[acc], g_new[acc], step[acc] = ft[ok], mt[ok], gt[ok], dx[ok]
             todo[acc] = False
             out = todo & (count[gid[a]] >= max_evals).to(todo.device)  # their problem's budget is spent
