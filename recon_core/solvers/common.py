@@ -158,14 +158,17 @@ def bf16_tail(prior, cut: int) -> Callable:
     """``tail(state) -> image``: blocks ``cut``.. of a bfloat16 copy of ``prior`` (made here, once;
     the prior is not changed). Floating state entries go in as bfloat16; the image (N, C, H, W)
     comes back in the prior's dtype; gradients flow to the caller's float32 state. For the fast
-    schedule's early evaluations (``linesearch.minimise_ls``'s ``coarse_fn``)."""
-    lo = copy.deepcopy(prior).to(torch.bfloat16)
+    schedule's early evaluations (``linesearch.minimise_ls``'s ``coarse_fn``). The copy's weights
+    never require grad (whatever the prior's flags when it is made), so a ``backward()`` through
+    it builds no weight gradients; ``tail.module`` is the copy."""
+    lo = copy.deepcopy(prior).to(torch.bfloat16).requires_grad_(False)
     dtype = next(prior.parameters()).dtype
 
     def tail(state: State) -> torch.Tensor:
         st = OrderedDict((k, v.to(torch.bfloat16) if v.is_floating_point() else v) for k, v in state.items())
         return lo.tail(st, cut).to(dtype)
 
+    tail.module = lo
     return tail
 
 

@@ -122,6 +122,19 @@ def test_bf16_tail_of_every_adapter(arch):
     assert all(p.dtype == torch.float32 for p in g.parameters())
 
 
+def test_bf16_copy_builds_no_weight_gradients():
+    """The copy is frozen even when the prior's weights require grad (as a loaded prior's do):
+    a backward() through it (Adam's way) must reach the state only."""
+    g = tiny_prior("dcgan")
+    assert all(p.requires_grad for p in g.parameters())
+    tail = bf16_tail(g, 0)
+    z = g.init_state(0, 2, init="prior", rng=torch.Generator().manual_seed(0))["z"].requires_grad_(True)
+    tail({"z": z}).sum().backward()
+    assert z.grad is not None and float(z.grad.abs().sum()) > 0
+    assert not any(p.requires_grad or p.grad is not None for p in tail.module.parameters())
+    assert all(p.requires_grad for p in g.parameters())  # the prior's own flags are left alone
+
+
 @pytest.mark.parametrize("method", ["csgm", "surgery"])
 def test_bf16_share_is_used_where_native_and_recorded(method, monkeypatch):
     g = tiny_prior("dcgan")
