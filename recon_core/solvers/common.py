@@ -154,19 +154,20 @@ def native_bf16(device) -> bool:
     return any(bool(f()) for f in probes if f is not None)
 
 
-def bf16_tail(prior, cut: int) -> Callable:
-    """``tail(state) -> image``: blocks ``cut``.. of a bfloat16 copy of ``prior`` (made here, once;
-    the prior is not changed). Floating state entries go in as bfloat16; the image (N, C, H, W)
+def bf16_tail(prior, cut: Optional[int] = None) -> Callable:
+    """``tail(state[, at]) -> image``: blocks ``cut``.. (or ``at``.., which a call may give instead;
+    one of them is needed) of a bfloat16 copy of ``prior`` (made here, once; the prior is not changed). Floating state entries go in as bfloat16; the image (N, C, H, W)
     comes back in the prior's dtype; gradients flow to the caller's float32 state. For the fast
-    schedule's early evaluations (``linesearch.minimise_ls``'s ``coarse_fn``). The copy's weights
+    schedule's early evaluations (``linesearch.minimise_ls``'s ``coarse_fn``, and the Adam/SGD
+    schedules' in ``optimise_state``). The copy's weights
     never require grad (whatever the prior's flags when it is made), so a ``backward()`` through
     it builds no weight gradients; ``tail.module`` is the copy."""
     lo = copy.deepcopy(prior).to(torch.bfloat16).requires_grad_(False)
     dtype = next(prior.parameters()).dtype
 
-    def tail(state: State) -> torch.Tensor:
+    def tail(state: State, at: Optional[int] = None) -> torch.Tensor:
         st = OrderedDict((k, v.to(torch.bfloat16) if v.is_floating_point() else v) for k, v in state.items())
-        return lo.tail(st, cut).to(dtype)
+        return lo.tail(st, cut if at is None else at).to(dtype)
 
     tail.module = lo
     return tail
@@ -434,6 +435,11 @@ def optimise_state(
     ``project``). ``with_rows``: ``loss_fn(state, rows)``
     gets the restart indices of the state's rows (lbfgs-ls evaluates subsets of the restarts).
     ``info``, when given, receives "evaluations" and per-restart "stops".
+    Low precision first, with Adam/SGD too: ``fast["coarse_fn"]`` (same signature as ``loss_fn``)
+    is minimised for the first ``fast["coarse_evals"]`` steps; then every restart's best iterate
+    is re-scored with ``loss_fn`` and the rest of the steps run on it, so the iterates kept (and
+    the losses returned) are chosen on ``loss_fn``'s values; ``info["coarse_evaluations"]``
+    records the count.
     Returns (best_state, best_losses (R,) float64 with NaN for diverged, history, diverged
     indices).
 
@@ -460,11 +466,16 @@ def optimise_state(
         return best, losses, hist, div
     fast = dict(fast or {})
     prune_after, groups = float(fast.get("prune_after", 0.0)), int(fast.get("groups", 1))
+    coarse_fn = fast.get("coarse_fn") if optimizer in ("adam", "sgd") else None
+    coarse_steps = fast.get("coarse_evals", 0) if coarse_fn is not None else 0
+    if not (is_int(coarse_steps) and 0 <= coarse_steps < steps):
+        raise BadInput(f"coarse_evals must be an integer from 0 to steps - 1 ({steps - 1}), got {coarse_steps}")
     if prune_after and project is not None and not with_rows:
         raise BadInput("restarts projected onto a constraint set can only be pruned with with_rows=True")
     device = next(iter(init.values())).device
     live = torch.arange(R)  # the restarts still optimised (pruning drops rows; Adam/SGD)
     call = (lambda st: loss_fn(st, live.to(device))) if with_rows else loss_fn
+    coarse_call = (lambda st: coarse_fn(st, live.to(device))) if with_rows else coarse_fn
     best_loss = torch.full((R,), float("inf"), dtype=torch.float64)
     best_state = OrderedDict((k, v.detach().clone()) for k, v in init.items())
     diverged = torch.zeros(R, dtype=torch.bool)
@@ -508,8 +519,16 @@ def optimise_state(
             if lr_schedule is not None:
                 for group in opt.param_groups:
                     group["lr"] = lr * lr_schedule(step - 1)
+            if coarse_steps and step == coarse_steps + 1:
+                # leaving low precision: re-score every restart's best iterate with the full
+                # loss, so the iterates kept from here on are chosen on float32 values
+                with torch.no_grad():
+                    fine = _split(loss_fn(best_state, torch.arange(R, device=device)) if with_rows else loss_fn(best_state))[1]
+                fine = fine.detach().cpu().to(best_loss.dtype)
+                diverged |= ~torch.isfinite(fine)
+                best_loss.copy_(torch.where(diverged, best_loss, fine))
             opt.zero_grad(set_to_none=True)
-            out = call(params)
+            out = (coarse_call if step <= coarse_steps else call)(params)
             record(params, out)
             total = finite_sum(out)
             if total is None:
@@ -559,6 +578,8 @@ def optimise_state(
     div = diverged.nonzero().flatten().tolist()
     info.update(evaluations=calls[0],
                 stops=["diverged" if j in div else "pruned" if j in pruned else "steps" for j in range(R)])
+    if coarse_steps:
+        info["coarse_evaluations"] = coarse_steps
     return best_state, best_loss, history, div
 
 

@@ -62,8 +62,8 @@ import torch
 
 from ..errors import BadInput, UnknownName, is_int, is_real
 from ..events import Event, EventSink, null_sink
-from .common import (MethodConfig, opt, require_prior, Problem, Result, State, best_per_group, check_fast_settings, check_positive, divergence_advice, fast_options, frozen,
-                     group_history, grouped_init, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of, seeded_rng,
+from .common import (MethodConfig, opt, require_prior, Problem, Result, State, best_per_group, bf16_tail, check_bf16_share, check_fast_settings, check_positive, divergence_advice, fast_options, frozen,
+                     group_history, grouped_init, must_split, native_bf16, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of, seeded_rng,
                      stack_problems, timer)
 from .losses import geodesic_loss, lpips_loss, measurement_consistent_reference
 from .projections import project_state_l1
@@ -124,6 +124,7 @@ class ILOConfig(MethodConfig):
     optimizer: Union[str, Tuple[str, ...]] = "adam"
     prune_after: float = 0.0
     stop_tol: float = 1e-3
+    bf16_share: float = opt(0.0, "Share of every round's steps evaluated with a bfloat16 copy of the generator (and cs-gaussian's bfloat16 matrix) where the device computes bfloat16 natively (0 = off; iterates, restarts and rounds are chosen on float32 losses).")
 
 
 def ilo_lr_schedule(steps: int, rampup: float = 0.05, rampdown: float = 0.75) -> Callable[[int], float]:
@@ -210,6 +211,7 @@ def _check_config(config: ILOConfig, prior) -> tuple:
         if o not in ROUND_OPTIMIZERS:
             raise UnknownName("ILO optimizer", o, ROUND_OPTIMIZERS)
     check_fast_settings(config.prune_after, config.stop_tol)
+    check_bf16_share(config.bf16_share)
     if config.loss not in LOSSES:
         raise UnknownName("ILO loss", config.loss, LOSSES)
     for name in ("lpips_weight", "geodesic_weight", "sna_std"):
@@ -259,16 +261,23 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
     seeds = problem_seeds(seed, B)
     sna_rng = seeded_rng(seeds[0] + SNA_SEED_OFFSET) if config.sna_std > 0 else None
 
-    def make_objective(cut: int):
+    # low precision first (bf16_share): a bfloat16 copy of the prior, made once for every round
+    low = bf16_tail(prior) if config.bf16_share and native_bf16(y.device) else None
+
+    def make_objective(cut: int, coarse: bool = False):
         # the w+ latents the geodesic loss applies to, found by role (never by name or architecture)
         w_plus = prior.entries(cut, "w+") if config.geodesic_weight > 0 else []
 
         def objective(state: State, rows: torch.Tensor):
             n = len(rows)
             yr = y_rows if n == N else y_rows[rows]
-            x = prior.tail(state, cut)
-            r = A.A(x) - yr
-            meas = r.reshape(n, -1).pow(2).sum(1)  # what selection uses: noise-free ||y - A x||^2
+            x = low(state, cut) if coarse else prior.tail(state, cut)
+            if coarse and sna_rng is None:
+                # the residual itself is not needed: the operator may use its bfloat16 form
+                meas = A.residual_energy(x, yr, coarse=True)
+            else:
+                r = A.A(x) - yr
+                meas = r.reshape(n, -1).pow(2).sum(1)  # what selection uses: noise-free ||y - A x||^2
             x_fit, fit = x, meas / m  # = losses.mse_loss, from the same residual
             if sna_rng is not None:
                 # SNA: the loss sees G(.) + n, n ~ N(0, sna_std^2) drawn afresh every step; A is
@@ -293,7 +302,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
     rounds_info: List[dict] = []
     history: List[List[dict]] = [[] for _ in range(B)]
     done_steps = 0
-    evaluations = 0
+    evaluations = bf16_evaluations = 0
     floors = noise_floors(problems, R)
 
     with frozen(prior):
@@ -326,8 +335,12 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
                 lr_schedule=ilo_lr_schedule(n_steps, config.lr_rampup, config.lr_rampdown), project=project,
                 optimizers=ROUND_OPTIMIZERS, with_rows=True, info=info_k,
                 # pruning stops restarts within a line-search round (Adam rounds run the papers' schedule)
-                fast=fast_options(config.prune_after if opts[k] == "lbfgs-ls" else 0.0, config.stop_tol, floors, B),
+                fast={**fast_options(config.prune_after if opts[k] == "lbfgs-ls" else 0.0, config.stop_tol, floors, B),
+                      **({"coarse_fn": make_objective(cut, coarse=True), "coarse_evals": int(config.bf16_share * n_steps)}
+                         if low is not None else {})},
             )
+            low_k = info_k.get("coarse_evaluations", 0)  # the line search counts per problem
+            bf16_evaluations += max(low_k) if isinstance(low_k, list) else low_k
             evaluations += info_k["evaluations"]
             done_steps += n_steps
             diverged |= div
@@ -371,6 +384,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
                 x_hat=x_hat.detach(), state=state, losses=[float(v) for v in final[rows]], best_restart=i - j * R,
                 history=history[j], diverged=diverged[rows].nonzero().flatten().tolist(),
                 extra={"rounds": mine, "best_round": kb, "cut": cut_b, "evaluations": evaluations,
+                       **({"bf16_evaluations": bf16_evaluations} if config.bf16_share else {}),
                        **({"batch": B} if B > 1 else {})},
             ))
     wall = clock()

@@ -209,3 +209,77 @@ def test_coarse_evaluations_ask_the_operator_for_its_bfloat16_form(method, monke
     monkeypatch.setattr(common, "native_bf16", lambda device: False)
     mod.solve(pb, g, cfg, seed=2)
     assert calls and not any(calls)
+
+
+def _adam(loss, coarse=None, coarse_evals=0, steps=30, info=None):
+    return common.optimise_state(loss, _init(), optimizer="adam", lr=0.05, steps=steps, info=info,
+                                 fast={"coarse_fn": coarse, "coarse_evals": coarse_evals} if coarse else None)
+
+
+def test_adam_with_a_coarse_start_switches_and_selects_on_the_exact_loss():
+    """optimise_state's Adam path: the coarse loss for the first coarse_evals steps, then the
+    exact one; the best iterates are re-scored at the switch, so the losses returned are the exact
+    loss of the states returned."""
+    fine_calls, coarse_calls = [], []
+    info = {}
+    best, losses, _, _ = _adam(_counted(_rows_loss(None), fine_calls), _counted(_scaled(0.5), coarse_calls), 10, info=info)
+    # 10 coarse steps; then 1 re-scoring + 20 steps + the final evaluation, exact
+    assert len(coarse_calls) == 10 and len(fine_calls) == 22 and info["coarse_evaluations"] == 10
+    with torch.no_grad():
+        exact = _rows_loss(None)(best).double()
+    torch.testing.assert_close(losses, exact)
+    # with the coarse loss equal to the exact one, the switch changes nothing (bit for bit)
+    same, same_losses, _, _ = _adam(_rows_loss(None), _rows_loss(None), 10)
+    plain, plain_losses, _, _ = _adam(_rows_loss(None))
+    assert all(torch.equal(same[k], plain[k]) for k in plain) and torch.equal(same_losses, plain_losses)
+
+
+@pytest.mark.parametrize("value", [-1, 30, 2.5])
+def test_adam_bad_coarse_evals(value):
+    with pytest.raises(BadInput, match=r"coarse_evals must be an integer from 0 to steps - 1 \(29\), got"):
+        _adam(_rows_loss(None), _scaled(1.0), value)
+
+
+def test_ilo_bf16_share_runs_every_round_low_first_where_native(monkeypatch):
+    """ILO's bf16_share: the first share of every round's steps with the bfloat16 copy (and the
+    operator's coarse residual), recorded; the kept restart's loss is the float32 loss of the
+    returned image; where bfloat16 is not native the share is not used (the float32 solve, exactly)."""
+    from recon_core.solvers import ilo
+
+    g = tiny_prior("dcgan")
+    pb, _ = _problem(g)
+    base = ilo.ILOConfig(steps=(20, 10, 10), radii=(5.0, 10.0), restarts=2)
+    plain = ilo.solve(pb, g, base, seed=3)
+    monkeypatch.setattr(ilo, "native_bf16", lambda device: True)
+    asked = []
+    orig = type(pb.A).residual_energy
+
+    def spy(self, x, y, coarse=False):
+        asked.append(coarse)
+        return orig(self, x, y, coarse)
+
+    monkeypatch.setattr(type(pb.A), "residual_energy", spy)
+    low = ilo.solve(pb, g, replace(base, bf16_share=0.5), seed=3)
+    assert low.extra["bf16_evaluations"] == 10 + 5 + 5 == asked.count(True) and "bf16_evaluations" not in plain.extra
+    with torch.no_grad():
+        exact = float(measurement_loss(pb.A, pb.y, low.x_hat))
+    assert low.losses[low.best_restart] == pytest.approx(exact, rel=1e-3)  # ILO's own residual form
+    monkeypatch.setattr(ilo, "native_bf16", lambda device: False)
+    off = ilo.solve(pb, g, replace(base, bf16_share=0.5), seed=3)
+    assert off.extra["bf16_evaluations"] == 0 and torch.equal(off.x_hat, plain.x_hat)
+    with pytest.raises(BadInput, match=r"bf16_share must be a number in \[0, 1\)"):
+        ilo.solve(pb, g, replace(base, bf16_share=1.0), seed=3)
+
+
+def test_ilo_bf16_share_with_line_search_rounds(monkeypatch):
+    from recon_core.solvers import ilo
+
+    g = tiny_prior("dcgan")
+    pb, _ = _problem(g)
+    monkeypatch.setattr(ilo, "native_bf16", lambda device: True)
+    cfg = ilo.ILOConfig(steps=(20, 10, 10), radii=(5.0, 10.0), restarts=2, optimizer="lbfgs-ls", bf16_share=0.5)
+    res = ilo.solve(pb, g, cfg, seed=3)
+    assert 0 < res.extra["bf16_evaluations"] < res.extra["evaluations"] <= 40 + 3
+    with torch.no_grad():
+        exact = float(measurement_loss(pb.A, pb.y, res.x_hat))
+    assert res.losses[res.best_restart] == pytest.approx(exact, rel=1e-3)

@@ -112,3 +112,41 @@ def test_project_state_per_entry_per_restart():
         project_state_l1(state, OrderedDict(h=center["h"]), r)
     with pytest.raises(BadInput, match="radius must be a number >= 0"):
         project_state_l1(state, center, -0.5)
+
+
+def test_project_state_skips_the_sort_when_every_restart_is_inside(monkeypatch):
+    """All restarts inside the ball: the state comes back as given (a copy) without running the
+    sort-based projection; one restart outside: the projection runs."""
+    import recon_core.solvers.projections as P
+
+    g = torch.Generator().manual_seed(4)
+    center = OrderedDict(h=torch.randn(2, 3, 4, generator=g))
+    state = OrderedDict(h=center["h"] + 0.01 * torch.randn(2, 3, 4, generator=g))
+    calls = []
+    real = P.project_l1_ball
+    monkeypatch.setattr(P, "project_l1_ball", lambda v, r: calls.append(v.shape) or real(v, r))
+    out = P.project_state_l1(state, center, 5.0)
+    assert calls == [] and torch.equal(out["h"], state["h"]) and out["h"] is not state["h"]
+    state["h"][1] += 10.0
+    out = P.project_state_l1(state, center, 5.0)
+    assert calls == [(2, 12)] and torch.equal(out["h"][0], state["h"][0])
+    assert float((out["h"][1] - center["h"][1]).abs().sum()) <= 5.0 * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_michelot_and_the_sorted_threshold_agree(monkeypatch, dtype):
+    """The two exact thresholds (Michelot's iterations; Duchi et al.'s sort, the fallback when
+    the iterations run out) give the same projection, on ILO-sized rows just outside the ball
+    and on heavy-tailed ones."""
+    import recon_core.solvers.projections as P
+
+    g = torch.Generator().manual_seed(5)
+    v = torch.cat([torch.randn(3, 16384, generator=g, dtype=torch.float64),
+                   torch.randn(3, 16384, generator=g, dtype=torch.float64) ** 5]).to(dtype)
+    r = float(v.abs().sum(1).min()) * 0.8
+    fast = P.project_l1_ball(v, r)
+    monkeypatch.setattr(P, "MICHELOT_MAX_ITER", 1)  # run out at once: the sort decides
+    slow = P.project_l1_ball(v, r)
+    tol = 1e-12 if dtype == torch.float64 else 1e-6
+    torch.testing.assert_close(fast, slow, rtol=0, atol=tol * float(v.abs().max()))
+    torch.testing.assert_close(fast.double().abs().sum(1), torch.full((6,), r, dtype=torch.float64), rtol=1e-6, atol=0)
