@@ -97,6 +97,11 @@ OTHER_VARIANTS = {
         "a75-ls40-40": {"optimizer": ("adam", "lbfgs-ls", "lbfgs-ls"), "steps": (75, 40, 40)},
         "a75-ls40-40-p30": {"optimizer": ("adam", "lbfgs-ls", "lbfgs-ls"), "steps": (75, 40, 40), "prune_after": 0.3},
         "a60-ls30-30-p30": {"optimizer": ("adam", "lbfgs-ls", "lbfgs-ls"), "steps": (60, 30, 30), "prune_after": 0.3},
+        # session 13: the paper's Adam rounds, shorter (round 0 least needed, round 2 most), the
+        # first 90 % of each round in bfloat16 (= the fast preset since 2026-12-03)
+        "b90-25-100-100": {"steps": (25, 100, 100), "bf16_share": 0.9},
+        "b90-25-125-100": {"steps": (25, 125, 100), "bf16_share": 0.9},
+        "b90-25-100-75": {"steps": (25, 100, 75), "bf16_share": 0.9},
     },
     "iagan": {
         "ls150-a1": {"csgm_optimizer": "lbfgs-ls", "csgm_steps": 150, "prune_after": 0.3, "adapt_restarts": 1},

@@ -301,7 +301,7 @@ def reconstruct(
     truncation: Optional[float] = typer.Option(None, help="Truncation of BigGAN/StyleGAN2 priors loaded from a path.", show_default="checkpoint's", rich_help_panel=PANEL_PRIOR),
     prior_config: Optional[str] = typer.Option(None, help="JSON object of adapter config overrides for a --prior PATH, e.g. '{\"native_range\": [0, 1]}' (AntixK VAEs) or '{\"fused_scale\": true}' (genforce PGGAN).", rich_help_panel=PANEL_PRIOR),
     method: str = typer.Option("surgery", help=f"Inversion method: {', '.join(METHOD_NAMES)}.", rich_help_panel=PANEL_METHOD),
-    preset: str = typer.Option("fast", help=f"fast ({', '.join(FAST_METHOD_NAMES[:-1])} and {FAST_METHOD_NAMES[-1]}: line-search L-BFGS, restart pruning, stopping rules) or paper (the papers' schedules exactly); a method without a fast schedule that keeps its quality runs its paper one. Defaults below: paper value, (fast) where it differs, * = the paper's per architecture.", rich_help_panel=PANEL_METHOD),
+    preset: str = typer.Option("fast", help=f"fast ({', '.join(FAST_METHOD_NAMES[:-1])} and {FAST_METHOD_NAMES[-1]}: line-search L-BFGS, restart pruning, stopping rules; ILO: shorter Adam rounds; bfloat16 first where native) or paper (the papers' schedules exactly); a method without a fast schedule that keeps its quality runs its paper one. Defaults below: paper value, (fast) where it differs, * = the paper's per architecture.", rich_help_panel=PANEL_METHOD),
     backproject: bool = typer.Option(False, help="Post-process the estimate with back-projection x + A^+(y - A x) (IAGAN eq. 10).", rich_help_panel=PANEL_METHOD),
     seed: int = typer.Option(0, help="Seed of everything random (operator, noise, restarts).", rich_help_panel=PANEL_RUN),
     device: DeviceOpt = "auto",

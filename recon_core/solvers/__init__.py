@@ -94,7 +94,7 @@ def make_config(method: str, preset: str = "paper", arch: str = "", cut_points=N
 
 def fast_candidate(method: str, arch: str = "", cut_points=None):
     """The config of the fast schedule measured for ``method`` in benchmarks/speed.py: its fast
-    preset, or for a method without one (csgm, ilo) the candidate it did not adopt
+    preset, or for a method without one (csgm) the candidate it did not adopt
     (its module's FAST_CANDIDATE), on the paper settings; None when it has neither."""
     import dataclasses
 

@@ -159,16 +159,19 @@ def test_z_reg_selects_on_measurement_loss():
 def test_presets():
     from recon_core.solvers import fast_candidate
 
-    assert set(FAST_METHODS) == {"surgery", "mgan", "iagan"}
+    assert set(FAST_METHODS) == {"surgery", "mgan", "iagan", "ilo"}
     assert make_config("csgm", "fast") == csgm.CSGMConfig()
     assert effective_preset("deep-decoder", "fast") == "paper" and effective_preset("surgery", "fast") == "fast"
     assert make_config("hybrid", "fast") == make_config("hybrid", "paper") and fast_candidate("hybrid") is None
-    assert make_config("ilo", "fast") == make_config("ilo", "paper")  # its candidate lost quality: not the default
+    # ILO's fast preset: the paper's Adam rounds, shorter, bfloat16 first (where native)
+    ilo_fast, ilo_paper = make_config("ilo", "fast"), make_config("ilo", "paper")
+    assert (ilo_fast.steps, ilo_fast.bf16_share, ilo_paper.steps, ilo_paper.bf16_share) == ((25, 100, 100), 0.9, (300, 200, 100), 0.0)
+    assert replace(ilo_fast, steps=ilo_paper.steps, bf16_share=0.0) == ilo_paper
     # a fast preset sits on top of the architecture's paper settings (IAGAN's lrs) and changes the schedule
     cand, paper = make_config("iagan", "fast", "pggan"), make_config("iagan", "paper", "pggan")
     assert cand.lr_theta == paper.lr_theta == 1e-3 and paper.csgm_optimizer == "adam"
     assert (cand.csgm_optimizer, cand.csgm_steps, cand.prune_after, cand.adapt_restarts) == ("lbfgs-ls", 200, 0.3, 1)
-    assert fast_candidate("iagan", "pggan") == cand and fast_candidate("ilo").optimizer == ("adam", "lbfgs-ls", "lbfgs-ls")
+    assert fast_candidate("iagan", "pggan") == cand and fast_candidate("ilo") == ilo_fast
     assert fast_candidate("mgan") == make_config("mgan", "fast") and fast_candidate("csgm").optimizer == "lbfgs-ls"
     assert make_config("surgery", "paper", "dcgan") == surgery.SurgeryConfig()
     fast = make_config("surgery", "fast", "dcgan")  # 3 restarts pruned after 30 % (one restart lost on the report set)
