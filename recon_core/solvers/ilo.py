@@ -79,8 +79,8 @@ ROUND_OPTIMIZERS = ("adam", "lbfgs-ls")
 #: natively (``bf16_share``). Tuned on 8 images outside the report set (benchmarks/tune_fast.py's
 #: tuning images 0-7, seed 0, cs m/n 0.1, inpaint 10 %, superres x4; tune_fast.jsonl, variant
 #: b90-25-100-100@s13 against paper@s13): -0.01 +- 0.15, +0.05 +- 0.18 and +0.34 +- 0.24 dB at
-#: 0.20-0.22 x the paper's time; round 2's steps matter most (100 -> 75 doubled the final
-#: measurement loss), round 0's least. The report-set measurement is in README ("Speed").
+#: 0.20-0.22 x the paper's time (125 steps in round 1 gained nothing; 75 in round 2 lost 0.23 dB
+#: on compressed sensing). The report-set measurement is in README ("Speed").
 PRESETS = {"paper": {}, "fast": {"steps": (25, 100, 100), "bf16_share": 0.9}}
 #: the SNA noise stream is seeded from seed + this offset (independent of the init draws)
 SNA_SEED_OFFSET = 7919
