@@ -75,6 +75,9 @@ VARIANTS = {
     "adam-500": {"optimizer": "adam", "steps": 500},  # = csgm's paper schedule, re-run beside them
     "adam-500-p15": {"optimizer": "adam", "steps": 500, "prune_after": 0.15},
     "adam-500-p30": {"optimizer": "adam", "steps": 500, "prune_after": 0.3},
+    # session 13: the paper's Adam schedule with its first 90 % (60 %) in bfloat16 (csgm)
+    "adam-500-b90": {"optimizer": "adam", "steps": 500, "bf16_share": 0.9},
+    "adam-500-b60": {"optimizer": "adam", "steps": 500, "bf16_share": 0.6},
 }
 #: the other generator methods' candidates (Adam variants: pN = prune to the best restart after
 #: N % of the steps; ls-B: the line-search schedule with a budget of B evaluations)

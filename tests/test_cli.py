@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from recon_cli.app import app
 from recon_core.generators import registry
 from recon_core.images import save_image
+from recon_core.solvers import make_config
 
 runner = CliRunner()
 FAST = ["--steps", "2", "--restarts", "1", "--quiet"]
@@ -84,6 +85,24 @@ def test_presets_recorded(tmp_path, face, tiny_ckpt):
     assert r.exit_code == 0 and json.loads(r.stdout)["method"]["preset"] == "paper"
     r = run(*base, "--out", tmp_path / "d", "--preset", "quick")
     assert r.exit_code == 2 and "unknown preset 'quick'" in r.stderr
+
+
+def test_ilo_fast_preset_runs_by_default_and_is_recorded(tmp_path, face, tiny_ckpt, monkeypatch):
+    """ILO's fast preset is the default: shorter rounds, the first 90 % of each in bfloat16 where
+    native (patched on here), recorded in metrics.json; --preset paper runs the paper's rounds."""
+    from recon_core.solvers import ilo
+
+    monkeypatch.setattr(ilo, "native_bf16", lambda device: True)
+    base = ["reconstruct", face, "--prior", tiny_ckpt, "--method", "ilo", "--radii", "10,inf", "--restarts", "1", "--quiet", "--json"]
+    r = run(*base, "--out", tmp_path / "f", "--steps", "3,3,3")
+    m = json.loads(r.stdout)
+    assert r.exit_code == 0 and m["method"]["preset"] == "fast" and m["method"]["config"]["bf16_share"] == 0.9
+    assert m["solve"]["bf16_evaluations"] == 3 * 2 and m["solve"]["evaluations"] == 3 * 3 + 3
+    assert make_config("ilo", "fast").steps == (25, 100, 100)
+    r = run(*base, "--out", tmp_path / "p", "--preset", "paper", "--steps", "3,3,3")
+    m = json.loads(r.stdout)
+    assert r.exit_code == 0 and m["method"]["preset"] == "paper" and m["method"]["config"]["bf16_share"] == 0.0
+    assert "bf16_evaluations" not in m["solve"]
 
 
 def test_summary_states_the_solve(tmp_path, face, tiny_ckpt):

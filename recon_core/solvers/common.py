@@ -846,7 +846,8 @@ def invert_at_cut_batch(
     optimizer adam|sgd|lbfgs run ``steps`` fixed steps (the papers' schedules); lbfgs-ls is the
     fast schedule (``linesearch.minimise_ls``: ``steps`` batched evaluations per problem at most,
     restarts pruned after ``prune_after`` of them, stopped at the noise level or when the loss
-    changes by less than ``stop_tol``; the first ``bf16_share`` of the budget evaluated with a
+    changes by less than ``stop_tol``; the first ``bf16_share`` of the budget (of the steps with
+    adam|sgd; not with the fixed-step lbfgs) evaluated with a
     bfloat16 copy of the prior where the device computes bfloat16 natively (``native_bf16``),
     restarts selected and the result returned on float32 evaluations). Result.extra records
     "evaluations" (batched loss evaluations of that problem), "bf16_evaluations" (how many of
@@ -887,7 +888,7 @@ def invert_at_cut_batch(
 
     loss_fn = loss_with(lambda state: prior.tail(state, cut))
     fast = fast_options(prune_after, stop_tol, noise_floors(problems, R), B)
-    if optimizer == "lbfgs-ls" and bf16_share and native_bf16(y.device):
+    if optimizer != "lbfgs" and bf16_share and native_bf16(y.device):  # the fixed-step L-BFGS has no low phase
         fast.update(coarse_fn=loss_with(bf16_tail(prior, cut), coarse=True), coarse_evals=int(bf16_share * steps))
 
     histories: List[List[dict]] = [[] for _ in range(B)]
@@ -919,7 +920,8 @@ def invert_at_cut_batch(
                 x_hat=x_hat.detach(), state=state, losses=[float(v) for v in losses[rows]], best_restart=i - j * R,
                 history=history if B == 1 else histories[j], diverged=group_diverged(diverged, j, R),
                 extra={"evaluations": group_evals[j], "stop": stops[i], "stops": stops[rows],
-                       **({"bf16_evaluations": info["coarse_evaluations"][j]} if optimizer == "lbfgs-ls" else {}),
+                       **({"bf16_evaluations": info["coarse_evaluations"][j]} if optimizer == "lbfgs-ls" else
+                          {"bf16_evaluations": info.get("coarse_evaluations", 0)} if bf16_share else {}),
                        **({"screened": int(screen)} if screen else {}), **({"batch": B} if B > 1 else {})},
             ))
     wall = clock()

@@ -44,7 +44,7 @@ class SurgeryConfig(MethodConfig):
     prune_after: float = 0.0
     stop_tol: float = 1e-3
     screen: int = opt(0, 'Start the restarts from the lowest-loss of this many random draws (forward passes only; 0 = off).')
-    bf16_share: float = opt(0.0, 'With --optimizer lbfgs-ls: the share of the evaluation budget run with a bfloat16 copy of the generator where the device computes bfloat16 natively (0 = off; restarts are chosen and the result returned in float32).')
+    bf16_share: float = opt(0.0, 'The share of the evaluation budget (--optimizer lbfgs-ls) or of the steps (adam, sgd; not lbfgs) run with a bfloat16 copy of the generator where the device computes bfloat16 natively (0 = off; restarts are chosen and the result returned in float32).')
 
 
 #: named settings: ``paper`` = the dataclass defaults; ``fast`` = the fast schedule (3 restarts,

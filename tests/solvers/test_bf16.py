@@ -283,3 +283,24 @@ def test_ilo_bf16_share_with_line_search_rounds(monkeypatch):
     with torch.no_grad():
         exact = float(measurement_loss(pb.A, pb.y, res.x_hat))
     assert res.losses[res.best_restart] == pytest.approx(exact, rel=1e-3)
+
+
+def test_csgm_adam_schedule_with_bf16_share(monkeypatch):
+    """The paper's Adam schedule with a bfloat16 start: the first share of its steps low, the
+    kept restart's loss the float32 loss of the returned image; not native: the float32 solve,
+    exactly; the fixed-step L-BFGS ignores the share."""
+    g = tiny_prior("dcgan")
+    pb, _ = _problem(g)
+    base = replace(make_config("csgm", "paper", "dcgan"), steps=20)
+    plain = csgm.solve(pb, g, base, seed=2)
+    monkeypatch.setattr(common, "native_bf16", lambda device: True)
+    low = csgm.solve(pb, g, replace(base, bf16_share=0.5), seed=2)
+    assert low.extra["bf16_evaluations"] == 10 and "bf16_evaluations" not in plain.extra
+    with torch.no_grad():
+        exact = float(measurement_loss(pb.A, pb.y, low.x_hat))
+    assert low.losses[low.best_restart] == pytest.approx(exact, rel=1e-5)
+    lb = replace(base, optimizer="lbfgs", steps=2, lbfgs_max_iter=3)
+    assert torch.equal(csgm.solve(pb, g, replace(lb, bf16_share=0.5), seed=2).x_hat, csgm.solve(pb, g, lb, seed=2).x_hat)
+    monkeypatch.setattr(common, "native_bf16", lambda device: False)
+    off = csgm.solve(pb, g, replace(base, bf16_share=0.5), seed=2)
+    assert off.extra["bf16_evaluations"] == 0 and torch.equal(off.x_hat, plain.x_hat)
