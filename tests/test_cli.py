@@ -72,7 +72,8 @@ def test_reconstruct_writes_outputs(tmp_path, face, tiny_ckpt):
 
 def test_presets_recorded(tmp_path, face, tiny_ckpt):
     """--preset paper runs the paper schedule; another optimiser under the fast preset gets the
-    paper's step count (lbfgs-ls counts evaluations, not steps); csgm has no fast schedule."""
+    paper's step count (lbfgs-ls counts evaluations, not steps); csgm's fast preset is its paper
+    schedule with a bfloat16 start."""
     base = ["reconstruct", face, "--prior", tiny_ckpt, "--restarts", "1", "--quiet", "--json"]
     r = run(*base, "--out", tmp_path / "a", "--preset", "paper", "--steps", "1", "--op", "inpaint")
     m = json.loads(r.stdout)
@@ -82,7 +83,9 @@ def test_presets_recorded(tmp_path, face, tiny_ckpt):
     m = json.loads(r.stdout)
     assert r.exit_code == 0 and m["method"]["config"]["steps"] == 25 and m["method"]["preset"] == "fast"
     r = run(*base, "--out", tmp_path / "c", "--method", "csgm", "--steps", "2")
-    assert r.exit_code == 0 and json.loads(r.stdout)["method"]["preset"] == "paper"
+    m = json.loads(r.stdout)
+    assert r.exit_code == 0 and m["method"]["preset"] == "fast" and m["method"]["config"]["bf16_share"] == 0.9
+    assert m["method"]["config"]["optimizer"] == "adam"
     r = run(*base, "--out", tmp_path / "d", "--preset", "quick")
     assert r.exit_code == 2 and "unknown preset 'quick'" in r.stderr
 

@@ -159,8 +159,9 @@ def test_z_reg_selects_on_measurement_loss():
 def test_presets():
     from recon_core.solvers import fast_candidate
 
-    assert set(FAST_METHODS) == {"surgery", "mgan", "iagan", "ilo"}
-    assert make_config("csgm", "fast") == csgm.CSGMConfig()
+    assert set(FAST_METHODS) == {"surgery", "mgan", "iagan", "ilo", "csgm"}
+    # csgm's fast preset: the paper's Adam schedule, bfloat16 first (where native)
+    assert replace(make_config("csgm", "fast"), bf16_share=0.0) == csgm.CSGMConfig() and make_config("csgm", "fast").bf16_share == 0.9
     assert effective_preset("deep-decoder", "fast") == "paper" and effective_preset("surgery", "fast") == "fast"
     assert make_config("hybrid", "fast") == make_config("hybrid", "paper") and fast_candidate("hybrid") is None
     # ILO's fast preset: the paper's Adam rounds, shorter, bfloat16 first (where native)
@@ -172,7 +173,7 @@ def test_presets():
     assert cand.lr_theta == paper.lr_theta == 1e-3 and paper.csgm_optimizer == "adam"
     assert (cand.csgm_optimizer, cand.csgm_steps, cand.prune_after, cand.adapt_restarts) == ("lbfgs-ls", 200, 0.3, 1)
     assert fast_candidate("iagan", "pggan") == cand and fast_candidate("ilo") == ilo_fast
-    assert fast_candidate("mgan") == make_config("mgan", "fast") and fast_candidate("csgm").optimizer == "lbfgs-ls"
+    assert fast_candidate("mgan") == make_config("mgan", "fast") and fast_candidate("csgm") == make_config("csgm", "fast")
     assert make_config("surgery", "paper", "dcgan") == surgery.SurgeryConfig()
     fast = make_config("surgery", "fast", "dcgan")  # 3 restarts pruned after 30 % (one restart lost on the report set)
     assert (fast.optimizer, fast.steps, fast.restarts, fast.prune_after, fast.bf16_share) == ("lbfgs-ls", 150, 3, 0.3, 0.6)
