@@ -190,7 +190,8 @@ def test_sigint_mid_batch_then_resume(tmp_path, tiny_ckpt):
 
 @pytest.mark.parametrize("method,extra", [("ilo", ["--steps", "6,4,4", "--radii", "3,6", "--preset", "paper"]),
                                           ("mgan", ["--steps", "8", "--n-codes", "2", "--preset", "paper"]),
-                                          ("surgery", ["--steps", "12"]), ("csgm", ["--steps", "8", "--preset", "paper"])])
+                                          ("surgery", ["--steps", "12", "--bf16-share", "0"]), ("surgery", ["--steps", "12"]),
+                                          ("csgm", ["--steps", "8", "--preset", "paper"])])
 def test_batch_images_solves_like_one_by_one(tmp_path, folder, tiny_ckpt, method, extra):
     """--batch-images K: the good images of a folder solved K at a time give what one-by-one
     solving gives (same solver seed per image), bad images still fail alone."""
@@ -209,10 +210,12 @@ def test_batch_images_solves_like_one_by_one(tmp_path, folder, tiny_ckpt, method
         m1, m2 = (json.loads((Path(row["out"]) / "metrics.json").read_text()) for row in (row1, row2))
         assert m2["args"]["batch_images"] == 2 and m1["args"]["batch_images"] == 1
         assert m1["restarts"]["best"] == m2["restarts"]["best"]
-        assert m2["metrics"]["psnr"] == pytest.approx(m1["metrics"]["psnr"], abs=0.05)
         # the line search's accept/reject decisions can amplify float reassociation a little,
         # and surgery's fast preset takes its first steps in bfloat16 (where native), whose
-        # batched kernels round differently from one row's at bfloat16's resolution
+        # batched kernels round differently from one row's at bfloat16's resolution (by how much
+        # depends on the CPU's bfloat16 units: 0.056 dB on a host with AMX, 2026-12-03)
+        low = method == "surgery" and "--bf16-share" not in extra
+        assert m2["metrics"]["psnr"] == pytest.approx(m1["metrics"]["psnr"], abs=0.25 if low else 0.05)
         rel = 3e-2 if method == "surgery" else 1e-3
         assert m1["restarts"]["losses"] == pytest.approx(m2["restarts"]["losses"], rel=rel, abs=1e-6)
         assert "batch" not in m1["wall_time"]
