@@ -125,7 +125,7 @@ def recon_arm(method: str, preset: str, problem: Problem, G, seed: int) -> dict:
     from recon_core.solvers import fast_candidate, get_method, make_config
     from recon_core.solvers.common import config_dict
 
-    # the fast arm: the method's fast preset, or the candidate it did not adopt (csgm)
+    # the fast arm: the method's fast preset, or a candidate it did not adopt (solvers.fast_candidate)
     cfg = make_config(method, preset, G.meta.architecture) if preset == "paper" else fast_candidate(method, G.meta.architecture)
     t0 = time.perf_counter()
     r = get_method(method)[1](problem, G, cfg, seed=seed)

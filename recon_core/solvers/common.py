@@ -155,13 +155,14 @@ def native_bf16(device) -> bool:
 
 
 def bf16_tail(prior, cut: Optional[int] = None) -> Callable:
-    """``tail(state[, at]) -> image``: blocks ``cut``.. (or ``at``.., which a call may give instead;
-    one of them is needed) of a bfloat16 copy of ``prior`` (made here, once; the prior is not changed). Floating state entries go in as bfloat16; the image (N, C, H, W)
-    comes back in the prior's dtype; gradients flow to the caller's float32 state. For the fast
-    schedule's early evaluations (``linesearch.minimise_ls``'s ``coarse_fn``, and the Adam/SGD
-    schedules' in ``optimise_state``). The copy's weights
-    never require grad (whatever the prior's flags when it is made), so a ``backward()`` through
-    it builds no weight gradients; ``tail.module`` is the copy."""
+    """``tail(state[, at]) -> image``: blocks ``cut``.. (or ``at``.., which a call may give
+    instead; one of them is needed) of a bfloat16 copy of ``prior`` (made here, once; the prior
+    is not changed). Floating state entries go in as bfloat16; the image (N, C, H, W) comes back
+    in the prior's dtype; gradients flow to the caller's float32 state. For the early
+    evaluations of the fast schedule (``linesearch.minimise_ls``'s ``coarse_fn``) and of the
+    Adam/SGD schedules (``optimise_state``). The copy's weights never require grad (whatever the
+    prior's flags when it is made), so a ``backward()`` through it builds no weight gradients;
+    ``tail.module`` is the copy."""
     lo = copy.deepcopy(prior).to(torch.bfloat16).requires_grad_(False)
     dtype = next(prior.parameters()).dtype
 
@@ -846,12 +847,12 @@ def invert_at_cut_batch(
     optimizer adam|sgd|lbfgs run ``steps`` fixed steps (the papers' schedules); lbfgs-ls is the
     fast schedule (``linesearch.minimise_ls``: ``steps`` batched evaluations per problem at most,
     restarts pruned after ``prune_after`` of them, stopped at the noise level or when the loss
-    changes by less than ``stop_tol``; the first ``bf16_share`` of the budget (of the steps with
-    adam|sgd; not with the fixed-step lbfgs) evaluated with a
-    bfloat16 copy of the prior where the device computes bfloat16 natively (``native_bf16``),
-    restarts selected and the result returned on float32 evaluations). Result.extra records
+    changes by less than ``stop_tol``); with every optimizer but the fixed-step lbfgs, the first
+    ``bf16_share`` of the budget (of the steps with adam|sgd) is evaluated with a bfloat16 copy
+    of the prior where the device computes bfloat16 natively (``native_bf16``), restarts
+    selected and the result returned on float32 evaluations. Result.extra records
     "evaluations" (batched loss evaluations of that problem), "bf16_evaluations" (how many of
-    them ran in bfloat16; fast schedule only) and "stop" (why the kept restart stopped);
+    them ran in bfloat16; with lbfgs-ls or a bf16_share) and "stop" (why the kept restart stopped);
     wall_time is the batch's and extra["batch"] = B when B > 1.
 
     Longer than 80 lines by its keyword list (the csgm/surgery options it passes on) and the

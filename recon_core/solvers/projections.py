@@ -1,9 +1,8 @@
 """Euclidean projections used by the constrained solvers (ILO's l1 balls).
 
 ``project_l1_ball`` is the exact projection (Michelot's algorithm, with the sort-based one of
-Duchi, Shalev-Shwartz, Singer and Chandra, ICML 2008, as its fallback), applied to every row of a
-batch independently; ILO (Daras et al.
-2021, Sec. 4.1.1) uses it to keep each round's solution inside an l1 ball around the previous
+Duchi, Shalev-Shwartz, Singer and Chandra, ICML 2008, as its fallback), applied to every row of
+a batch independently; ILO (Daras et al. 2021, Sec. 4.1.1) uses it to keep each round's solution inside an l1 ball around the previous
 round's. ``project_state_l1`` applies it to every entry of a solver state, per restart.
 """
 
