@@ -300,6 +300,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
     overall_round = torch.full((N,), -1, dtype=torch.long)
     diverged = torch.zeros(N, dtype=torch.bool)
     round_states: List[State] = []
+    round_stops: List[List[str]] = []  # per round, why each restart stopped (optimise_state's "stops")
     rounds_info: List[dict] = []
     history: List[List[dict]] = [[] for _ in range(B)]
     done_steps = 0
@@ -349,6 +350,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
             overall[better] = losses[better]
             overall_round[better] = k
             round_states.append(best)
+            round_stops.append(info_k["stops"])
             info = {"round": k, "cut": cut, "steps": n_steps, "radius": radius, "best_losses": [float(v) for v in losses]}
             if k == 0:
                 z_hat = best
@@ -385,6 +387,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
                 x_hat=x_hat.detach(), state=state, losses=[float(v) for v in final[rows]], best_restart=i - j * R,
                 history=history[j], diverged=diverged[rows].nonzero().flatten().tolist(),
                 extra={"rounds": mine, "best_round": kb, "cut": cut_b, "evaluations": evaluations,
+                       "stop": round_stops[kb][i],
                        **({"bf16_evaluations": bf16_evaluations} if config.bf16_share else {}),
                        **({"batch": B} if B > 1 else {})},
             ))

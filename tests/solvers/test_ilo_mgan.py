@@ -126,6 +126,7 @@ def test_ilo_decreases_measurement_loss_and_emits_events():
     # deeper rounds improve on round 0 (CSGM) for an image outside the range
     assert min(res.losses) < 0.8 * min(rounds[0]["best_losses"])
     assert res.losses[res.best_restart] == min(res.losses) and len(res.losses) == 2
+    assert res.extra["stop"] == "steps"  # the paper's Adam rounds run every step (metrics.json's solve.stop)
     with torch.no_grad():
         got = float(measurement_loss(pb.A, pb.y, res.x_hat))
     assert math.isclose(got, min(res.losses), rel_tol=1e-3)
