@@ -440,7 +440,7 @@ def optimise_state(
     is minimised for the first ``fast["coarse_evals"]`` steps; then every restart's best iterate
     is re-scored with ``loss_fn`` and the rest of the steps run on it, so the iterates kept (and
     the losses returned) are chosen on ``loss_fn``'s values; ``info["coarse_evaluations"]``
-    records the count.
+    records the count per group, as the line search does.
     Returns (best_state, best_losses (R,) float64 with NaN for diverged, history, diverged
     indices).
 
@@ -580,7 +580,7 @@ def optimise_state(
     info.update(evaluations=calls[0],
                 stops=["diverged" if j in div else "pruned" if j in pruned else "steps" for j in range(R)])
     if coarse_steps:
-        info["coarse_evaluations"] = coarse_steps
+        info["coarse_evaluations"] = [coarse_steps] * groups
     return best_state, best_loss, history, div
 
 
@@ -921,8 +921,8 @@ def invert_at_cut_batch(
                 x_hat=x_hat.detach(), state=state, losses=[float(v) for v in losses[rows]], best_restart=i - j * R,
                 history=history if B == 1 else histories[j], diverged=group_diverged(diverged, j, R),
                 extra={"evaluations": group_evals[j], "stop": stops[i], "stops": stops[rows],
-                       **({"bf16_evaluations": info["coarse_evaluations"][j]} if optimizer == "lbfgs-ls" else
-                          {"bf16_evaluations": info.get("coarse_evaluations", 0)} if bf16_share else {}),
+                       **({"bf16_evaluations": info["coarse_evaluations"][j] if "coarse_evaluations" in info else 0}
+                          if optimizer == "lbfgs-ls" or bf16_share else {}),
                        **({"screened": int(screen)} if screen else {}), **({"batch": B} if B > 1 else {})},
             ))
     wall = clock()

@@ -341,8 +341,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: ILOConfig = ILOConfi
                       **({"coarse_fn": make_objective(cut, coarse=True), "coarse_evals": int(config.bf16_share * n_steps)}
                          if low is not None else {})},
             )
-            low_k = info_k.get("coarse_evaluations", 0)  # the line search counts per problem
-            bf16_evaluations += max(low_k) if isinstance(low_k, list) else low_k
+            bf16_evaluations += max(info_k.get("coarse_evaluations", [0]))  # counted per problem
             evaluations += info_k["evaluations"]
             done_steps += n_steps
             diverged |= div

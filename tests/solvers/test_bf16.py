@@ -224,7 +224,7 @@ def test_adam_with_a_coarse_start_switches_and_selects_on_the_exact_loss():
     info = {}
     best, losses, _, _ = _adam(_counted(_rows_loss(None), fine_calls), _counted(_scaled(0.5), coarse_calls), 10, info=info)
     # 10 coarse steps; then 1 re-scoring + 20 steps + the final evaluation, exact
-    assert len(coarse_calls) == 10 and len(fine_calls) == 22 and info["coarse_evaluations"] == 10
+    assert len(coarse_calls) == 10 and len(fine_calls) == 22 and info["coarse_evaluations"] == [10]
     with torch.no_grad():
         exact = _rows_loss(None)(best).double()
     torch.testing.assert_close(losses, exact)
