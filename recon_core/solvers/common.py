@@ -238,13 +238,11 @@ def _flat(state: State) -> torch.Tensor:
 
 
 def _unflat(vec: torch.Tensor, like: State) -> State:
-    """Rows of ``vec`` (R', D) as a state shaped like ``like`` but for its leading axis (R')."""
-    out, i = OrderedDict(), 0
-    for k, v in like.items():
-        n = v[0].numel()
-        out[k] = vec[:, i : i + n].reshape((vec.shape[0],) + tuple(v.shape[1:]))
-        i += n
-    return out
+    """Rows of ``vec`` (R', D) as a state shaped like ``like`` but for its leading axis (R'):
+    views of ``vec`` (one ``split``, whose backward is one concatenation: a state of many
+    tensors, such as a Deep Decoder's 19, costs one gradient op, not one zero-filled copy each)."""
+    parts = torch.split(vec, [v[0].numel() for v in like.values()], dim=1)
+    return OrderedDict((k, part.reshape((vec.shape[0],) + tuple(v.shape[1:]))) for (k, v), part in zip(like.items(), parts))
 
 
 class BatchedLBFGS:
@@ -484,8 +482,9 @@ def optimise_state(
     calls = [0]
     pruned: List[int] = []
 
-    def record(state: State, out) -> None:
-        # state and out hold the rows ``live`` (all R unless restarts were pruned)
+    def record(state, out) -> None:
+        # state and out hold the rows ``live`` (all R unless restarts were pruned); state is a
+        # State, or (Adam/SGD) the flat (rows, D) iterate, copied into ``best_flat`` in one op
         calls[0] += 1
         total, meas = _split(out)
         meas = meas.detach().cpu().to(best_loss.dtype)
@@ -494,6 +493,9 @@ def optimise_state(
         if bool(better.any()):
             best_loss[live[better]] = meas[better]
             idx = better.nonzero().flatten()
+            if torch.is_tensor(state):
+                best_flat[live[idx].to(state.device)] = state.detach()[idx.to(state.device)]
+                return
             for k, v in state.items():
                 best_state[k][live[idx].to(v.device)] = v.detach()[idx.to(v.device)]
 
@@ -513,8 +515,15 @@ def optimise_state(
         return total[finite].sum() if bool(finite.any()) else None
 
     if optimizer in ("adam", "sgd"):
-        params = OrderedDict((k, v.detach().clone().requires_grad_(True)) for k, v in init.items())
-        opt = (Adam if optimizer == "adam" else SGD)(list(params.values()), lr=lr)
+        # one flat (rows, D) leaf, the state's tensors views of it (_unflat): Adam's update, the
+        # gradient's clean-up and the best-iterate copy are one op each instead of one per tensor
+        # (a Deep Decoder has 19; per coordinate the arithmetic is the same, bit for bit). A
+        # tensor the loss never uses gets zero gradients, hence zero moments and no update (torch
+        # would skip it: the same iterate)
+        flat = _flat(init).detach().clone().requires_grad_(True)
+        best_flat = _flat(best_state)
+        best_state = _unflat(best_flat, init)  # views: what ``record`` writes, ``best_state`` reads
+        opt = (Adam if optimizer == "adam" else SGD)([flat], lr=lr)
         prune_step = math.ceil(prune_after * steps) if prune_after and R > groups else 0
         for step in range(1, steps + 1):
             if lr_schedule is not None:
@@ -529,29 +538,29 @@ def optimise_state(
                 diverged |= ~torch.isfinite(fine)
                 best_loss.copy_(torch.where(diverged, best_loss, fine))
             opt.zero_grad(set_to_none=True)
-            out = (coarse_call if step <= coarse_steps else call)(params)
-            record(params, out)
+            out = (coarse_call if step <= coarse_steps else call)(_unflat(flat, init))
+            record(flat, out)
             total = finite_sum(out)
             if total is None:
                 break
             total.backward()
-            for v in params.values():
-                if v.grad is not None:
-                    v.grad.nan_to_num_(0.0, 0.0, 0.0)
+            flat.grad.nan_to_num_(0.0, 0.0, 0.0)
             opt.step()
             if project is not None:
                 with torch.no_grad():
-                    for k, v in (project(params, live.to(device)) if with_rows else project(params)).items():
-                        params[k].copy_(v)
+                    views = _unflat(flat.detach(), init)
+                    for k, v in (project(views, live.to(device)) if with_rows else project(views)).items():
+                        views[k].copy_(v)
             if step == steps:
                 with torch.no_grad():
-                    record(params, call(params))
+                    record(flat, call(_unflat(flat, init)))
             elif step == prune_step:
                 keep = _prune_rows(_split(out)[0].detach().cpu(), live, diverged, groups)
-                params, opt = _keep_rows(params, opt, keep)
+                flat, opt = _keep_rows(flat, opt, keep)
                 pruned.extend(int(j) for j in live if int(j) not in set(keep.tolist()))
                 live = live[keep]
             after_step(step)
+        best_state = OrderedDict((k, v.contiguous()) for k, v in best_state.items())
     else:
         lb = BatchedLBFGS(lr=lr, max_iter=lbfgs_max_iter)
         x = _flat(init).detach().clone()
@@ -596,19 +605,17 @@ def _prune_rows(total: torch.Tensor, live: torch.Tensor, diverged: torch.Tensor,
     return torch.tensor(keep, dtype=torch.long)
 
 
-def _keep_rows(params: State, opt, keep: torch.Tensor) -> tuple:
-    """``params`` and its optimiser cut to the rows ``keep``, the optimiser's per-coordinate
-    state (Adam's moments) carried over so the kept rows go on exactly as before."""
-    new = OrderedDict()
-    for k, v in params.items():
-        new[k] = v.detach()[keep.to(v.device)].clone().requires_grad_(True)
-    opt2 = type(opt)(list(new.values()), **opt.defaults)
+def _keep_rows(flat: torch.Tensor, opt, keep: torch.Tensor) -> tuple:
+    """The flat iterate ``flat`` (rows, D) and its optimiser cut to the rows ``keep``, the
+    optimiser's per-coordinate state (Adam's moments) carried over so the kept rows go on
+    exactly as before."""
+    new = flat.detach()[keep.to(flat.device)].clone().requires_grad_(True)
+    opt2 = type(opt)([new], **opt.defaults)
     opt2.param_groups[0]["lr"] = opt.param_groups[0]["lr"]
-    for old_p, new_p in zip(params.values(), new.values()):
-        st = opt.state.get(old_p)
-        if st:
-            opt2.state[new_p] = {n: (t[keep.to(t.device)].clone() if torch.is_tensor(t) and t.dim() > 0 else t)
-                                 for n, t in st.items()}
+    st = opt.state.get(flat)
+    if st:
+        opt2.state[new] = {n: (t[keep.to(t.device)].clone() if torch.is_tensor(t) and t.dim() > 0 else t)
+                           for n, t in st.items()}
     return new, opt2
 
 

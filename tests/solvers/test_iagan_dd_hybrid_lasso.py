@@ -138,6 +138,35 @@ def test_deep_decoder_matches_reference_layers():
         torch.testing.assert_close(g_.reshape(w_.shape), w_, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 4, 4), (2, 3, 16, 16), (1, 5, 32, 16), (3, 2, 16, 40)])
+def test_deep_decoder_upsampling_equals_the_library_kernel(shape):
+    """_upsample2 (two matrix products from 16 px up, the library kernel below) equals
+    F.interpolate's bilinear x2 (align_corners=False), values and gradients (float64)."""
+    import torch.nn.functional as F
+
+    x = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    up = torch.randn(*shape[:2], 2 * shape[2], 2 * shape[3], dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    got = ddp._upsample2(x)
+    want = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(torch.autograd.grad(got, x, up)[0], torch.autograd.grad(want, x, up)[0], rtol=1e-12, atol=1e-12)
+
+
+def test_deep_decoder_channel_norm_is_per_restart_and_channel():
+    """The folded group norm normalises each (restart, channel) plane over its pixels and applies
+    that restart's own scale and shift: equal to BatchNorm2d (training mode) run per restart."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, 8, 8, dtype=torch.float64, generator=g) * 3 + 1
+    gamma, beta = torch.rand(3, 4, dtype=torch.float64, generator=g) + 0.5, torch.randn(3, 4, dtype=torch.float64, generator=g)
+    got = ddp._channel_norm(x, gamma, beta)
+    for r in range(3):
+        bn = torch.nn.BatchNorm2d(4, eps=ddp.NORM_EPS).double().train()
+        with torch.no_grad():
+            bn.weight.copy_(gamma[r])
+            bn.bias.copy_(beta[r])
+        torch.testing.assert_close(got[r : r + 1], bn(x[r : r + 1]), rtol=1e-10, atol=1e-12)
+
+
 def test_deep_decoder_one_pixel_layer_normalises_to_its_shift():
     """A channel of one pixel has mean = itself: the norm gives beta (group_norm would refuse it)."""
     p = ddp.init_params((1, 1, 1), 2, 0, n=1, rng=torch.Generator().manual_seed(0))

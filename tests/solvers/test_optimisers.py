@@ -73,3 +73,70 @@ def test_adam_methods_do_not_import_torch_dynamo():
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def _reference_optimise(loss_fn, init, steps, lr, prune_step=0, project=None):
+    """optimise_state's Adam path as it ran before its state became one flat tensor: one Adam
+    parameter per state tensor, the best iterate copied tensor by tensor, rows pruned to the
+    lowest current loss at ``prune_step`` (one group)."""
+    from recon_core.solvers.common import Adam as RAdam
+
+    params = {k: v.clone().requires_grad_(True) for k, v in init.items()}
+    opt = RAdam(list(params.values()), lr=lr)
+    live = torch.arange(next(iter(init.values())).shape[0])
+    best_loss = torch.full((len(live),), float("inf"), dtype=torch.float64)
+    best = {k: v.clone() for k, v in init.items()}
+
+    def record(st, out):
+        better = out.detach().double() < best_loss[live]
+        best_loss[live[better]] = out.detach().double()[better]
+        for k, v in st.items():
+            best[k][live[better]] = v.detach()[better]
+
+    for step in range(1, steps + 1):
+        opt.zero_grad(set_to_none=True)
+        out = loss_fn(params, live)
+        record(params, out)
+        out.sum().backward()
+        opt.step()
+        if project is not None:
+            with torch.no_grad():
+                for k, v in project(params, live).items():
+                    params[k].copy_(v)
+        if step == steps:
+            with torch.no_grad():
+                record(params, loss_fn(params, live))
+        elif step == prune_step:
+            keep = out.detach().argmin().reshape(1)
+            new = {k: v.detach()[keep].clone().requires_grad_(True) for k, v in params.items()}
+            opt2 = RAdam(list(new.values()), lr=lr)
+            for old_p, new_p in zip(params.values(), new.values()):
+                opt2.state[new_p] = {n: (t[keep].clone() if torch.is_tensor(t) and t.dim() > 0 else t) for n, t in opt.state[old_p].items()}
+            params, opt, live = new, opt2, live[keep]
+    return best, best_loss
+
+
+@pytest.mark.parametrize("prune, projected", [(False, False), (True, False), (False, True), (True, True)])
+def test_flat_adam_state_equals_one_parameter_per_tensor(prune, projected):
+    """optimise_state runs Adam on one flat (rows, D) tensor whose views are the state's tensors:
+    per coordinate the same arithmetic as one Adam parameter per tensor, so the best iterates
+    and losses are bit for bit those of the per-tensor loop (with pruning and a projection)."""
+    from recon_core.solvers.common import optimise_state
+
+    g = torch.Generator().manual_seed(0)
+    init = {"w": torch.randn(3, 4, 5, generator=g), "b": torch.randn(3, 5, generator=g), "s": torch.randn(3, 2, generator=g)}
+    target = torch.randn(3, 5, generator=g)
+
+    def loss(st, rows):
+        h = torch.tanh(torch.einsum("rij,rj->ri", st["w"], st["b"])) * st["s"][:, :1] + st["s"][:, 1:]
+        return (h - target[rows, :4]).pow(2).sum(1) + 0.1 * st["b"].pow(4).sum(1)
+
+    project = (lambda st, rows: {"b": st["b"].clamp(-0.8, 0.8)}) if projected else None
+    steps = 25
+    best, losses, _, _ = optimise_state(loss, init, optimizer="adam", lr=0.05, steps=steps, with_rows=True, project=project,
+                                        fast={"prune_after": 0.4} if prune else None)
+    ref, ref_losses = _reference_optimise(loss, init, steps, 0.05, prune_step=10 if prune else 0, project=project)
+    assert torch.equal(losses, ref_losses)
+    for k in init:
+        assert torch.equal(best[k], ref[k]) and best[k].is_contiguous()
+    assert not torch.equal(best["w"], init["w"])  # it moved
