@@ -1,9 +1,10 @@
-"""Generator Surgery's fast preset vs its paper preset on every architecture of the zoo (the 32 px
+"""A method's fast preset vs its paper preset on every architecture of the zoo (the 32 px
 Fashion-MNIST priors): 4 Fashion-MNIST test images (indices 1-4, not used to train or tune),
-cs-gaussian m/n 0.1 and inpainting 30 %, noiseless, the paper's per-architecture lr and cut
-(make_config). One process, arms interleaved per image. Writes benchmarks/results/fast_zoo.{json,md}.
+cs-gaussian m/n 0.1 and inpainting 30 %, noiseless, the paper's per-architecture settings
+(make_config). One process, arms interleaved per image. Generator Surgery (the default) writes
+benchmarks/results/fast_zoo.{json,md}, another method fast_zoo_<method>.{json,md}.
 
-    python benchmarks/fast_zoo.py [--threads 1]
+    python benchmarks/fast_zoo.py [--method surgery|ilo|...] [--threads 1]
 """
 
 from __future__ import annotations
@@ -31,8 +32,12 @@ def main(argv=None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fast_zoo.json")
+    ap.add_argument("--method", default="surgery", help="a generator method with a fast preset (surgery, ilo, mgan, ...)")
+    ap.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/fast_zoo[_<method>].json")
     a = ap.parse_args(argv)
+    method = a.method
+    get_method(method)  # an unknown name fails here, before any prior loads
+    out = a.out or ROOT / "benchmarks" / "results" / ("fast_zoo.json" if method == "surgery" else f"fast_zoo_{method}.json")
     torch.set_num_threads(a.threads)
     src = load_source("fashion-mnist", 32, 1, split="test")
     xs = [src.get([i])[0].reshape(1, 1, 32, 32) for i in (1, 2, 3, 4)]
@@ -43,16 +48,17 @@ def main(argv=None) -> None:
             for k, x in enumerate(xs):
                 A = build(kind, tuple(x.shape[1:]), seed=k, **kw)
                 for preset in ("paper", "fast"):
-                    cfg = make_config("surgery", preset, G.meta.architecture, G.cut_points)
+                    cfg = make_config(method, preset, G.meta.architecture, G.cut_points)
                     t0 = time.perf_counter()
-                    r = get_method("surgery")[1](Problem(A, A.A(x)), G, cfg, seed=k)
-                    runs.append({"prior": name, "op": op, "image": k + 1, "preset": preset, "cut": cfg.cut,
+                    r = get_method(method)[1](Problem(A, A.A(x)), G, cfg, seed=k)
+                    runs.append({"prior": name, "op": op, "image": k + 1, "preset": preset, "cut": getattr(cfg, "cut", None),
                                  "psnr": float(psnr(x, r.x_hat.clamp(0, 1))), "seconds": time.perf_counter() - t0,
                                  "evaluations": r.extra["evaluations"]})
-    doc = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "threads": a.threads, "runs": runs}
-    a.out.write_text(json.dumps(doc, indent=1) + "\n")
-    lines = [f"# Surgery fast vs paper preset on every zoo architecture ({doc['when']}, {a.threads} thread(s))", "",
-             "Produced by `python benchmarks/fast_zoo.py`. Mean over 4 Fashion-MNIST test images; noiseless.", "",
+    doc = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "threads": a.threads, "method": method, "runs": runs}
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    flag = "" if method == "surgery" else f" --method {method}"
+    lines = [f"# {method}: fast vs paper preset on every zoo architecture ({doc['when']}, {a.threads} thread(s))", "",
+             f"Produced by `python benchmarks/fast_zoo.py{flag}`. Mean over 4 Fashion-MNIST test images; noiseless.", "",
              "| prior | operator | cut | PSNR paper | PSNR fast | fast - paper (+- SE) | seconds paper | seconds fast |",
              "|---|---|---|---|---|---|---|---|"]
     for name in PRIORS:
@@ -61,11 +67,11 @@ def main(argv=None) -> None:
             f = [r for r in runs if r["prior"] == name and r["op"] == op and r["preset"] == "fast"]
             d = [b["psnr"] - a_["psnr"] for a_, b in zip(p, f)]
             se = statistics.stdev(d) / len(d) ** 0.5
-            lines.append(f"| {name} | {op} | {p[0]['cut']} | {statistics.mean(r['psnr'] for r in p):.2f} | "
+            lines.append(f"| {name} | {op} | {'-' if p[0]['cut'] is None else p[0]['cut']} | {statistics.mean(r['psnr'] for r in p):.2f} | "
                          f"{statistics.mean(r['psnr'] for r in f):.2f} | {statistics.mean(d):+.2f} +- {se:.2f} | "
                          f"{statistics.mean(r['seconds'] for r in p):.2f} | {statistics.mean(r['seconds'] for r in f):.2f} |")
     text = "\n".join(lines) + "\n"
-    a.out.with_suffix(".md").write_text(text)
+    out.with_suffix(".md").write_text(text)
     print(text)
 
 

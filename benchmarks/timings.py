@@ -201,13 +201,37 @@ def residual_ab(rows=(1, 3), reps: int = 40) -> dict:
     return out
 
 
+def library_decode(params, net_input):
+    """recon's batched decoder with the library forms it used before 2026-12-03: the bilinear
+    kernel of ``F.interpolate`` at every size and the channel norm as ``F.group_norm`` without
+    affine weights followed by an ``addcmul`` with each restart's scale and shift."""
+    import torch
+    import torch.nn.functional as F
+
+    from recon_core.priors import deep_decoder as dd
+
+    depth = sum(1 for key in params if key.startswith("conv")) - 1
+    x = net_input
+    for i in range(depth + 1):
+        x = dd._conv1x1(params[f"conv{i}"], x)
+        if i < depth:
+            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        x = F.group_norm(F.relu(x), x.shape[1], eps=dd.NORM_EPS)
+        x = torch.addcmul(params[f"beta{i}"][:, :, None, None], x, params[f"gamma{i}"][:, :, None, None])
+    return torch.sigmoid(dd._conv1x1(params["out"], x))
+
+
 def dd_step_ab(widths=(13, 44), restarts=(1, 3), reps: int = 30) -> dict:
-    """Milliseconds of one Deep Decoder step (decode + gradient of every weight) at 64 px, depth 5:
-    recon's batched ``priors.deep_decoder.decode`` on R restarts vs the reference's torch layers
-    run once per restart (as its code does), interleaved; and the largest output difference."""
+    """Milliseconds of one Deep Decoder step at 64 px, depth 5, interleaved: the decode and the
+    gradient of every weight with recon's batched ``priors.deep_decoder.decode`` on R restarts,
+    with the same batched decoder in the library forms (``library_decode``), and with the
+    reference's torch layers run once per restart (as its code does); then one Adam update of
+    the 19 weight tensors as 19 parameters vs as one flat tensor (optimise_state's form since
+    2026-12-03, the same iterates bit for bit); and the largest output differences."""
     import torch
 
     from recon_core.priors import deep_decoder as dd
+    from recon_core.solvers.common import Adam, _flat
 
     out: dict = {"threads": torch.get_num_threads(), "cells": []}
     for k in widths:
@@ -220,15 +244,28 @@ def dd_step_ab(widths=(13, 44), restarts=(1, 3), reps: int = 30) -> dict:
             def recon_step():
                 torch.autograd.grad(dd.decode(p, inp).sum(), list(p.values()))
 
+            def library_step():
+                torch.autograd.grad(library_decode(p, inp).sum(), list(p.values()))
+
             def reference_step():
                 for i, net in enumerate(nets):
                     torch.autograd.grad(net(inp[i : i + 1]).sum(), list(net.parameters()))
 
             with torch.no_grad():
                 diff = max(float((dd.decode(p, inp)[i : i + 1] - nets[i](inp[i : i + 1])).abs().max()) for i in range(R))
-            ms = _ms_interleaved({"recon": recon_step, "reference": reference_step}, reps)
-            out["cells"].append({"width": k, "restarts": R, "recon_ms": ms["recon"], "reference_ms": ms["reference"],
-                                 "speedup": ms["reference"] / ms["recon"], "max_abs_diff": diff})
+                lib_diff = float((dd.decode(p, inp) - library_decode(p, inp)).abs().max())
+            per_tensor = [v.detach().clone().requires_grad_(True) for v in p.values()]
+            flat = _flat({key: v.detach() for key, v in p.items()}).clone().requires_grad_(True)
+            for v in per_tensor + [flat]:
+                v.grad = torch.randn(v.shape, generator=g)
+            adam_tensors, adam_flat = Adam(per_tensor, lr=0.01), Adam([flat], lr=0.01)
+            ms = _ms_interleaved({"recon": recon_step, "library": library_step, "reference": reference_step,
+                                  "adam_per_tensor": adam_tensors.step, "adam_flat": adam_flat.step}, reps)
+            out["cells"].append({"width": k, "restarts": R, "recon_ms": ms["recon"], "library_forms_ms": ms["library"],
+                                 "reference_ms": ms["reference"], "speedup": ms["reference"] / ms["recon"],
+                                 "speedup_over_library_forms": ms["library"] / ms["recon"], "max_abs_diff": diff,
+                                 "max_abs_diff_library_forms": lib_diff, "adam_per_tensor_ms": ms["adam_per_tensor"],
+                                 "adam_flat_ms": ms["adam_flat"]})
     return out
 
 
@@ -273,13 +310,19 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tests", action="store_true", help="also run `make test`")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "timings.json")
+    ap.add_argument("--only", default="", help="comma list of sections to run (default: all), e.g. dd_step_ab")
     a = ap.parse_args(argv)
     # the machine is shared: the 1-minute load average before and after says how quiet it was
+    sections = {"demo": lambda: demo(Path(os.environ.get("TMPDIR", "/tmp")) / "recon_timings_demo"), "priors": priors,
+                "block1_ab": block1_ab, "dd_step_ab": dd_step_ab, "residual_ab": residual_ab,
+                "optimiser_ab": optimiser_ab, "bf16_ab": bf16_ab}
+    only = a.only.split(",") if a.only else list(sections)
+    unknown = sorted(set(only) - set(sections))
+    if unknown:
+        ap.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(sections)}")
     doc = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "host": platform.platform(), "cpus": os.cpu_count(),
-           "load_average_before": os.getloadavg()[0],
-           "demo": demo(Path(os.environ.get("TMPDIR", "/tmp")) / "recon_timings_demo"), "priors": priors(),
-           "block1_ab": block1_ab(), "dd_step_ab": dd_step_ab(), "residual_ab": residual_ab(),
-           "optimiser_ab": optimiser_ab(), "bf16_ab": bf16_ab()}
+           "load_average_before": os.getloadavg()[0]}
+    doc.update((name, sections[name]()) for name in only)
     if a.tests:
         doc["tests"] = tests()
     doc["load_average_after"] = os.getloadavg()[0]

@@ -119,6 +119,9 @@ OTHER_VARIANTS = {
         "ls-100-400": {"optimizer": "lbfgs-ls", "n_pre": 100, "steps": 400, "prune_after": 0.3},
         "adam-150-1500-p05": {"n_pre": 150, "steps": 1500, "prune_after": 0.05},
         "adam-200-2000-p05": {"n_pre": 200, "steps": 2000, "prune_after": 0.05},
+        # session 14 (the Deep Decoder's step 1.5x faster in both presets): halved stages, pruned early
+        "adam-250-2000-p10": {"n_pre": 250, "steps": 2000, "prune_after": 0.1},
+        "adam-250-2500-p10-b90": {"n_pre": 250, "steps": 2500, "prune_after": 0.1, "bf16_share": 0.9},
     },
 }
 

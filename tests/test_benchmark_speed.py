@@ -184,6 +184,22 @@ def test_timings_dd_step_ab_compares_equal_decoders():
     (cell,) = ab["cells"]
     assert cell["width"] == 4 and cell["restarts"] == 2 and cell["recon_ms"] > 0 and cell["reference_ms"] > 0
     assert cell["max_abs_diff"] < 1e-5 and cell["speedup"] == pytest.approx(cell["reference_ms"] / cell["recon_ms"])
+    # the library forms (before 2026-12-03) compute the same decoder; the two Adam forms are timed
+    assert cell["max_abs_diff_library_forms"] < 1e-5 and cell["library_forms_ms"] > 0
+    assert cell["speedup_over_library_forms"] == pytest.approx(cell["library_forms_ms"] / cell["recon_ms"])
+    assert cell["adam_per_tensor_ms"] > 0 and cell["adam_flat_ms"] > 0
+
+
+def test_timings_only_runs_the_named_sections(tmp_path, monkeypatch, capsys):
+    """--only runs just the sections named (and refuses unknown ones with the list)."""
+    t = load_benchmark("timings")
+    monkeypatch.setattr(t, "dd_step_ab", lambda: {"cells": ["stub"]})
+    t.main(["--only", "dd_step_ab", "--out", str(tmp_path / "t.json")])
+    doc = json.loads((tmp_path / "t.json").read_text())
+    assert doc["dd_step_ab"] == {"cells": ["stub"]} and "demo" not in doc and "priors" not in doc
+    with pytest.raises(SystemExit):
+        t.main(["--only", "nope", "--out", str(tmp_path / "u.json")])
+    assert "unknown section(s) nope; choose from demo, priors" in capsys.readouterr().err
 
 
 def test_timings_residual_ab_times_both_forms_of_the_loss():

@@ -30,8 +30,8 @@ from ..errors import BadInput
 from ..events import Event, EventSink, null_sink
 from ..priors import deep_decoder as dd
 from .common import (
-    MethodConfig, opt, require_prior, Problem, Result, check_positive, check_schedule, divergence_advice, fast_options, frozen, group_diverged, group_history, kept_rows,
-    measurement_loss, must_split, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of, seeded_rng,
+    MethodConfig, opt, require_prior, Problem, Result, bf16_tail, check_positive, check_schedule, divergence_advice, fast_options, frozen, group_diverged,
+    group_history, kept_rows, measurement_loss, must_split, native_bf16, noise_floors, one_by_one, optimise_state, problem_seeds, rows_of, seeded_rng,
     stack_problems, timer,
 )
 
@@ -65,15 +65,17 @@ class HybridConfig(MethodConfig):
     optimizer: str = "adam"
     prune_after: float = 0.0
     stop_tol: float = 1e-3
+    bf16_share: float = opt(0.0, "Share of every stage's steps evaluated with a bfloat16 copy of the generator (and cs-gaussian's bfloat16 matrix) where the device computes bfloat16 natively (0 = off; iterates and restarts are chosen on float32 losses).")
 
 
-def _mix(prior, state, net_input) -> torch.Tensor:
-    """alpha G(z) + beta DD(theta) for a batched joint state -> (R, C, H, W) (unclamped)."""
+def _mix(prior, state, net_input, tail=None) -> torch.Tensor:
+    """alpha G(z) + beta DD(theta) for a batched joint state -> (R, C, H, W) (unclamped);
+    ``tail(z, 0)`` replaces ``prior.tail`` when given (the bfloat16 copy's)."""
     z = OrderedDict((k[2:], v) for k, v in state.items() if k.startswith("g."))
     theta = OrderedDict((k[3:], v) for k, v in state.items() if k.startswith("dd."))
     a = state["alpha"].reshape(-1, 1, 1, 1)
     b = state["beta"].reshape(-1, 1, 1, 1)
-    return a * prior.tail(z, 0) + b * dd.decode(theta, net_input)
+    return a * (tail or prior.tail)(z, 0) + b * dd.decode(theta, net_input)
 
 
 def solve(problem: Problem, prior, config: HybridConfig = HybridConfig(), on_event: EventSink = null_sink,
@@ -126,10 +128,16 @@ def solve_batch(problems: Sequence[Problem], prior, config: HybridConfig = Hybri
     floors = noise_floors(problems, R)
     histories: List[List[dict]] = [[] for _ in range(B)]
 
-    def loss(x, rows):
-        return measurement_loss(A, y_rows if len(rows) == len(y_rows) else y_rows[rows], x)
+    def loss(x, rows, coarse=False):
+        return measurement_loss(A, y_rows if len(rows) == len(y_rows) else y_rows[rows], x, coarse=coarse)
 
-    def stage(fn, init, phase, steps, prune_after, info):
+    # low precision first (bf16_share): the first share of every stage evaluates G with a
+    # bfloat16 copy (and cs-gaussian's residual with its bfloat16 matrix), then optimise_state
+    # re-scores the best iterates in float32 and goes on in float32
+    low = bf16_tail(prior, cut=0) if config.bf16_share and native_bf16(y.device) else None
+    bf16_evals = [0] * B
+
+    def stage(fn, init, phase, steps, prune_after, info, coarse_fn=None):
         """One stage of Algorithm 1 with per-problem histories tagged with the stage."""
         def report(step, best, div):
             group_history(histories, best, div, B, {"step": step, "phase": phase})
@@ -137,9 +145,14 @@ def solve_batch(problems: Sequence[Problem], prior, config: HybridConfig = Hybri
             on_event(Event(phase=f"hybrid:{phase}", step=step, total=steps, loss=float(ok.min()) if ok.numel() else float("nan"),
                            extra={"diverged": int(div.sum())}))
 
+        fast = fast_options(prune_after, config.stop_tol, floors, B)
+        if low is not None and int(config.bf16_share * steps):
+            fast.update(coarse_fn=coarse_fn, coarse_evals=int(config.bf16_share * steps))
         out = optimise_state(fn, init, optimizer=config.optimizer, lr=config.lr, steps=steps, phase=f"hybrid:{phase}",
                              on_event=on_event, with_rows=True, info=info, report=None if config.optimizer == "lbfgs-ls" else report,
-                             fast=fast_options(prune_after, config.stop_tol, floors, B))
+                             fast=fast)
+        for j, n in enumerate(info.get("coarse_evaluations", [0] * B)):
+            bf16_evals[j] += n
         if config.optimizer == "lbfgs-ls":
             for j, h in enumerate(info["group_history"]):
                 histories[j] += [dict(e, phase=phase) for e in h]
@@ -150,16 +163,18 @@ def solve_batch(problems: Sequence[Problem], prior, config: HybridConfig = Hybri
         # the other (the paper interleaves their Adam steps, which gives the same iterates); every
         # restart goes on from both, so they are never pruned
         info_g, info_dd, info = {}, {}, {}
-        z_pre, loss_g, _, _ = stage(lambda s, rows: loss(prior.tail(s, 0), rows), z0, "pre-gan", int(config.n_pre), 0.0, info_g)
+        z_pre, loss_g, _, _ = stage(lambda s, rows: loss(prior.tail(s, 0), rows), z0, "pre-gan", int(config.n_pre), 0.0, info_g,
+                                    lambda s, rows: loss(low(s, 0), rows, coarse=True))
         th_pre, loss_dd, _, _ = stage(lambda p, rows: loss(dd.decode(p, net_input[rows]), rows), theta0, "pre-dd",
-                                      int(config.n_pre), 0.0, info_dd)
+                                      int(config.n_pre), 0.0, info_dd, lambda p, rows: loss(dd.decode(p, net_input[rows]), rows, coarse=True))
         joint = OrderedDict()
         joint.update((f"g.{k}", v) for k, v in z_pre.items())
         joint.update((f"dd.{k}", v) for k, v in th_pre.items())
         joint["alpha"] = torch.full((B * R, 1), MIX_INIT, **place)
         joint["beta"] = torch.full((B * R, 1), MIX_INIT, **place)
         best, losses, _, diverged = stage(lambda s, rows: loss(_mix(prior, s, net_input[rows]), rows), joint, "joint",
-                                          int(config.steps), config.prune_after, info)
+                                          int(config.steps), config.prune_after, info,
+                                          lambda s, rows: loss(_mix(prior, s, net_input[rows], low), rows, coarse=True))
         evals = [sum(d.get("group_evaluations", [d["evaluations"]] * B)[j] for d in (info_g, info_dd, info)) for j in range(B)]
         results = []
         for j, i in enumerate(kept_rows(losses, diverged, B, divergence_advice(config.optimizer, config.lr))):
@@ -177,6 +192,7 @@ def solve_batch(problems: Sequence[Problem], prior, config: HybridConfig = Hybri
                     "evaluations": evals[j], "stop": info["stops"][i], "pre_gan_loss": float(loss_g[i]),
                     "pre_dd_loss": float(loss_dd[i]), "final_loss": final, "dd_width": width, "dd_depth": config.dd_depth,
                     "num_params": dd.num_params(width, config.dd_depth, A.img_shape[0]) + n_z + 2,
+                    **({"bf16_evaluations": bf16_evals[j]} if config.bf16_share else {}),
                     **({"batch": B} if B > 1 else {}),
                 },
             ))

@@ -160,7 +160,7 @@ def test_bf16_share_is_used_where_native_and_recorded(method, monkeypatch):
     assert off.extra["bf16_evaluations"] == 0 and torch.equal(off.x_hat, plain.x_hat)
 
 
-@pytest.mark.parametrize("method", ["csgm", "surgery"])
+@pytest.mark.parametrize("method", ["csgm", "surgery", "hybrid"])
 @pytest.mark.parametrize("value, match", [
     (1.0, r"bf16_share must be a number in \[0, 1\) .* got 1.0"),
     (-0.1, r"bf16_share must be a number in \[0, 1\) .* got -0.1"),
@@ -303,4 +303,28 @@ def test_csgm_adam_schedule_with_bf16_share(monkeypatch):
     assert torch.equal(csgm.solve(pb, g, replace(lb, bf16_share=0.5), seed=2).x_hat, csgm.solve(pb, g, lb, seed=2).x_hat)
     monkeypatch.setattr(common, "native_bf16", lambda device: False)
     off = csgm.solve(pb, g, replace(base, bf16_share=0.5), seed=2)
+    assert off.extra["bf16_evaluations"] == 0 and torch.equal(off.x_hat, plain.x_hat)
+
+
+def test_hybrid_bf16_share_runs_every_stage_low_first_where_native(monkeypatch):
+    """The hybrid's bfloat16 start: the first share of each of its three stages low (counted in
+    bf16_evaluations), the kept restart's loss the float32 loss of its (unclamped) mix; not
+    native: the float32 solve, exactly."""
+    from recon_core.solvers import hybrid
+
+    g = tiny_prior("dcgan")
+    pb, _ = _problem(g)
+    base = hybrid.HybridConfig(n_pre=10, steps=20, restarts=2, dd_depth=2)
+    plain = hybrid.solve(pb, g, base, seed=2)
+    monkeypatch.setattr(common, "native_bf16", lambda device: True)
+    monkeypatch.setattr(hybrid, "native_bf16", lambda device: True)
+    low = hybrid.solve(pb, g, replace(base, bf16_share=0.5), seed=2)
+    assert low.extra["bf16_evaluations"] == 5 + 5 + 10 and "bf16_evaluations" not in plain.extra
+    assert not torch.equal(low.x_hat, plain.x_hat)
+    with torch.no_grad():
+        mix = hybrid._mix(g, low.state, low.state["dd.input"])
+        exact = float(measurement_loss(pb.A, pb.y, mix))
+    assert low.losses[low.best_restart] == pytest.approx(exact, rel=1e-5)
+    monkeypatch.setattr(hybrid, "native_bf16", lambda device: False)
+    off = hybrid.solve(pb, g, replace(base, bf16_share=0.5), seed=2)
     assert off.extra["bf16_evaluations"] == 0 and torch.equal(off.x_hat, plain.x_hat)
