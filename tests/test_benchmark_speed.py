@@ -261,3 +261,39 @@ def test_tune_fast_report_compares_cells_with_the_baseline_and_filters_by_time(t
     tune.report(path, baseline="fast-150@s11", since="2026-12-03 04:00")
     out = capsys.readouterr().out
     assert "vs fast-150@s11: fast-150 +1.00 +- nan dB (worst +1.00) x0.67 time (n1) | fast-150-r1 +0.50" in out
+
+
+def test_fast_zoo_runs_any_method_with_a_fast_preset(tmp_path, monkeypatch):
+    """benchmarks/fast_zoo.py --method ilo: both presets per prior x operator x image, its own
+    files; an unknown method is refused before any prior loads (tiny priors and short schedules
+    stand in for the zoo's)."""
+    from dataclasses import replace
+
+    import recon_core.generators.zoo as zoo
+    import recon_core.solvers as solvers
+    import recon_core.training.data as data
+    from recon_core.errors import UnknownName
+
+    fz = load_benchmark("fast_zoo")
+    monkeypatch.setattr(fz, "PRIORS", ["tiny-dcgan"])
+    from recon_core.generators import registry
+    from recon_core.generators.checkpoints import build_adapter
+
+    torch.manual_seed(0)  # a one-channel 32 px DCGAN, as the zoo's Fashion-MNIST priors
+    monkeypatch.setattr(zoo, "load_prior", lambda name: build_adapter("dcgan", **dict(registry.get("dcgan").tiny, nc=1)).eval())
+    real = solvers.make_config
+    monkeypatch.setattr(solvers, "make_config", lambda m, preset, arch, cuts=None: replace(real(m, preset, arch, cuts), steps=(3, 2, 2), restarts=1))
+
+    class Src:
+        def get(self, idx):
+            return torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(idx[0]))
+
+    monkeypatch.setattr(data, "load_source", lambda *a, **k: Src())
+    fz.main(["--method", "ilo", "--out", str(tmp_path / "z.json")])
+    doc = json.loads((tmp_path / "z.json").read_text())
+    assert doc["method"] == "ilo" and len(doc["runs"]) == 1 * 2 * 4 * 2
+    assert {r["preset"] for r in doc["runs"]} == {"paper", "fast"} and all(r["cut"] is None for r in doc["runs"])
+    md = (tmp_path / "z.md").read_text()
+    assert "# ilo: fast vs paper preset" in md and "`python benchmarks/fast_zoo.py --method ilo`" in md and "| tiny-dcgan | cs-0.1 | - |" in md
+    with pytest.raises(UnknownName, match="nope"):
+        fz.main(["--method", "nope", "--out", str(tmp_path / "n.json")])
