@@ -13,6 +13,8 @@ largest k with |theta| + |z| + 2 < m, so the whole hybrid model is under-paramet
 
 Restarts run as one batch (z, the decoder weights, alpha and beta all carry a leading restart
 axis; see ``priors.deep_decoder``). Selection uses the measurement loss of the joint stage only.
+Presets (``PRESETS``): ``paper`` is Algorithm 1's schedule; ``fast`` (the CLI's default) its stages
+at half length, pruned to the best restart early in the joint stage, bfloat16 first where native.
 The loss is computed on alpha G + beta DD as in the paper (no clamping inside the objective, so
 gradients never vanish at the range bounds); the returned x_hat is clamped to [0, 1], and
 ``extra["final_loss"]`` is the measurement loss of that clamped estimate.
@@ -41,6 +43,14 @@ OPTIMIZERS = ("adam", "lbfgs-ls")
 #: the paper re-initialises both mixing weights to 0.5 after the separate pre-inversions
 MIX_INIT = 0.5
 
+#: ``paper`` is Algorithm 1's schedule (the dataclass defaults); ``fast`` (the CLI's default) its
+#: Adam stages at half length (250 + 250 separate steps, 2500 joint), only the best restart
+#: going on after 10 % of the joint stage, and the first 90 % of every stage evaluated with the
+#: bfloat16 copy of the generator where the device computes bfloat16 natively. Tuned on 4 images
+#: outside the speed report set (benchmarks/tune_fast.py images 0-3, seed 0, cs m/n 0.1, inpaint
+#: 10 %, superres x4; tune_fast.jsonl ``adam-250-2500-p10-b90@s14`` against ``paper@s14``)
+PRESETS = {"paper": {}, "fast": {"n_pre": 250, "steps": 2500, "prune_after": 0.1, "bf16_share": 0.9}}
+
 
 @dataclass
 class HybridConfig(MethodConfig):
@@ -54,6 +64,9 @@ class HybridConfig(MethodConfig):
     Whose defaults: Daniels, Hand, Heckel, Algorithm 1 and its appendix (n_pre 500, n 5000, Adam lr
     1e-2, a 4-layer decoder under-parameterised); 3 restarts is recon's choice (as for every method
     in the Generator Surgery paper's comparison), the paper states none."""
+
+    #: both step counts belong to the optimiser (lbfgs-ls counts evaluations): see MethodConfig
+    SCHEDULES = (("optimizer", "steps"), ("optimizer", "n_pre"))
 
     n_pre: int = opt(500, 'Separate pre-inversion steps of G and of the Deep Decoder.')
     steps: int = 5000
