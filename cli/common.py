@@ -31,7 +31,7 @@ NOISE_CONVENTIONS = ("per-entry", "cs-norm")
 #: recon_core.solvers.METHODS
 METHOD_NAMES = ("csgm", "surgery", "ilo", "mgan", "iagan", "deep-decoder", "hybrid", "lasso-dct", "pinv")
 #: the methods with a fast preset (recon_core.solvers.FAST_METHODS), named in --preset's help
-FAST_METHOD_NAMES = ("surgery", "mgan", "iagan", "ilo", "hybrid", "csgm")
+FAST_METHOD_NAMES = ("surgery", "mgan", "iagan", "ilo", "csgm")
 #: recon_core.generators.registry.names()
 ARCH_NAMES = ("dcgan", "began", "vae", "stylegan2", "pggan", "biggan")
 #: recon_core.generators.checkpoints.FORMATS

@@ -110,17 +110,3 @@ def test_every_optimiser_option_is_paired_with_its_step_count():
             assert (opt_field in names) == (steps_field in names), (method, opt_field, steps_field)
         assert {n for n in names if n.endswith("optimizer")} <= {o for o, _ in pairs}, method
 
-
-def test_another_optimiser_under_the_hybrids_fast_preset_gets_both_paper_step_counts():
-    """The hybrid's fast preset halves n_pre and steps for Adam; --optimizer lbfgs-ls counts
-    evaluations in both, so each gets the paper's count unless given."""
-    from recon_core.pipeline import build_config
-
-    fast, _ = build_config("hybrid", "dcgan")
-    assert (fast.n_pre, fast.steps, fast.bf16_share, fast.prune_after) == (250, 2500, 0.9, 0.1)
-    ls, _ = build_config("hybrid", "dcgan", {"optimizer": "lbfgs-ls"})
-    assert (ls.optimizer, ls.n_pre, ls.steps) == ("lbfgs-ls", 500, 5000)
-    given, _ = build_config("hybrid", "dcgan", {"optimizer": "lbfgs-ls", "n_pre": 40})
-    assert (given.n_pre, given.steps) == (40, 5000)
-    paper, _ = build_config("hybrid", "dcgan", preset="paper")
-    assert (paper.n_pre, paper.steps, paper.bf16_share, paper.prune_after) == (500, 5000, 0.0, 0.0)

@@ -163,7 +163,11 @@ def test_presets():
     # csgm's fast preset: the paper's Adam schedule, bfloat16 first (where native)
     assert replace(make_config("csgm", "fast"), bf16_share=0.0) == csgm.CSGMConfig() and make_config("csgm", "fast").bf16_share == 0.9
     assert effective_preset("deep-decoder", "fast") == "paper" and effective_preset("surgery", "fast") == "fast"
-    assert make_config("hybrid", "fast") == make_config("hybrid", "paper") and fast_candidate("hybrid") is None
+    assert make_config("hybrid", "fast") == make_config("hybrid", "paper") and fast_candidate("deep-decoder") is None
+    # the hybrid's measured candidate (not adopted: it lost PSNR on compressed sensing)
+    hyb = fast_candidate("hybrid")
+    assert (hyb.n_pre, hyb.steps, hyb.prune_after, hyb.bf16_share) == (250, 2500, 0.1, 0.9)
+    assert replace(hyb, n_pre=500, steps=5000, prune_after=0.0, bf16_share=0.0) == make_config("hybrid", "paper")
     # ILO's fast preset: the paper's Adam rounds, shorter, bfloat16 first (where native)
     ilo_fast, ilo_paper = make_config("ilo", "fast"), make_config("ilo", "paper")
     assert (ilo_fast.steps, ilo_fast.bf16_share, ilo_paper.steps, ilo_paper.bf16_share) == ((25, 100, 100), 0.9, (300, 200, 100), 0.0)
