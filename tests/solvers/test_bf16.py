@@ -298,7 +298,10 @@ def test_csgm_adam_schedule_with_bf16_share(monkeypatch):
     assert low.extra["bf16_evaluations"] == 10 and "bf16_evaluations" not in plain.extra
     with torch.no_grad():
         exact = float(measurement_loss(pb.A, pb.y, low.x_hat))
-    assert low.losses[low.best_restart] == pytest.approx(exact, rel=1e-5)
+    # rel 1e-3, not tighter: the residual is ~1e-5 of ||y||^2, so float32 rounding of the batched
+    # vs the single-image forward (kernels differ between CPUs: 1e-5 apart on one without AMX)
+    # is amplified; a bfloat16-scored loss would be off by far more (8 mantissa bits)
+    assert low.losses[low.best_restart] == pytest.approx(exact, rel=1e-3)
     lb = replace(base, optimizer="lbfgs", steps=2, lbfgs_max_iter=3)
     assert torch.equal(csgm.solve(pb, g, replace(lb, bf16_share=0.5), seed=2).x_hat, csgm.solve(pb, g, lb, seed=2).x_hat)
     monkeypatch.setattr(common, "native_bf16", lambda device: False)
