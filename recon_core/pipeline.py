@@ -124,7 +124,7 @@ def build_config(method: str, arch: str = "", overrides: Optional[dict] = None, 
     """(config, solve) of ``method``: ``preset`` on its paper defaults (per architecture where
     the paper gives them), then every option in ``overrides`` that is not None. An option the
     method does not have is a BadInput."""
-    from dataclasses import fields
+    from dataclasses import fields, replace
 
     from .errors import BadInput
     from .solvers import get_method, make_config
@@ -133,19 +133,22 @@ def build_config(method: str, arch: str = "", overrides: Optional[dict] = None, 
     cfg = make_config(method, preset, arch, cut_points)
     solve = get_method(method)[1]
     names = {f.name for f in fields(cfg)}
+    changes = {}
     for opt_field, steps_field in getattr(cfg, "SCHEDULES", ()):  # solvers.common.MethodConfig.SCHEDULES
         if opt_field not in names:  # an option the method lacks is refused below, by name
             continue
         if overrides.get(opt_field) not in (None, getattr(cfg, opt_field)) and overrides.get(steps_field) is None:
             # another optimiser than the preset's gets the paper's steps unless steps are given
-            setattr(cfg, steps_field, getattr(make_config(method, "paper", arch, cut_points), steps_field))
+            changes[steps_field] = getattr(make_config(method, "paper", arch, cut_points), steps_field)
     for k, v in overrides.items():
         if v is None:
             continue
         if k not in names:
             raise BadInput(f"--{k.replace('_', '-')} does not apply to --method {method}")
-        setattr(cfg, k, _coerce(k, v, getattr(cfg, k)))
-    return cfg, solve
+        changes[k] = _coerce(k, v, getattr(cfg, k))
+    # replace(), not setattr: the config's own checks (MethodConfig.__post_init__) see the given
+    # values here, before a prior loads, not in the middle of a solve
+    return replace(cfg, **changes), solve
 
 
 def solve_problems(method: str, problems: list, prior, config, seed, on_event=None, backproject: bool = False) -> list:

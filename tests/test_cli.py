@@ -231,6 +231,9 @@ def test_log_json_progress(tmp_path, face, tiny_ckpt):
         (["--noise-std", "1e308"], "noise level must be a number in [0, 1e+06]"),
         (["--max-memory", "inf"], "--max-memory must be a number of GB > 0 and < 1e9"),
         (["--preset", "paper", "--lr", "1e308"], "lr must be a positive number up to 1e+30, got 1e+308"),
+        # checked where the config is made (before the prior loads), not mid-solve
+        (["--method", "hybrid", "--bf16-share", "1.5"], "bf16_share must be a number in [0, 1) (the share of evaluations run in bfloat16), got 1.5"),
+        (["--method", "csgm", "--bf16-share", "-0.5"], "bf16_share must be a number in [0, 1)"),
     ],
 )
 def test_bad_options_exit_2(tmp_path, face, tiny_ckpt, args, message):

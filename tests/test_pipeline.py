@@ -110,3 +110,19 @@ def test_every_optimiser_option_is_paired_with_its_step_count():
             assert (opt_field in names) == (steps_field in names), (method, opt_field, steps_field)
         assert {n for n in names if n.endswith("optimizer")} <= {o for o, _ in pairs}, method
 
+
+
+@pytest.mark.parametrize("method, overrides, match", [
+    ("hybrid", {"bf16_share": 1.5}, r"bf16_share must be a number in \[0, 1\)"),
+    ("surgery", {"prune_after": 2}, r"prune_after must be in \[0, 1\], got 2"),
+    ("csgm", {"stop_tol": -1}, r"stop_tol must be a number >= 0"),
+])
+def test_build_config_runs_the_configs_own_checks_on_given_values(method, overrides, match):
+    """Options given by name go through the config's checks when it is built (not setattr after
+    them), so a bad value is refused before a prior loads or a stage runs."""
+    from recon_core.pipeline import build_config
+
+    with pytest.raises(BadInput, match=match):
+        build_config(method, "dcgan", overrides)
+    cfg, _ = build_config("hybrid", "dcgan", {"bf16_share": 0.5, "n_pre": 7})
+    assert (cfg.bf16_share, cfg.n_pre) == (0.5, 7)
