@@ -27,6 +27,8 @@ def other_value(method: str, f, cut_points):
     if f.name == "cut":
         v = next(c for c in cut_points if c != d)
         return str(v), v
+    if f.name == "screen":  # 0 (off) or at least the restarts (3): the config refuses 1
+        return "8", 8
     if isinstance(d, bool):
         return None, not d
     if isinstance(d, tuple):
