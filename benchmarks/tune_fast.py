@@ -86,6 +86,8 @@ OTHER_VARIANTS = {
         "adam-2500-p10": {"steps": 2500, "prune_after": 0.1},
         "adam-3000-p05": {"steps": 3000, "prune_after": 0.05},
         "ls-600": {"optimizer": "lbfgs-ls", "steps": 600, "prune_after": 0.3},
+        # session 15 (after the 1.5x faster decoder step): where inpainting and super-resolution plateau
+        "adam-1500-p10": {"steps": 1500, "prune_after": 0.1},
     },
     "mgan": {
         "adam-1000-p10": {"steps": 1000, "prune_after": 0.1},
