@@ -95,7 +95,7 @@ def make_config(method: str, preset: str = "paper", arch: str = "", cut_points=N
 def fast_candidate(method: str, arch: str = "", cut_points=None):
     """The config of the fast schedule measured for ``method`` in benchmarks/speed.py: its fast
     preset, or for a method without one the candidate it did not adopt (its module's
-    FAST_CANDIDATE, where it declares one: the hybrid), on the
+    FAST_CANDIDATE, where it declares one: the hybrid and the deep decoder), on the
     paper settings; None when it has neither."""
     import dataclasses
 
