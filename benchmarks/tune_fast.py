@@ -123,7 +123,7 @@ OTHER_VARIANTS = {
         "adam-200-2000-p05": {"n_pre": 200, "steps": 2000, "prune_after": 0.05},
         # session 14 (the Deep Decoder's step 1.5x faster in both presets): halved stages, pruned early
         "adam-250-2000-p10": {"n_pre": 250, "steps": 2000, "prune_after": 0.1},
-        # = the fast preset since 2026-12-03 (session 14)
+        # = hybrid.FAST_CANDIDATE (not adopted: it lost on cs on the report set, speed_hybrid.md)
         "adam-250-2500-p10-b90": {"n_pre": 250, "steps": 2500, "prune_after": 0.1, "bf16_share": 0.9},
     },
 }
